@@ -1,0 +1,905 @@
+/* SPDX-License-Identifier: MIT */
+/* The fetch engine: one thread per engine runs a libcurl multi handle.
+ * Submitters append jobs to a locked FIFO and wake the thread; the thread
+ * starts at most `concurrency` transfers, reuses easy handles (and through
+ * the multi handle, connections), retries transient faults after a capped,
+ * jittered exponential backoff, and calls each job's done() exactly once.
+ * Identity (ETag, Last-Modified, size) is checked when a response's headers
+ * end, before any byte of its body is accepted, so no read mixes versions. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <unistd.h>
+#include "fetch.h"
+
+struct fetch_engine {
+	CURLM *multi;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	struct fetch_job *qhead, *qtail;   /* submitted, guarded by lock */
+	int stopping;                      /* guarded by lock */
+	/* owned by the engine thread */
+	struct fetch_job *ready, *ready_tail, *waiting, *running;
+	unsigned active;
+	CURL **pool;
+	unsigned npool;
+	uint64_t rng;
+	/* configuration */
+	unsigned concurrency, retries, timeout_s;
+	int insecure;
+	char *userpwd, *sigv4;
+	char **headers;
+	struct backend_counters *c;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init_once(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void fetch_log(int level, const char *fmt, ...)
+{
+	static const char *names[] = { "emerg", "alert", "crit", "error",
+				       "warning", "notice", "info", "debug" };
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "epochfs: %s: %s\n", names[level & 7], line);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* xorshift64*: jitter only, no need for quality beyond spreading retries. */
+static double jitter(struct fetch_engine *e)
+{
+	e->rng ^= e->rng >> 12;
+	e->rng ^= e->rng << 25;
+	e->rng ^= e->rng >> 27;
+	return (double)((e->rng * 2685821657736338717ULL) >> 11) / (double)(1ULL << 53);
+}
+
+enum fetch_verdict fetch_classify(int curlcode, long http, const char *s3code, int *err)
+{
+	*err = -EIO;
+	switch (curlcode) {
+	case CURLE_OK:
+		break;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_HTTP2:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_HTTP2_STREAM:
+		return FETCH_RETRY;
+	case CURLE_OUT_OF_MEMORY:
+		*err = -ENOMEM;
+		return FETCH_FAIL;
+	default:
+		return FETCH_FAIL;
+	}
+	if (s3code && (!strcmp(s3code, "SlowDown") || !strcmp(s3code, "RequestTimeout") ||
+		       !strcmp(s3code, "InternalError")))
+		return FETCH_RETRY;
+	if ((http >= 200 && http < 300) || http == 416)
+		return FETCH_OK;
+	switch (http) {
+	case 404:
+		*err = -ENOENT;
+		return FETCH_FAIL;
+	case 401:
+	case 403:
+		*err = -EACCES;
+		return FETCH_FAIL;
+	case 412:
+		*err = -ESTALE;
+		return FETCH_FAIL;
+	case 408:
+	case 429:
+	case 500:
+	case 502:
+	case 503:
+	case 504:
+		return FETCH_RETRY;
+	default:
+		return FETCH_FAIL;
+	}
+}
+
+unsigned fetch_backoff_ms(unsigned n, double jit)
+{
+	uint64_t d = FETCH_BACKOFF_BASE_MS;
+
+	while (n-- > 1 && d < FETCH_BACKOFF_CAP_MS)
+		d *= 2;
+	if (d > FETCH_BACKOFF_CAP_MS)
+		d = FETCH_BACKOFF_CAP_MS;
+	if (jit < 0 || jit >= 1)
+		jit = 0;
+	return (unsigned)(d / 2 + (uint64_t)(jit * (double)(d / 2)));
+}
+
+static int month_of(const char *s)
+{
+	static const char m[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+
+	for (int i = 0; i < 12; i++)
+		if (!strncmp(s, m + 3 * i, 3))
+			return i;
+	return -1;
+}
+
+int fetch_parse_http_date(const char *s, time_t *out)
+{
+	struct tm tm = { 0 };
+	char mon[4];
+	const char *p = strchr(s, ',');
+	int n = 0;
+
+	if (!p)
+		return -EINVAL;
+	if (sscanf(p + 1, " %2d %3s %4d %2d:%2d:%2d GMT%n", &tm.tm_mday, mon, &tm.tm_year,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n == 0)
+		return -EINVAL;
+	tm.tm_mon = month_of(mon);
+	if (tm.tm_mon < 0 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+	    tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+		return -EINVAL;
+	tm.tm_year -= 1900;
+	*out = timegm(&tm);
+	return 0;
+}
+
+int fetch_parse_iso8601(const char *s, time_t *out)
+{
+	struct tm tm = { 0 };
+
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+		   &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+		return -EINVAL;
+	if (tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+	    tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return -EINVAL;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*out = timegm(&tm);
+	return 0;
+}
+
+int fetch_parse_content_range(const char *s, uint64_t *start, uint64_t *total)
+{
+	unsigned long long a, b, t;
+	int n = 0;
+
+	while (*s == ' ')
+		s++;
+	if (strncasecmp(s, "bytes ", 6))
+		return -EINVAL;
+	s += 6;
+	if (sscanf(s, "*/%llu%n", &t, &n) == 1 && n) {
+		*start = 0;
+		*total = t;
+		return 0;
+	}
+	if (sscanf(s, "%llu-%llu/%llu%n", &a, &b, &t, &n) != 3 || !n || b < a || b >= t)
+		return -EINVAL;
+	*start = a;
+	*total = t;
+	return 0;
+}
+
+/* Strip a weak prefix and surrounding quotes: the comparable part. */
+static void etag_core(const char *s, const char **p, size_t *n)
+{
+	size_t l;
+
+	if (!strncmp(s, "W/", 2))
+		s += 2;
+	l = strlen(s);
+	if (l >= 2 && s[0] == '"' && s[l - 1] == '"') {
+		s++;
+		l -= 2;
+	}
+	*p = s;
+	*n = l;
+}
+
+int fetch_etag_equal(const char *a, const char *b)
+{
+	const char *pa, *pb;
+	size_t na, nb;
+
+	etag_core(a, &pa, &na);
+	etag_core(b, &pb, &nb);
+	return na == nb && !memcmp(pa, pb, na);
+}
+
+/* Copy a header value without leading blanks and the trailing CRLF. */
+static void header_value(const char *v, size_t n, char *dst, size_t dstlen)
+{
+	while (n && (*v == ' ' || *v == '\t')) {
+		v++;
+		n--;
+	}
+	while (n && (v[n - 1] == '\r' || v[n - 1] == '\n' || v[n - 1] == ' '))
+		n--;
+	if (n >= dstlen)
+		n = dstlen - 1;
+	memcpy(dst, v, n);
+	dst[n] = 0;
+}
+
+/* Decide at the end of a 2xx response's headers whether it is the object
+ * we expect; sets job->stale (and stops the transfer) when it is not. */
+static int check_identity(struct fetch_job *j, long http)
+{
+	if (j->probing || j->mode == FETCH_HEAD)
+		return 0;
+	if (j->mode == FETCH_RANGE && http == 200 && j->off + j->got > 0)
+		j->skip = j->off + j->got;
+	if ((j->checks & FETCH_CHECK_ETAG) && j->expect.etag[0] && j->current.etag[0] &&
+	    !fetch_etag_equal(j->expect.etag, j->current.etag))
+		j->stale = 1;
+	if ((j->checks & FETCH_CHECK_MTIME) && j->expect.mtime_ns && j->current.mtime_ns &&
+	    j->expect.mtime_ns / 1000000000 != j->current.mtime_ns / 1000000000)
+		j->stale = 1;
+	if ((j->checks & FETCH_CHECK_SIZE) && j->total != UINT64_MAX &&
+	    j->total != j->expect.size)
+		j->stale = 1;
+	return j->stale ? -ESTALE : 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
+{
+	struct fetch_job *j = arg;
+	size_t n = size * nitems;
+	char v[BACKEND_ETAG_MAX + 64];
+	long http = 0;
+	uint64_t start;
+	time_t t;
+
+	if (n >= 5 && !strncmp(data, "HTTP/", 5)) {
+		memset(&j->current, 0, sizeof(j->current));
+		j->total = UINT64_MAX;
+		return n;
+	}
+	if (n <= 2 && (data[0] == '\r' || data[0] == '\n')) {
+		curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &http);
+		if (j->total != UINT64_MAX)
+			j->current.size = j->total;
+		if (http >= 200 && http < 300 && (j->badrange || check_identity(j, http)))
+			return 0;
+		return n;
+	}
+	if (n > 5 && !strncasecmp(data, "etag:", 5)) {
+		header_value(data + 5, n - 5, j->current.etag, sizeof(j->current.etag));
+	} else if (n > 14 && !strncasecmp(data, "last-modified:", 14)) {
+		header_value(data + 14, n - 14, v, sizeof(v));
+		if (!fetch_parse_http_date(v, &t))
+			j->current.mtime_ns = (int64_t)t * 1000000000;
+	} else if (n > 14 && !strncasecmp(data, "content-range:", 14)) {
+		header_value(data + 14, n - 14, v, sizeof(v));
+		if (!fetch_parse_content_range(v, &start, &j->total) && start != j->off + j->got &&
+		    j->mode == FETCH_RANGE && !j->probing)
+			j->badrange = 1; /* not the range asked for: a bad reply */
+	} else if (n > 15 && !strncasecmp(data, "content-length:", 15) && j->total == UINT64_MAX) {
+		long long cl;
+
+		header_value(data + 15, n - 15, v, sizeof(v));
+		curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &http);
+		if (http == 200 && sscanf(v, "%lld", &cl) == 1 && cl >= 0)
+			j->total = (uint64_t)cl;
+	}
+	return n;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct fetch_job *j = arg;
+	struct fetch_engine *e;
+	size_t n = size * nmemb, take;
+	long http = 0;
+
+	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &http);
+	e = j->engine;
+	if (http < 200 || http >= 300) {
+		take = FETCH_ERRBODY_MAX - 1 - j->errbody_len;
+		take = n < take ? n : take;
+		memcpy(j->errbody + j->errbody_len, data, take);
+		j->errbody_len += take;
+		j->errbody[j->errbody_len] = 0;
+		return n;
+	}
+	if (j->mode == FETCH_BODY) {
+		if (j->body_len + n + 1 > j->body_cap) {
+			size_t cap = j->body_cap ? j->body_cap : 65536;
+			char *nb;
+
+			while (cap < j->body_len + n + 1)
+				cap *= 2;
+			if (cap > FETCH_BODY_MAX) {
+				j->toobig = 1;
+				return 0;
+			}
+			nb = realloc(j->body, cap);
+			if (!nb) {
+				j->toobig = 1;
+				return 0;
+			}
+			j->body = nb;
+			j->body_cap = cap;
+		}
+		memcpy(j->body + j->body_len, data, n);
+		j->body_len += n;
+		j->body[j->body_len] = 0;
+		atomic_fetch_add(&e->c->bytes, n);
+		return n;
+	}
+	if (j->mode != FETCH_RANGE)
+		return n;
+	if (j->skip) {
+		take = n < j->skip ? n : (size_t)j->skip;
+		j->skip -= take;
+		data += take;
+		n -= take;
+	}
+	take = j->len - j->got;
+	take = n < take ? n : take;
+	memcpy((char *)j->buf + j->got, data, take);
+	j->got += take;
+	atomic_fetch_add(&e->c->bytes, take);
+	if (take < n && j->got == j->len) {
+		j->complete = 1;   /* everything asked for: drop the excess */
+		return 0;
+	}
+	return size * nmemb;
+}
+
+/* Configure an easy handle for one attempt of j.  0 or -ENOMEM. */
+static int setup_attempt(struct fetch_engine *e, struct fetch_job *j, CURL *h)
+{
+	char range[64], hdr[BACKEND_ETAG_MAX + 16];
+	struct curl_slist *l = NULL, *t;
+
+	for (char **p = e->headers; p && *p; p++) {
+		if (!(t = curl_slist_append(l, *p)))
+			goto nomem;
+		l = t;
+	}
+	if ((j->checks & FETCH_CHECK_ETAG) && j->expect.etag[0] && !j->probing &&
+	    j->mode != FETCH_HEAD) {
+		if (j->expect.etag[0] == '"' || !strncmp(j->expect.etag, "W/", 2))
+			snprintf(hdr, sizeof(hdr), "If-Match: %s", j->expect.etag);
+		else
+			snprintf(hdr, sizeof(hdr), "If-Match: \"%s\"", j->expect.etag);
+		if (!(t = curl_slist_append(l, hdr)))
+			goto nomem;
+		l = t;
+	}
+	j->hdrs = l;
+	j->easy = h;
+	curl_easy_setopt(h, CURLOPT_URL, j->url);
+	curl_easy_setopt(h, CURLOPT_PRIVATE, (char *)j);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	if (getenv("EPOCHFS_CURL_VERBOSE")) curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, l);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, j);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, j);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)FETCH_CONNECT_TIMEOUT_S);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)e->timeout_s);
+	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (e->insecure) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	if (e->sigv4) {
+		curl_easy_setopt(h, CURLOPT_AWS_SIGV4, e->sigv4);
+		curl_easy_setopt(h, CURLOPT_USERPWD, e->userpwd);
+	}
+	if (j->mode == FETCH_HEAD || j->probing) {
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	} else if (j->mode == FETCH_RANGE) {
+		snprintf(range, sizeof(range), "%llu-%llu",
+			 (unsigned long long)(j->off + j->got),
+			 (unsigned long long)(j->off + j->len - 1));
+		curl_easy_setopt(h, CURLOPT_RANGE, range);
+	}
+	return 0;
+nomem:
+	curl_slist_free_all(l);
+	return -ENOMEM;
+}
+
+static void finish(struct fetch_engine *e, struct fetch_job *j, ssize_t result)
+{
+	j->result = result;
+	if (result < 0)
+		atomic_fetch_add(&e->c->errors, 1);
+	j->done(j);
+}
+
+/* Start one attempt of j, or finish it with -ENOMEM. */
+static void start(struct fetch_engine *e, struct fetch_job *j)
+{
+	CURL *h = e->npool ? e->pool[--e->npool] : curl_easy_init();
+
+	if (!h) {
+		finish(e, j, -ENOMEM);
+		return;
+	}
+	curl_easy_reset(h);
+	j->complete = j->stale = j->toobig = j->badrange = 0;
+	j->skip = 0;
+	j->total = UINT64_MAX;
+	j->errbody_len = 0;
+	j->errbody[0] = 0;
+	j->errcode[0] = 0;
+	j->http = 0;
+	if (j->mode == FETCH_BODY)
+		j->body_len = 0;
+	if (setup_attempt(e, j, h) || curl_multi_add_handle(e->multi, h) != CURLM_OK) {
+		curl_slist_free_all(j->hdrs);
+		j->hdrs = NULL;
+		curl_easy_cleanup(h);
+		finish(e, j, -ENOMEM);
+		return;
+	}
+	j->attempts++;
+	e->active++;
+	j->prev = NULL;
+	j->next = e->running;
+	if (e->running)
+		e->running->prev = j;
+	e->running = j;
+	atomic_fetch_add(&e->c->requests, 1);
+}
+
+/* Detach the easy handle of a finished attempt and keep it for reuse. */
+static void release(struct fetch_engine *e, struct fetch_job *j)
+{
+	curl_multi_remove_handle(e->multi, j->easy);
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		e->running = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	j->next = j->prev = NULL;
+	if (e->npool < e->concurrency)
+		e->pool[e->npool++] = j->easy;
+	else
+		curl_easy_cleanup(j->easy);
+	j->easy = NULL;
+	curl_slist_free_all(j->hdrs);
+	j->hdrs = NULL;
+	e->active--;
+}
+
+static void s3_code(struct fetch_job *j)
+{
+	const char *a = strstr(j->errbody, "<Code>"), *b;
+	size_t n;
+
+	if (!a || !(b = strstr(a + 6, "</Code>")))
+		return;
+	n = (size_t)(b - a - 6);
+	if (n >= sizeof(j->errcode))
+		n = sizeof(j->errcode) - 1;
+	memcpy(j->errcode, a + 6, n);
+	j->errcode[n] = 0;
+}
+
+static void push_ready(struct fetch_engine *e, struct fetch_job *j)
+{
+	j->next = NULL;
+	if (e->ready_tail)
+		e->ready_tail->next = j;
+	else
+		e->ready = j;
+	e->ready_tail = j;
+}
+
+/* A finished attempt that the server answered with 2xx or 416: sets *res
+ * and returns 0, or returns 1 when the body was short and the rest must be
+ * fetched again. */
+static int success_result(struct fetch_job *j, ssize_t *res)
+{
+	uint64_t want;
+
+	*res = 0;
+	if (j->http == 416) {
+		if ((j->checks & FETCH_CHECK_SIZE) && j->total != UINT64_MAX &&
+		    j->total != j->expect.size) {
+			j->current.size = j->total;
+			*res = -ESTALE;
+		} else {
+			*res = (ssize_t)j->got;
+		}
+		return 0;
+	}
+	if (j->mode == FETCH_BODY)
+		*res = (ssize_t)j->body_len;
+	if (j->mode != FETCH_RANGE)
+		return 0;
+	want = j->len;
+	if (j->total != UINT64_MAX)
+		want = j->off >= j->total ? 0 : (j->total - j->off < want ? j->total - j->off : want);
+	if (j->got < want)
+		return 1;
+	*res = (ssize_t)j->got;
+	return 0;
+}
+
+/* Decide what follows a finished attempt: done, retry later, or give up. */
+static void completed(struct fetch_engine *e, struct fetch_job *j, CURLcode rc)
+{
+	enum fetch_verdict v;
+	ssize_t r;
+	int err;
+
+	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->http);
+	release(e, j);
+	j->curlrc = rc;
+	if (j->stale)
+		return finish(e, j, -ESTALE);
+	if (j->toobig)
+		return finish(e, j, -EFBIG);
+	if (rc == CURLE_WRITE_ERROR && j->complete)
+		rc = CURLE_OK;
+	if (j->badrange)
+		rc = CURLE_RECV_ERROR; /* a server answering the wrong range: retry */
+	if (j->http >= 300)
+		s3_code(j);
+	v = fetch_classify(rc, j->http, j->errcode, &err);
+	if (j->probing) {
+		if (v == FETCH_OK)
+			return finish(e, j, -ESTALE);
+		if (v == FETCH_FAIL)
+			return finish(e, j, err == -ESTALE ? -EIO : err);
+	} else if (v == FETCH_OK) {
+		if (!success_result(j, &r))
+			return finish(e, j, r);
+		v = FETCH_RETRY;
+	} else if (v == FETCH_FAIL && err == -ESTALE) {
+		/* If-Match failed: learn the new identity with a HEAD */
+		j->probing = 1;
+		push_ready(e, j);
+		return;
+	}
+	if (v == FETCH_FAIL) {
+		if (err != -ENOENT)
+			fetch_log(LOG_WARNING, "%s: HTTP %ld%s%s%s, curl: %s", j->name, j->http,
+				  j->errcode[0] ? " (" : "", j->errcode, j->errcode[0] ? ")" : "",
+				  curl_easy_strerror(rc));
+		return finish(e, j, err);
+	}
+	if ((unsigned)j->attempts > e->retries || j->noretry) {
+		fetch_log(LOG_ERR, "giving up on %s after %d attempts: last HTTP %ld%s%s%s, curl: %s",
+			  j->name, j->attempts, j->http, j->errcode[0] ? " (" : "", j->errcode,
+			  j->errcode[0] ? ")" : "", curl_easy_strerror(rc));
+		return finish(e, j, -EIO);
+	}
+	atomic_fetch_add(&e->c->retries, 1);
+	j->due_ms = now_ms() + fetch_backoff_ms((unsigned)j->attempts, jitter(e));
+	j->next = e->waiting;
+	e->waiting = j;
+}
+
+/* Finish every job the engine still holds with -ECANCELED. */
+static void cancel_all(struct fetch_engine *e, struct fetch_job *queued)
+{
+	struct fetch_job *j, *n;
+
+	while ((j = e->running)) {
+		release(e, j);
+		push_ready(e, j);
+	}
+	for (j = queued; j; j = n) {
+		n = j->next;
+		push_ready(e, j);
+	}
+	for (j = e->waiting; j; j = n) {
+		n = j->next;
+		push_ready(e, j);
+	}
+	e->waiting = NULL;
+	for (j = e->ready; j; j = n) {
+		n = j->next;
+		finish(e, j, -ECANCELED);
+	}
+	e->ready = e->ready_tail = NULL;
+}
+
+static void *engine_main(void *arg)
+{
+	struct fetch_engine *e = arg;
+
+	for (;;) {
+		struct fetch_job *q, *j, **pp;
+		uint64_t now, next_due = UINT64_MAX;
+		int running, left, timeout, progressed = 0;
+		CURLMsg *m;
+
+		pthread_mutex_lock(&e->lock);
+		q = e->qhead;
+		e->qhead = e->qtail = NULL;
+		if (e->stopping) {
+			pthread_mutex_unlock(&e->lock);
+			cancel_all(e, q);
+			break;
+		}
+		pthread_mutex_unlock(&e->lock);
+		while (q) {
+			j = q;
+			q = q->next;
+			push_ready(e, j);
+		}
+		now = now_ms();
+		for (pp = &e->waiting; (j = *pp);) {
+			if (j->due_ms <= now) {
+				*pp = j->next;
+				push_ready(e, j);
+			} else {
+				if (j->due_ms < next_due)
+					next_due = j->due_ms;
+				pp = &j->next;
+			}
+		}
+		while (e->ready && e->active < e->concurrency) {
+			j = e->ready;
+			e->ready = j->next;
+			if (!e->ready)
+				e->ready_tail = NULL;
+			start(e, j);
+		}
+		curl_multi_perform(e->multi, &running);
+		while ((m = curl_multi_info_read(e->multi, &left))) {
+			CURLcode rc = m->data.result;
+
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+			completed(e, j, rc);
+			progressed = 1;
+		}
+		if (progressed && e->ready && e->active < e->concurrency)
+			continue;
+		timeout = 1000;
+		if (next_due != UINT64_MAX)
+			timeout = next_due <= now ? 0 : (int)(next_due - now < 1000 ? next_due - now : 1000);
+		curl_multi_poll(e->multi, NULL, 0, timeout, NULL);
+	}
+	return NULL;
+}
+
+static void free_config(struct fetch_engine *e)
+{
+	for (char **p = e->headers; p && *p; p++)
+		free(*p);
+	free(e->headers);
+	if (e->userpwd)
+		explicit_bzero(e->userpwd, strlen(e->userpwd));
+	free(e->userpwd);
+	free(e->sigv4);
+}
+
+int fetch_engine_create(const struct fetch_config *cfg, struct fetch_engine **out)
+{
+	struct fetch_engine *e;
+	size_t nh = 0;
+	int rc = -ENOMEM;
+
+	pthread_once(&curl_once, curl_init_once);
+	if (curl_init_rc != CURLE_OK)
+		return -EIO;
+	if (!(e = calloc(1, sizeof(*e))))
+		return -ENOMEM;
+	e->concurrency = cfg->concurrency ? cfg->concurrency : 64;
+	e->retries = cfg->retries ? cfg->retries : FETCH_DEFAULT_RETRIES;
+	e->timeout_s = cfg->timeout_s ? cfg->timeout_s : FETCH_DEFAULT_TIMEOUT_S;
+	e->insecure = cfg->insecure;
+	e->c = cfg->counters;
+	e->rng = (uint64_t)now_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() ^ (uintptr_t)e;
+	if (!e->rng)
+		e->rng = 1;
+	while (cfg->headers && cfg->headers[nh])
+		nh++;
+	if (!(e->headers = calloc(nh + 1, sizeof(char *))))
+		goto out;
+	for (size_t i = 0; i < nh; i++)
+		if (!(e->headers[i] = strdup(cfg->headers[i])))
+			goto out;
+	if (cfg->sigv4 && (!(e->sigv4 = strdup(cfg->sigv4)) ||
+			   !(e->userpwd = strdup(cfg->userpwd ? cfg->userpwd : ":"))))
+		goto out;
+	if (!(e->pool = calloc(e->concurrency, sizeof(CURL *))))
+		goto out;
+	if (!(e->multi = curl_multi_init()))
+		goto out;
+	curl_multi_setopt(e->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)e->concurrency);
+	curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, (long)e->concurrency);
+	pthread_mutex_init(&e->lock, NULL);
+	if (pthread_create(&e->thread, NULL, engine_main, e)) {
+		pthread_mutex_destroy(&e->lock);
+		rc = -EAGAIN;
+		goto out;
+	}
+	*out = e;
+	return 0;
+out:
+	if (e->multi)
+		curl_multi_cleanup(e->multi);
+	free(e->pool);
+	free_config(e);
+	free(e);
+	return rc;
+}
+
+void fetch_engine_destroy(struct fetch_engine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->stopping = 1;
+	pthread_mutex_unlock(&e->lock);
+	curl_multi_wakeup(e->multi);
+	pthread_join(e->thread, NULL);
+	while (e->npool)
+		curl_easy_cleanup(e->pool[--e->npool]);
+	curl_multi_cleanup(e->multi);
+	pthread_mutex_destroy(&e->lock);
+	free(e->pool);
+	free_config(e);
+	free(e);
+}
+
+int fetch_submit(struct fetch_engine *e, struct fetch_job *job)
+{
+	job->next = job->prev = NULL;
+	job->engine = e;
+	job->attempts = 0;
+	job->got = 0;
+	job->probing = 0;
+	job->result = 0;
+	job->body = NULL;
+	job->body_len = job->body_cap = 0;
+	memset(&job->current, 0, sizeof(job->current));
+	pthread_mutex_lock(&e->lock);
+	if (e->stopping) {
+		pthread_mutex_unlock(&e->lock);
+		return -ESHUTDOWN;
+	}
+	if (e->qtail)
+		e->qtail->next = job;
+	else
+		e->qhead = job;
+	e->qtail = job;
+	pthread_mutex_unlock(&e->lock);
+	curl_multi_wakeup(e->multi);
+	return 0;
+}
+
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int done;
+};
+
+static void wake_waiter(struct fetch_job *job)
+{
+	struct waiter *w = job->arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->done = 1;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+ssize_t fetch_run(struct fetch_engine *e, struct fetch_job *job)
+{
+	struct waiter w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 };
+	int rc;
+
+	job->done = wake_waiter;
+	job->arg = &w;
+	if ((rc = fetch_submit(e, job)))
+		return rc;
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	return job->result;
+}
+
+struct req_job {
+	struct fetch_job job;
+	struct backend_req *req;
+	char *url;
+};
+
+static void req_done(struct fetch_job *job)
+{
+	struct req_job *rj = (struct req_job *)job;
+	struct backend_req *req = rj->req;
+
+	req->result = job->result;
+	req->attempts = job->attempts;
+	req->got = job->got;
+	req->current = job->current;
+	free(rj->url);
+	free(rj);
+	req->done(req);
+}
+
+int fetch_submit_req(struct fetch_engine *e, char *url, struct backend_req *req,
+		     unsigned checks)
+{
+	struct req_job *rj = calloc(1, sizeof(*rj));
+	const struct backend_stat *x = &req->expect;
+	int rc;
+
+	if (!rj) {
+		free(url);
+		return -ENOMEM;
+	}
+	rj->req = req;
+	rj->url = url;
+	rj->job.url = url;
+	rj->job.name = req->key;
+	rj->job.mode = req->len ? FETCH_RANGE : FETCH_HEAD;
+	rj->job.off = req->off;
+	rj->job.len = req->len;
+	rj->job.buf = req->buf;
+	rj->job.expect = *x;
+	if (x->size || x->mtime_ns || x->etag[0])
+		rj->job.checks = checks;
+	rj->job.done = req_done;
+	if ((rc = fetch_submit(e, &rj->job))) {
+		free(url);
+		free(rj);
+	}
+	return rc;
+}
+
+int fetch_head(struct fetch_engine *e, const char *url, const char *name,
+	       struct backend_stat *st)
+{
+	struct fetch_job job;
+	ssize_t rc;
+
+	memset(&job, 0, sizeof(job));
+	job.url = url;
+	job.name = name;
+	job.mode = FETCH_HEAD;
+	rc = fetch_run(e, &job);
+	if (rc < 0)
+		return (int)rc;
+	*st = job.current;
+	return 0;
+}

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/* The cache engine: namespace snapshot, object table, SSD store, policy and
+ * fetch path behind one handle.  fs/ calls it; it never sees FUSE.  Every
+ * function returns 0 (or a count) or a negative errno. */
+#ifndef EPOCHFS_CACHE_H
+#define EPOCHFS_CACHE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../backends/backend.h"
+#include "index.h"
+#include "policy.h"
+
+#define CACHE_DEFAULT_CHUNK (4u << 20)
+#define CACHE_MAX_SEGS 8
+#define CACHE_MIN_CHUNK (256u << 10) /* with reads of at most 1 MiB, <= 5 chunks a read */
+#define CACHE_MAX_READ (1u << 20)
+
+struct cache_config {
+	const char *cache_dir;
+	uint64_t capacity;        /* bytes; 0 = use capacity_pct */
+	double capacity_pct;      /* percent of the cache filesystem */
+	uint32_t chunk_size;      /* power of two, >= 64 KiB */
+	enum policy_kind policy;
+	int64_t list_ttl_s;       /* relist when the snapshot is older; <0 never */
+	int refresh;              /* relist now */
+	unsigned flush_ms;        /* dirty record flush period (default 1000) */
+};
+
+void cache_config_init(struct cache_config *cfg);
+
+/* Counters, exact, updated with relaxed atomics on the data path. */
+struct cache_counters {
+	atomic_uint_fast64_t opens, open_hits, reads, read_bytes, read_bytes_from_cache;
+	atomic_uint_fast64_t stall_ns, evictions, fetches, fetch_bytes;
+	atomic_uint_fast64_t verify_failures, stale, store_errors, not_admitted;
+};
+
+struct cache;
+struct cache_file;
+
+/* Open (creating) the cache under cfg->cache_dir for the dataset behind be:
+ * lock the directory (a second daemon is refused with -EBUSY), open the
+ * index, reuse or build the namespace snapshot, load the object records.
+ * err gets a one-line reason on failure. */
+int cache_open(const struct cache_config *cfg, struct backend *be,
+	       struct cache **out, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+void cache_close(struct cache *c);
+
+/* Called (from any thread) when a file's content changed at the source, so
+ * the front end can drop the kernel's cached pages and attributes. */
+void cache_set_inval_hook(struct cache *c, void (*fn)(void *arg, uint64_t ino), void *arg);
+
+int cache_lookup(struct cache *c, uint64_t parent, const char *name, struct ns_attr *out);
+int cache_getattr(struct cache *c, uint64_t ino, struct ns_attr *out);
+int cache_readdir(struct cache *c, uint64_t ino, index_dir_fn fn, void *arg);
+int cache_resolve(struct cache *c, const char *path, struct ns_attr *out);
+uint64_t cache_nfiles(const struct cache *c);
+
+/* Open a regular file for reading.  -EISDIR, -ENOENT, -ENOMEM. */
+int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out);
+void cache_file_close(struct cache_file *f);
+uint64_t cache_file_size(const struct cache_file *f);
+
+/* One piece of a read reply: bytes of a cache file (fd >= 0), or memory. */
+struct cache_seg {
+	int fd;
+	uint64_t off;
+	size_t len;
+	const void *buf;
+};
+
+/* A read's reply, valid until cache_read_release(). */
+struct cache_read {
+	struct cache_seg seg[CACHE_MAX_SEGS];
+	int nseg;
+	void *hold[CACHE_MAX_SEGS];   /* references released afterwards */
+	int nhold;
+	struct cache *c;
+};
+
+/* Read up to len bytes at off: returns the byte count (short only at end of
+ * file) and fills rd, or a negative errno (-EIO when the backend failed for
+ * good, -ESTALE->-EIO when the source changed under an open file). */
+ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct cache_read *rd);
+void cache_read_release(struct cache_read *rd);
+
+/* How many bytes of ino are cached, and its size. */
+int cache_cached_bytes(struct cache *c, uint64_t ino, uint64_t *cached, uint64_t *size);
+
+/* The stats object as JSON (malloc'd, NUL-terminated; caller frees). */
+int cache_stats_json(struct cache *c, char **out, size_t *len);
+
+const struct cache_counters *cache_counters(const struct cache *c);
+uint64_t cache_used_bytes(struct cache *c);
+uint64_t cache_capacity(const struct cache *c);
+
+#endif

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/* Object files on the SSD: objects/<2 hex>/<32 hex>, sparse, one per object. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "store.h"
+#include "util.h"
+
+struct store {
+	int dirfd; /* <cache>/objects */
+};
+
+static void cid_path(const uint8_t cid[CID_LEN], char *buf)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = buf;
+
+	*p++ = hex[cid[0] >> 4];
+	*p++ = hex[cid[0] & 15];
+	*p++ = '/';
+	for (int i = 0; i < CID_LEN; i++) {
+		*p++ = hex[cid[i] >> 4];
+		*p++ = hex[cid[i] & 15];
+	}
+	*p = 0;
+}
+
+static int hexval(int ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+int store_open(const char *cache_dir, struct store **out)
+{
+	char path[PATH_MAX];
+	struct store *s;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/objects", cache_dir) >= sizeof(path))
+		return -ENAMETOOLONG;
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	s = ec_calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0) {
+		int rc = -errno;
+
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	close(s->dirfd);
+	free(s);
+}
+
+uint64_t store_dir_bytes(struct store *s)
+{
+	uint64_t total = 0;
+	struct dirent *de;
+	struct stat st;
+	int fd = dup(s->dirfd);
+	DIR *d;
+
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) == 0)
+		total += (uint64_t)st.st_blocks * 512;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return total;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && fstatat(s->dirfd, de->d_name, &st, 0) == 0 &&
+		    S_ISDIR(st.st_mode))
+			total += (uint64_t)st.st_blocks * 512;
+	closedir(d);
+	return total;
+}
+
+int store_obj_open(struct store *s, const uint8_t cid[CID_LEN], int create)
+{
+	char path[64];
+	int fd;
+
+	cid_path(cid, path);
+	fd = openat(s->dirfd, path, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+	if (fd < 0 && errno == ENOENT && create) {
+		path[2] = 0;
+		if (mkdirat(s->dirfd, path, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		path[2] = '/';
+		fd = openat(s->dirfd, path, O_RDWR | O_CLOEXEC | O_CREAT, 0600);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+int64_t store_obj_blocks(struct store *s, const uint8_t cid[CID_LEN])
+{
+	char path[64];
+	struct stat st;
+
+	cid_path(cid, path);
+	if (fstatat(s->dirfd, path, &st, 0) < 0)
+		return -errno;
+	return (int64_t)st.st_blocks * 512;
+}
+
+int store_obj_unlink(struct store *s, const uint8_t cid[CID_LEN])
+{
+	char path[64];
+
+	cid_path(cid, path);
+	if (unlinkat(s->dirfd, path, 0) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int store_write(int fd, uint64_t off, const void *buf, size_t len)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pwrite(fd, (const char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -errno;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+int store_read(int fd, uint64_t off, void *buf, size_t len)
+{
+	size_t done = 0;
+	ssize_t n;
+
+	while (done < len) {
+		n = pread(fd, (char *)buf + done, len - done, (off_t)(off + done));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+void store_punch(int fd, uint64_t off, size_t len)
+{
+	fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+}
+
+int store_scan(struct store *s, store_gc_fn fn, void *arg)
+{
+	uint8_t cid[CID_LEN];
+	struct dirent *de, *fe;
+	DIR *d, *sub;
+	int fd, sfd, i;
+
+	fd = dup(s->dirfd);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	while ((de = readdir(d))) {
+		if (strlen(de->d_name) != 2 || de->d_name[0] == '.')
+			continue;
+		sfd = openat(s->dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (sfd < 0)
+			continue;
+		sub = fdopendir(sfd);
+		if (!sub) {
+			close(sfd);
+			continue;
+		}
+		while ((fe = readdir(sub))) {
+			if (strlen(fe->d_name) != 2 * CID_LEN)
+				continue;
+			for (i = 0; i < CID_LEN; i++) {
+				int hi = hexval(fe->d_name[2 * i]), lo = hexval(fe->d_name[2 * i + 1]);
+
+				if (hi < 0 || lo < 0)
+					break;
+				cid[i] = (uint8_t)(hi << 4 | lo);
+			}
+			if (i != CID_LEN)
+				continue;
+			if (fn(arg, cid))
+				unlinkat(dirfd(sub), fe->d_name, 0);
+		}
+		closedir(sub);
+	}
+	closedir(d);
+	return 0;
+}
+
+uint64_t store_checksum(const void *buf, size_t len)
+{
+	return XXH3_64bits(buf, len);
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/* Size parsing, clocks and the allocation seam. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "util.h"
+
+long ec_fail_alloc_after = -1;
+
+static int alloc_should_fail(void)
+{
+	static atomic_long calls;
+
+	if (ec_fail_alloc_after < 0)
+		return 0;
+	return atomic_fetch_add(&calls, 1) >= ec_fail_alloc_after;
+}
+
+void *ec_malloc(size_t n)
+{
+	return alloc_should_fail() ? NULL : malloc(n);
+}
+
+void *ec_calloc(size_t n, size_t m)
+{
+	return alloc_should_fail() ? NULL : calloc(n, m);
+}
+
+void *ec_realloc(void *p, size_t n)
+{
+	return alloc_should_fail() ? NULL : realloc(p, n);
+}
+
+int parse_size(const char *s, uint64_t *bytes, double *pct)
+{
+	static const char units[] = "BKMGTPE";
+	char *end;
+	double v;
+	const char *u;
+	int shift = 0;
+
+	*bytes = 0;
+	*pct = 0;
+	if (!s || !*s || isspace((unsigned char)*s) || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || !isfinite(v) || v < 0)
+		return -EINVAL;
+	if (!strcmp(end, "%")) {
+		if (v <= 0 || v > 100)
+			return -EINVAL;
+		*pct = v;
+		return 0;
+	}
+	if (*end) {
+		u = strchr(units, toupper((unsigned char)*end));
+		if (!u)
+			return -EINVAL;
+		shift = 10 * (int)(u - units);
+		end++;
+		if (*u != 'B' && (!strcasecmp(end, "iB") || !strcasecmp(end, "B")))
+			end += strlen(end);
+		if (*end)
+			return -EINVAL;
+	}
+	v = ldexp(v, shift);
+	if (v >= 18446744073709551615.0)
+		return -EINVAL;
+	*bytes = (uint64_t)v;
+	return 0;
+}
+
+void format_bytes(uint64_t v, char *buf, size_t len)
+{
+	static const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double d = (double)v;
+	size_t i = 0;
+
+	while (d >= 1024 && i + 1 < ARRAY_SIZE(u)) {
+		d /= 1024;
+		i++;
+	}
+	if (i == 0)
+		snprintf(buf, len, "%llu B", (unsigned long long)v);
+	else
+		snprintf(buf, len, "%.2f %s", d, u[i]);
+}
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int64_t wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: MIT */
+/* Small helpers shared by the core, the daemon and the tools: size parsing,
+ * monotonic time, the allocation seam the tests can make fail. */
+#ifndef EPOCHFS_UTIL_H
+#define EPOCHFS_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parse "123", "4K", "1.5G", "500GiB"-style sizes (binary multiples).
+ * A trailing '%' gives *pct (0 < pct <= 100) and *bytes = 0.
+ * 0 or -EINVAL. */
+int parse_size(const char *s, uint64_t *bytes, double *pct);
+
+/* Format bytes for a person ("1.50 GiB"). */
+void format_bytes(uint64_t v, char *buf, size_t len);
+
+uint64_t now_ns(void);      /* CLOCK_MONOTONIC */
+int64_t wall_ns(void);      /* CLOCK_REALTIME */
+
+/* Allocation seam: tests set ec_fail_alloc_after to make the n-th call fail. */
+void *ec_malloc(size_t n);
+void *ec_calloc(size_t n, size_t m);
+void *ec_realloc(void *p, size_t n);
+extern long ec_fail_alloc_after; /* < 0: never fail (default) */
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

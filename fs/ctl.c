@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/* Control files: a snapshot on open for readers; for writers, bytes are
+ * gathered and applied whole when the file is flushed, so nothing is ever
+ * half-applied, and a bad write fails with EINVAL and a logged reason. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "../cache/log.h"
+#include "../cache/util.h"
+
+static const struct ctl_file files[] = {
+	{ .name = "stats", .mode = 0444, .render = cache_stats_json },
+};
+
+const struct ctl_file *ctl_by_ino(uint64_t ino)
+{
+	if (ino <= CTL_DIR_INO || ino - CTL_DIR_INO > ARRAY_SIZE(files))
+		return NULL;
+	return &files[ino - CTL_DIR_INO - 1];
+}
+
+const struct ctl_file *ctl_by_name(const char *name, uint64_t *ino)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+		if (!strcmp(files[i].name, name)) {
+			*ino = CTL_DIR_INO + 1 + i;
+			return &files[i];
+		}
+	return NULL;
+}
+
+int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_handle **out)
+{
+	const struct ctl_file *f = ctl_by_ino(ino);
+	struct ctl_handle *h;
+	int rc;
+
+	(void)trunc;
+	if (!f)
+		return -ENOENT;
+	if (writing && !f->apply)
+		return -EACCES;
+	h = ec_calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->file = f;
+	if (!writing && f->render) {
+		rc = f->render(c, &h->buf, &h->len);
+		if (rc) {
+			free(h);
+			return rc;
+		}
+	}
+	*out = h;
+	return 0;
+}
+
+int ctl_write(struct ctl_handle *h, uint64_t off, const char *data, size_t len)
+{
+	char *n;
+	size_t cap;
+
+	if (h->failed)
+		return -EINVAL;
+	if (off != h->len)
+		return -EINVAL; /* control files take one sequential write stream */
+	if (h->len + len > CTL_WRITE_MAX)
+		return -EFBIG;
+	if (h->len + len > h->cap) {
+		cap = MAX(h->cap * 2, h->len + len + 1);
+		n = ec_realloc(h->buf, cap);
+		if (!n)
+			return -ENOMEM;
+		h->buf = n;
+		h->cap = cap;
+	}
+	memcpy(h->buf + h->len, data, len);
+	h->len += len;
+	h->wrote = 1;
+	return 0;
+}
+
+int ctl_commit(struct cache *c, struct ctl_handle *h)
+{
+	char err[256] = "";
+	int rc;
+
+	if (!h->wrote || !h->file->apply)
+		return 0;
+	h->wrote = 0;
+	rc = h->file->apply(c, h->buf ? h->buf : "", h->len, err, sizeof(err));
+	if (rc) {
+		log_warn("write to .epochfs/%s rejected: %s", h->file->name, *err ? err : strerror(-rc));
+		h->failed = 1;
+	}
+	h->len = 0;
+	return rc;
+}
+
+void ctl_close(struct ctl_handle *h)
+{
+	if (!h)
+		return;
+	free(h->buf);
+	free(h);
+}

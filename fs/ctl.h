@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/* The virtual control directory <mount>/.epochfs: its inode numbers, its
+ * files, and what opening, reading and writing them does.  The content and
+ * its rules live in cache/; this is the FUSE-free glue table. */
+#ifndef EPOCHFS_CTL_H
+#define EPOCHFS_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../cache/cache.h"
+
+#define CTL_NAME ".epochfs"
+#define CTL_DIR_INO 0xffffffffffff0000ull
+#define CTL_WRITE_MAX (256ull << 20) /* one write sequence (an order, a manifest) */
+
+struct ctl_file {
+	const char *name;
+	unsigned mode;  /* 0444 or 0644 */
+	/* Produce the content a reader sees (malloc'd). */
+	int (*render)(struct cache *c, char **out, size_t *len);
+	/* Check and apply a complete write; -EINVAL leaves everything as it was. */
+	int (*apply)(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
+};
+
+/* The file with this inode, or NULL. */
+const struct ctl_file *ctl_by_ino(uint64_t ino);
+const struct ctl_file *ctl_by_name(const char *name, uint64_t *ino);
+static inline int ctl_is_ino(uint64_t ino)
+{
+	return ino >= CTL_DIR_INO;
+}
+
+/* An open control file: the snapshot read from, or the bytes written. */
+struct ctl_handle {
+	const struct ctl_file *file;
+	char *buf;
+	size_t len, cap;
+	int wrote, failed;
+};
+
+int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_handle **out);
+/* Accept written bytes at off (appends only). 0 or -EINVAL/-EFBIG/-ENOMEM. */
+int ctl_write(struct ctl_handle *h, uint64_t off, const char *data, size_t len);
+/* Apply what was written (on flush); 0 or -EINVAL (logged). */
+int ctl_commit(struct cache *c, struct ctl_handle *h);
+void ctl_close(struct ctl_handle *h);
+
+#endif

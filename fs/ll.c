@@ -1,0 +1,640 @@
+/* SPDX-License-Identifier: MIT */
+/* The FUSE low-level operations: each handler logs, calls a helper or the
+ * cache, and replies exactly once.  Errors inside are negative errno values,
+ * negated once at the reply.  Writes anywhere but the control files: EROFS. */
+#define _GNU_SOURCE
+#define FUSE_USE_VERSION 312
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "ll.h"
+#include "../cache/log.h"
+#include "../cache/util.h"
+
+#define XATTR_CACHED "user.epochfs.cached"
+
+static struct ll_ctx *ctx(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void fill_stat(const struct ll_ctx *x, const struct ns_attr *a, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = a->ino;
+	st->st_uid = x->uid;
+	st->st_gid = x->gid;
+	st->st_mode = a->is_dir ? S_IFDIR | 0555 : S_IFREG | 0444;
+	st->st_nlink = a->is_dir ? 2 : 1;
+	st->st_size = (off_t)a->size;
+	st->st_blksize = 1 << 20;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_mtim.tv_sec = a->mtime_ns ? a->mtime_ns / 1000000000ll : x->start_time;
+	st->st_mtim.tv_nsec = a->mtime_ns % 1000000000ll;
+	st->st_ctim = st->st_mtim;
+	st->st_atim = st->st_mtim;
+}
+
+static void ctl_stat(const struct ll_ctx *x, uint64_t ino, struct stat *st)
+{
+	const struct ctl_file *f = ctl_by_ino(ino);
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_uid = x->uid;
+	st->st_gid = x->gid;
+	st->st_mtim.tv_sec = x->start_time;
+	st->st_ctim = st->st_atim = st->st_mtim;
+	if (!f) {
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+	} else {
+		/* Writable control files: only the mounting user. */
+		st->st_mode = S_IFREG | (f->apply ? 0644 : 0444);
+		st->st_nlink = 1;
+	}
+}
+
+static int do_getattr(struct ll_ctx *x, fuse_ino_t ino, struct stat *st)
+{
+	struct ns_attr a;
+	int rc;
+
+	if (ctl_is_ino(ino)) {
+		if (ino != CTL_DIR_INO && !ctl_by_ino(ino))
+			return -ENOENT;
+		ctl_stat(x, ino, st);
+		return 0;
+	}
+	rc = cache_getattr(x->cache, ino, &a);
+	if (rc)
+		return rc;
+	fill_stat(x, &a, st);
+	return 0;
+}
+
+static int do_lookup(struct ll_ctx *x, fuse_ino_t parent, const char *name,
+		     struct fuse_entry_param *e)
+{
+	struct ns_attr a;
+	uint64_t ino;
+	int rc;
+
+	memset(e, 0, sizeof(*e));
+	e->attr_timeout = x->timeout;
+	e->entry_timeout = x->timeout;
+	if (parent == FUSE_ROOT_ID && !strcmp(name, CTL_NAME)) {
+		ctl_stat(x, CTL_DIR_INO, &e->attr);
+		e->ino = CTL_DIR_INO;
+		return 0;
+	}
+	if (parent == CTL_DIR_INO) {
+		if (!ctl_by_name(name, &ino))
+			return -ENOENT;
+		ctl_stat(x, ino, &e->attr);
+		e->ino = ino;
+		e->attr_timeout = e->entry_timeout = 0;
+		return 0;
+	}
+	if (ctl_is_ino(parent))
+		return -ENOENT;
+	rc = cache_lookup(x->cache, parent, name, &a);
+	if (rc)
+		return rc;
+	fill_stat(x, &a, &e->attr);
+	e->ino = a.ino;
+	return 0;
+}
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	int rc = do_lookup(ctx(req), parent, name, &e);
+
+	if (rc == -ENOENT && !ctl_is_ino(parent)) {
+		/* A stable miss in a read-only snapshot: let the kernel cache it. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = ctx(req)->timeout;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	rc = do_getattr(ctx(req), ino, &st);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, ctl_is_ino(ino) ? 0 : ctx(req)->timeout);
+}
+
+/* setattr: only truncation of a writable control file (the shell's '>'). */
+static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	const struct ctl_file *f = ctl_by_ino(ino);
+	struct stat st;
+
+	(void)fi;
+	if (!f || !f->apply || (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
+					   FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+					   FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) ||
+	    ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != 0)) {
+		fuse_reply_err(req, ctl_is_ino(ino) && ino != CTL_DIR_INO ? EACCES : EROFS);
+		return;
+	}
+	ctl_stat(ctx(req), ino, &st);
+	fuse_reply_attr(req, &st, 0);
+}
+
+/* ---- directories ---- */
+
+struct dir_entry {
+	uint64_t ino;
+	int is_dir;
+	struct ns_attr attr;
+	char *name;
+};
+
+struct dir_handle {
+	struct dir_entry *e;
+	size_t n, cap;
+};
+
+static int dir_add(struct dir_handle *d, const char *name, const struct ns_attr *a)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 64;
+		struct dir_entry *n = ec_realloc(d->e, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		d->e = n;
+		d->cap = cap;
+	}
+	d->e[d->n].name = strdup(name);
+	if (!d->e[d->n].name)
+		return -ENOMEM;
+	d->e[d->n].attr = *a;
+	d->e[d->n].ino = a->ino;
+	d->e[d->n].is_dir = a->is_dir;
+	d->n++;
+	return 0;
+}
+
+static int dir_cb(void *arg, const char *name, const struct ns_attr *a)
+{
+	return dir_add(arg, name, a) ? 1 : 0;
+}
+
+static void dir_free(struct dir_handle *d)
+{
+	if (!d)
+		return;
+	for (size_t i = 0; i < d->n; i++)
+		free(d->e[i].name);
+	free(d->e);
+	free(d);
+}
+
+static int do_opendir(struct ll_ctx *x, fuse_ino_t ino, struct dir_handle **out)
+{
+	struct dir_handle *d = ec_calloc(1, sizeof(*d));
+	struct ns_attr self = { .ino = ino, .is_dir = 1 }, a;
+	uint64_t cino;
+	int rc;
+
+	if (!d)
+		return -ENOMEM;
+	if (ino == CTL_DIR_INO) {
+		rc = dir_add(d, ".", &self);
+		self.ino = FUSE_ROOT_ID;
+		rc = rc ? rc : dir_add(d, "..", &self);
+		for (uint64_t i = CTL_DIR_INO + 1; !rc && ctl_by_ino(i); i++) {
+			memset(&a, 0, sizeof(a));
+			a.ino = i;
+			rc = dir_add(d, ctl_by_ino(i)->name, &a);
+		}
+		(void)cino;
+		goto out;
+	}
+	rc = cache_getattr(x->cache, ino, &a);
+	if (!rc && !a.is_dir)
+		rc = -ENOTDIR;
+	if (rc)
+		goto out;
+	rc = dir_add(d, ".", &a);
+	self.ino = a.parent;
+	rc = rc ? rc : dir_add(d, "..", &self);
+	if (!rc)
+		rc = cache_readdir(x->cache, ino, dir_cb, d);
+	/* .epochfs is reachable by name but never listed: loaders that take
+	 * every directory of the root as a class must see only the dataset's. */
+out:
+	if (rc) {
+		dir_free(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct dir_handle *d;
+	int rc = do_opendir(ctx(req), ino, &d);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)d;
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		dir_free(d);
+}
+
+static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+		       int plus)
+{
+	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+	struct ll_ctx *x = ctx(req);
+	char *buf = ec_malloc(size);
+	size_t pos = 0, n;
+	struct fuse_entry_param e;
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (size_t i = (size_t)off; i < d->n; i++) {
+		struct dir_entry *de = &d->e[i];
+
+		memset(&e, 0, sizeof(e));
+		if (ctl_is_ino(de->ino))
+			ctl_stat(x, de->ino, &e.attr);
+		else
+			fill_stat(x, &de->attr, &e.attr);
+		if (plus) {
+			int dots = !strcmp(de->name, ".") || !strcmp(de->name, "..");
+
+			e.ino = dots ? 0 : de->ino;
+			e.attr_timeout = e.entry_timeout = ctl_is_ino(de->ino) ? 0 : x->timeout;
+			/* A dot entry carries no lookup count (e.ino = 0). */
+			n = fuse_add_direntry_plus(req, buf + pos, size - pos, de->name, &e, (off_t)i + 1);
+		} else {
+			n = fuse_add_direntry(req, buf + pos, size - pos, de->name, &e.attr, (off_t)i + 1);
+		}
+		if (n > size - pos)
+			break; /* did not fit: not emitted, so no lookup to undo */
+		pos += n;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	(void)ino;
+	do_readdir(req, size, off, fi, 0);
+}
+
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			   struct fuse_file_info *fi)
+{
+	(void)ino;
+	do_readdir(req, size, off, fi, 1);
+}
+
+static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	dir_free((struct dir_handle *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- files ---- */
+
+#define FH_CTL 1ull
+
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ll_ctx *x = ctx(req);
+	int writing = (fi->flags & O_ACCMODE) != O_RDONLY;
+	struct cache_file *f;
+	struct ctl_handle *h;
+	int rc;
+
+	if (ctl_is_ino(ino)) {
+		if (writing && fuse_req_ctx(req)->uid != x->uid && fuse_req_ctx(req)->uid != 0) {
+			fuse_reply_err(req, EACCES);
+			return;
+		}
+		rc = ctl_open(x->cache, ino, writing, !!(fi->flags & O_TRUNC), &h);
+		if (rc) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+		fi->fh = (uintptr_t)h | FH_CTL;
+		fi->direct_io = 1;
+		fi->nonseekable = 0;
+		if (fuse_reply_open(req, fi) == -ENOENT)
+			ctl_close(h);
+		return;
+	}
+	if (writing) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	rc = cache_file_open(x->cache, ino, &f);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)f;
+	fi->keep_cache = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		cache_file_close(f);
+}
+
+static struct ctl_handle *fh_ctl(struct fuse_file_info *fi)
+{
+	return fi->fh & FH_CTL ? (struct ctl_handle *)(uintptr_t)(fi->fh & ~FH_CTL) : NULL;
+}
+
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct ctl_handle *h = fh_ctl(fi);
+	struct cache_file *f = (struct cache_file *)(uintptr_t)fi->fh;
+	struct {
+		struct fuse_bufvec v;
+		struct fuse_buf more[CACHE_MAX_SEGS];
+	} bv;
+	struct cache_read rd;
+	ssize_t n;
+
+	(void)ino;
+	if (h) {
+		size_t o = MIN((size_t)off, h->len);
+
+		fuse_reply_buf(req, h->buf ? h->buf + o : NULL, MIN(size, h->len - o));
+		return;
+	}
+	n = cache_file_read(f, (uint64_t)off, size, &rd);
+	if (n < 0) {
+		fuse_reply_err(req, (int)-n);
+		return;
+	}
+	memset(&bv, 0, sizeof(bv));
+	bv.v.count = (size_t)rd.nseg;
+	for (int i = 0; i < rd.nseg; i++) {
+		struct fuse_buf *b = &bv.v.buf[i];
+
+		b->size = rd.seg[i].len;
+		if (rd.seg[i].fd >= 0) {
+			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+			b->fd = rd.seg[i].fd;
+			b->pos = (off_t)rd.seg[i].off;
+		} else {
+			b->mem = (void *)rd.seg[i].buf;
+		}
+	}
+	if (rd.nseg == 0)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_data(req, &bv.v, FUSE_BUF_SPLICE_MOVE);
+	cache_read_release(&rd);
+}
+
+static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct ctl_handle *h = fh_ctl(fi);
+	int rc;
+
+	(void)ino;
+	if (!h) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	rc = ctl_write(h, (uint64_t)off, buf, size);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, size);
+}
+
+static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ctl_handle *h = fh_ctl(fi);
+	int rc = 0;
+
+	(void)ino;
+	if (h)
+		rc = ctl_commit(ctx(req)->cache, h);
+	fuse_reply_err(req, -rc);
+}
+
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct ctl_handle *h = fh_ctl(fi);
+
+	(void)ino;
+	if (h) {
+		ctl_commit(ctx(req)->cache, h);
+		ctl_close(h);
+	} else {
+		cache_file_close((struct cache_file *)(uintptr_t)fi->fh);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void ll_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct ll_ctx *x = ctx(req);
+	struct statvfs sv;
+
+	(void)ino;
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = cache_capacity(x->cache) / 4096;
+	sv.f_bfree = sv.f_bavail = 0;
+	sv.f_files = cache_nfiles(x->cache);
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	uint64_t cached, total;
+	char val[64];
+	int n, rc;
+
+	if (strcmp(name, XATTR_CACHED) || ctl_is_ino(ino)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	rc = cache_cached_bytes(ctx(req)->cache, ino, &cached, &total);
+	if (rc) {
+		fuse_reply_err(req, rc == -EISDIR ? ENODATA : -rc);
+		return;
+	}
+	n = snprintf(val, sizeof(val), "%llu/%llu", (unsigned long long)cached,
+		     (unsigned long long)total);
+	if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else if (size < (size_t)n)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, val, (size_t)n);
+}
+
+static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct ns_attr a;
+	size_t n = sizeof(XATTR_CACHED);
+
+	if (ctl_is_ino(ino) || cache_getattr(ctx(req)->cache, ino, &a) || a.is_dir) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, n);
+	else if (size < n)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, XATTR_CACHED, n);
+}
+
+static void ll_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	conn->max_readahead = CACHE_MAX_READ;
+	conn->max_read = CACHE_MAX_READ;
+	conn->max_background = 128;
+	conn->congestion_threshold = 96;
+	conn->time_gran = 1;
+}
+
+static void ll_erofs_mk(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	(void)parent; (void)name; (void)mode;
+	fuse_reply_err(req, EROFS);
+}
+
+static void ll_erofs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			   dev_t rdev)
+{
+	(void)parent; (void)name; (void)mode; (void)rdev;
+	fuse_reply_err(req, EROFS);
+}
+
+static void ll_erofs_name(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	(void)parent; (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void ll_erofs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	(void)link; (void)parent; (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void ll_erofs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+			    fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	(void)parent; (void)name; (void)newparent; (void)newname; (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void ll_erofs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	(void)ino; (void)newparent; (void)newname;
+	fuse_reply_err(req, EROFS);
+}
+
+static void ll_erofs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+			    struct fuse_file_info *fi)
+{
+	(void)parent; (void)name; (void)mode; (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+static void ll_erofs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			      size_t size, int flags)
+{
+	(void)ino; (void)name; (void)value; (void)size; (void)flags;
+	fuse_reply_err(req, EROFS);
+}
+
+static void ll_erofs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino; (void)name;
+	fuse_reply_err(req, EROFS);
+}
+
+static void ll_erofs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
+			       off_t length, struct fuse_file_info *fi)
+{
+	(void)ino; (void)mode; (void)offset; (void)length; (void)fi;
+	fuse_reply_err(req, EROFS);
+}
+
+const struct fuse_lowlevel_ops ll_ops = {
+	.init = ll_init,
+	.lookup = ll_lookup,
+	.getattr = ll_getattr,
+	.setattr = ll_setattr,
+	.opendir = ll_opendir,
+	.readdir = ll_readdir,
+	.readdirplus = ll_readdirplus,
+	.releasedir = ll_releasedir,
+	.open = ll_open,
+	.read = ll_read,
+	.write = ll_write,
+	.flush = ll_flush,
+	.release = ll_release,
+	.statfs = ll_statfs,
+	.getxattr = ll_getxattr,
+	.listxattr = ll_listxattr,
+	.mkdir = ll_erofs_mk,
+	.mknod = ll_erofs_mknod,
+	.unlink = ll_erofs_name,
+	.rmdir = ll_erofs_name,
+	.symlink = ll_erofs_symlink,
+	.rename = ll_erofs_rename,
+	.link = ll_erofs_link,
+	.create = ll_erofs_create,
+	.setxattr = ll_erofs_setxattr,
+	.removexattr = ll_erofs_removexattr,
+	.fallocate = ll_erofs_fallocate,
+};
