@@ -30,6 +30,7 @@ struct fetch_engine {
 	CURL **pool;
 	unsigned npool;
 	uint64_t rng;
+	uint64_t down_until;   /* store looks down: retry budget cut to 1 */
 	/* configuration */
 	unsigned concurrency, retries, timeout_s;
 	int insecure;
@@ -255,7 +256,7 @@ static void header_value(const char *v, size_t n, char *dst, size_t dstlen)
  * we expect; sets job->stale (and stops the transfer) when it is not. */
 static int check_identity(struct fetch_job *j, long http)
 {
-	if (j->probing || j->mode == FETCH_HEAD)
+	if (j->probing)
 		return 0;
 	if (j->mode == FETCH_RANGE && http == 200 && j->off + j->got > 0)
 		j->skip = j->off + j->got;
@@ -403,7 +404,6 @@ static int setup_attempt(struct fetch_engine *e, struct fetch_job *j, CURL *h)
 	curl_easy_setopt(h, CURLOPT_URL, j->url);
 	curl_easy_setopt(h, CURLOPT_PRIVATE, (char *)j);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	if (getenv("EPOCHFS_CURL_VERBOSE")) curl_easy_setopt(h, CURLOPT_VERBOSE, 1L);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, l);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, j);
@@ -556,20 +556,37 @@ static int success_result(struct fetch_job *j, ssize_t *res)
 	return 0;
 }
 
+/* The last failure of j in words: the curl error, else the HTTP status and
+ * the S3 error code. */
+static const char *reason(const struct fetch_job *j, CURLcode rc, char *buf, size_t n)
+{
+	if (rc != CURLE_OK)
+		snprintf(buf, n, "%s", curl_easy_strerror(rc));
+	else
+		snprintf(buf, n, "HTTP %ld%s%s%s", j->http, j->errcode[0] ? " (" : "", j->errcode,
+			 j->errcode[0] ? ")" : "");
+	return buf;
+}
+
 /* Decide what follows a finished attempt: done, retry later, or give up. */
 static void completed(struct fetch_engine *e, struct fetch_job *j, CURLcode rc)
 {
 	enum fetch_verdict v;
+	char why[160];
 	ssize_t r;
 	int err;
 
 	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->http);
 	release(e, j);
 	j->curlrc = rc;
-	if (j->stale)
-		return finish(e, j, -ESTALE);
-	if (j->toobig)
-		return finish(e, j, -EFBIG);
+	if (j->stale) {
+		finish(e, j, -ESTALE);
+		return;
+	}
+	if (j->toobig) {
+		finish(e, j, -EFBIG);
+		return;
+	}
 	if (rc == CURLE_WRITE_ERROR && j->complete)
 		rc = CURLE_OK;
 	if (j->badrange)
@@ -578,13 +595,20 @@ static void completed(struct fetch_engine *e, struct fetch_job *j, CURLcode rc)
 		s3_code(j);
 	v = fetch_classify(rc, j->http, j->errcode, &err);
 	if (j->probing) {
-		if (v == FETCH_OK)
-			return finish(e, j, -ESTALE);
-		if (v == FETCH_FAIL)
-			return finish(e, j, err == -ESTALE ? -EIO : err);
+		if (v == FETCH_OK) {
+			finish(e, j, -ESTALE);
+			return;
+		}
+		if (v == FETCH_FAIL) {
+			finish(e, j, err == -ESTALE ? -EIO : err);
+			return;
+		}
 	} else if (v == FETCH_OK) {
-		if (!success_result(j, &r))
-			return finish(e, j, r);
+		e->down_until = 0;
+		if (!success_result(j, &r)) {
+			finish(e, j, r);
+			return;
+		}
 		v = FETCH_RETRY;
 	} else if (v == FETCH_FAIL && err == -ESTALE) {
 		/* If-Match failed: learn the new identity with a HEAD */
@@ -594,16 +618,16 @@ static void completed(struct fetch_engine *e, struct fetch_job *j, CURLcode rc)
 	}
 	if (v == FETCH_FAIL) {
 		if (err != -ENOENT)
-			fetch_log(LOG_WARNING, "%s: HTTP %ld%s%s%s, curl: %s", j->name, j->http,
-				  j->errcode[0] ? " (" : "", j->errcode, j->errcode[0] ? ")" : "",
-				  curl_easy_strerror(rc));
-		return finish(e, j, err);
+			fetch_log(LOG_WARNING, "%s: %s", j->name, reason(j, rc, why, sizeof(why)));
+		finish(e, j, err);
+		return;
 	}
-	if ((unsigned)j->attempts > e->retries || j->noretry) {
-		fetch_log(LOG_ERR, "giving up on %s after %d attempts: last HTTP %ld%s%s%s, curl: %s",
-			  j->name, j->attempts, j->http, j->errcode[0] ? " (" : "", j->errcode,
-			  j->errcode[0] ? ")" : "", curl_easy_strerror(rc));
-		return finish(e, j, -EIO);
+	if ((unsigned)j->attempts > (now_ms() < e->down_until ? 1 : e->retries) || j->noretry) {
+		e->down_until = now_ms() + FETCH_DOWN_MS;
+		fetch_log(LOG_ERR, "giving up on %s after %d attempts: %s", j->name, j->attempts,
+			  reason(j, rc, why, sizeof(why)));
+		finish(e, j, -EIO);
+		return;
 	}
 	atomic_fetch_add(&e->c->retries, 1);
 	j->due_ms = now_ms() + fetch_backoff_ms((unsigned)j->attempts, jitter(e));
@@ -700,8 +724,10 @@ static void *engine_main(void *arg)
 
 static void free_config(struct fetch_engine *e)
 {
-	for (char **p = e->headers; p && *p; p++)
+	for (char **p = e->headers; p && *p; p++) {
+		explicit_bzero(*p, strlen(*p));   /* may hold a session token */
 		free(*p);
+	}
 	free(e->headers);
 	if (e->userpwd)
 		explicit_bzero(e->userpwd, strlen(e->userpwd));
@@ -872,13 +898,17 @@ int fetch_submit_req(struct fetch_engine *e, char *url, struct backend_req *req,
 	rj->url = url;
 	rj->job.url = url;
 	rj->job.name = req->key;
-	rj->job.mode = req->len ? FETCH_RANGE : FETCH_HEAD;
+	rj->job.mode = FETCH_RANGE;
 	rj->job.off = req->off;
 	rj->job.len = req->len;
 	rj->job.buf = req->buf;
 	rj->job.expect = *x;
 	if (x->size || x->mtime_ns || x->etag[0])
 		rj->job.checks = checks;
+	/* nothing to read: only check the identity (and dodge the servers that
+	 * answer a range over an empty object strangely) */
+	if (!req->len || (rj->job.checks && req->off >= x->size))
+		rj->job.mode = FETCH_HEAD;
 	rj->job.done = req_done;
 	if ((rc = fetch_submit(e, &rj->job))) {
 		free(url);

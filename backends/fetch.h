@@ -19,6 +19,7 @@
 #define FETCH_DEFAULT_RETRIES 6
 #define FETCH_DEFAULT_TIMEOUT_S 10
 #define FETCH_CONNECT_TIMEOUT_S 5
+#define FETCH_DOWN_MS 30000         /* after a give-up, later requests retry once */
 
 enum fetch_mode {
 	FETCH_RANGE,  /* ranged GET into buf[0..len) */

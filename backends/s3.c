@@ -582,7 +582,7 @@ static int find_credentials(struct s3_creds *c, char *region, size_t rlen, char 
 		free(text);
 	}
 	memset(c, 0, sizeof(*c));
-	if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY") && !env("AWS_PROFILE")) {
+	if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
 		copy_value(c->key, sizeof(c->key), env("AWS_ACCESS_KEY_ID"));
 		copy_value(c->secret, sizeof(c->secret), env("AWS_SECRET_ACCESS_KEY"));
 		if (env("AWS_SESSION_TOKEN"))

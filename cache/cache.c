@@ -966,6 +966,7 @@ static void source_changed(struct cache *c, struct cache_file *f, const struct b
 	index_set_identity(c->ix, c->ns.srcid, f->ino, cur);
 	if (c->inval)
 		c->inval(c->inval_arg, f->ino);
+	/* Content-addressed: the old object is simply never asked for again. */
 }
 
 /* Make chunk k of f's object readable: a segment of the store file, or of

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +28,63 @@
 
 static struct fuse_session *g_se;
 
+/* Kernel cache invalidations are sent from their own thread: sent from the
+ * read handler that discovered the change, the kernel would wait for that
+ * very read to finish (its page locks) and both would hang. */
+#define INVAL_QUEUE 1024
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t q[INVAL_QUEUE];
+	unsigned head, n;
+	int stop;
+	pthread_t thread;
+} inval = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+
+static void *inval_main(void *arg)
+{
+	uint64_t ino;
+
+	(void)arg;
+	pthread_mutex_lock(&inval.lock);
+	for (;;) {
+		while (!inval.n && !inval.stop)
+			pthread_cond_wait(&inval.cond, &inval.lock);
+		if (inval.stop)
+			break;
+		ino = inval.q[inval.head];
+		inval.head = (inval.head + 1) % INVAL_QUEUE;
+		inval.n--;
+		pthread_mutex_unlock(&inval.lock);
+		if (g_se)
+			fuse_lowlevel_notify_inval_inode(g_se, ino, 0, 0);
+		pthread_mutex_lock(&inval.lock);
+	}
+	pthread_mutex_unlock(&inval.lock);
+	return NULL;
+}
+
 static void inval_hook(void *arg, uint64_t ino)
 {
 	(void)arg;
-	if (g_se)
-		fuse_lowlevel_notify_inval_inode(g_se, ino, 0, 0);
+	pthread_mutex_lock(&inval.lock);
+	if (inval.n < INVAL_QUEUE) {
+		inval.q[(inval.head + inval.n++) % INVAL_QUEUE] = ino;
+		pthread_cond_signal(&inval.cond);
+	} else {
+		log_warn("invalidation queue full; inode %llu keeps its kernel cache until it expires",
+			 (unsigned long long)ino);
+	}
+	pthread_mutex_unlock(&inval.lock);
+}
+
+static void inval_stop(void)
+{
+	pthread_mutex_lock(&inval.lock);
+	inval.stop = 1;
+	pthread_cond_signal(&inval.cond);
+	pthread_mutex_unlock(&inval.lock);
+	pthread_join(inval.thread, NULL);
 }
 
 /* mkdir -p; 0 or -errno. */
@@ -184,9 +237,11 @@ int main(int argc, char **argv)
 		log_err("cannot create the FUSE session (bad -o option?)");
 		goto out_args;
 	}
+	if (pthread_create(&inval.thread, NULL, inval_main, NULL))
+		goto out_session;
 	cache_set_inval_hook(cache, inval_hook, NULL);
 	if (fuse_set_signal_handlers(g_se))
-		goto out_session;
+		goto out_inval;
 	if (fuse_session_mount(g_se, o.mountpoint)) {
 		log_err("cannot mount on %s", o.mountpoint);
 		goto out_signals;
@@ -219,6 +274,9 @@ out_unmount:
 	fuse_session_unmount(g_se);
 out_signals:
 	fuse_remove_signal_handlers(g_se);
+out_inval:
+	cache_set_inval_hook(cache, NULL, NULL);
+	inval_stop();
 out_session:
 	fuse_session_destroy(g_se);
 	g_se = NULL;

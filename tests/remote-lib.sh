@@ -102,7 +102,7 @@ start_s3rver() {
 	need_s3rver
 	S3_PORT=$(free_port)
 	mkdir -p "$T/s3data"
-	node "$S3RVER" -d "$T/s3data" -a 127.0.0.1 -p "$S3_PORT" -s --no-vhost-buckets \
+	node --openssl-legacy-provider "$S3RVER" -d "$T/s3data" -a 127.0.0.1 -p "$S3_PORT" -s --no-vhost-buckets \
 		>"$T/s3rver.log" 2>&1 &
 	PIDS+=($!)
 	wait_port "$S3_PORT" || fail "s3rver did not start: $(cat "$T/s3rver.log")"
@@ -122,13 +122,22 @@ s3_mkbucket() {
 		-H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X PUT "$1" >/dev/null
 }
 
-# Upload every file of DIR under s3 URL PREFIX (URL-encoding each path).
+# Upload every file of DIR under s3 URL PREFIX (8 at a time).
 s3_upload_dir() {
-	local dir=$1 url=$2 f rel enc
-	(cd "$dir" && find . -type f | sed 's|^\./||') | while IFS= read -r rel; do
-		enc=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$rel")
-		s3_put "$url/$enc" "$dir/$rel" || { echo "upload of $rel failed"; return 1; }
-	done
+	python3 - "$1" "$2" <<'EOF'
+import os, subprocess, sys, urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+root, url = sys.argv[1], sys.argv[2]
+files = [os.path.relpath(os.path.join(d, n), root) for d, _, ns in os.walk(root) for n in ns]
+def put(rel):
+    return subprocess.call(["curl", "-sf", "--aws-sigv4", "aws:amz:us-east-1:s3",
+                            "--user", "S3RVER:S3RVER", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+                            "-T", os.path.join(root, rel), url + "/" + urllib.parse.quote(rel)],
+                           stdout=subprocess.DEVNULL)
+with ThreadPoolExecutor(8) as ex:
+    bad = [r for r in ex.map(put, files) if r]
+sys.exit(1 if bad else 0)
+EOF
 }
 
 # start_proxy TARGET_PORT [ARGS...]: fault proxy in front of TARGET; sets PROXY_PORT.
@@ -168,13 +177,24 @@ need_daemon() {
 	command -v fusermount3 >/dev/null || skip "fusermount3 is not installed"
 }
 
+# stat_field NAME: a number from MNT/.epochfs/stats.
+stat_field() {
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' \
+		"$MNT/.epochfs/stats" "$1"
+}
+
+# count_files DIR: regular files under DIR (the control dir excluded).
+count_files() {
+	find "$1" -path "$1/.epochfs" -prune -o -type f -print | wc -l
+}
+
 # mount_epochfs SOURCE [OPTIONS...]: mount on $T/mnt in the background.
 mount_epochfs() {
 	local src=$1 i
 	shift
 	MNT=$T/mnt
-	mkdir -p "$MNT" "$T/cache"
-	"$EPOCHFS" "$src" "$MNT" -f --cache-dir "$T/cache" --cache-size "${CACHE_SIZE:-1G}" "$@" \
+	mkdir -p "$MNT" "${CACHE_DIR:=$T/cache}"
+	"$EPOCHFS" "$src" "$MNT" -f --cache-dir "$CACHE_DIR" --cache-size "${CACHE_SIZE:-1G}" "$@" \
 		>"$T/epochfs.log" 2>&1 &
 	EPOCHFS_PID=$!
 	PIDS+=($EPOCHFS_PID)
@@ -224,7 +244,6 @@ def work():
 ts = [threading.Thread(target=work) for _ in range(nthreads)]
 [t.start() for t in ts]
 [t.join() for t in ts]
-listed = sum(len(n) for _, _, n in os.walk(mnt) if True)
 print("compared %d files, %d bad" % (len(files), len(bad)))
 for b in bad[:20]:
     print("  " + b)

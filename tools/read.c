@@ -136,7 +136,7 @@ int main(int argc, char **argv)
 	unsigned long seed = 1;
 	const char *root = NULL, *verify = NULL;
 	pthread_t th[256];
-	int status = 0;
+	int status = 0, drop = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -145,11 +145,13 @@ int main(int argc, char **argv)
 			seed = strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--epochs") && i + 1 < argc)
 			epochs = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--drop-caches"))
+			drop = 1;
 		else if (!strcmp(argv[i], "--verify") && i + 1 < argc)
 			verify = argv[++i];
 		else if (argv[i][0] == '-' || root) {
 			fprintf(stderr, "usage: epochfs-read [--threads N] [--seed N] [--epochs N] "
-					"[--verify DIR] ROOT\n");
+					"[--drop-caches] [--verify DIR] ROOT\n");
 			return 2;
 		} else
 			root = argv[i];
@@ -171,6 +173,16 @@ int main(int argc, char **argv)
 			t = paths[i - 1];
 			paths[i - 1] = paths[k];
 			paths[k] = t;
+		}
+		if (drop && e > 0) {
+			/* Make the next epoch come from the mount, not the page cache. */
+			int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);
+
+			sync();
+			if (fd < 0 || write(fd, "3", 1) != 1)
+				fprintf(stderr, "epochfs-read: cannot drop caches (not root?)\n");
+			if (fd >= 0)
+				close(fd);
 		}
 		t0 = now_ns();
 		for (unsigned t = 0; t < threads; t++)

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of cache/util.c (Check): size parsing and formatting, the clocks and
+ * the allocation seam. */
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache/util.h"
+
+struct good_size {
+	const char *s;
+	uint64_t bytes;
+	double pct;
+};
+
+static const struct good_size good[] = {
+	{ "0", 0, 0 },
+	{ "1", 1, 0 },
+	{ "123", 123, 0 },
+	{ "4096B", 4096, 0 },
+	{ "4K", 4096, 0 },
+	{ "4k", 4096, 0 },
+	{ "4KiB", 4096, 0 },
+	{ "4KB", 4096, 0 },
+	{ "4kib", 4096, 0 },
+	{ "3M", 3ull << 20, 0 },
+	{ "3MiB", 3ull << 20, 0 },
+	{ "2G", 2ull << 30, 0 },
+	{ "500GiB", 500ull << 30, 0 },
+	{ "500GB", 500ull << 30, 0 },
+	{ "1T", 1ull << 40, 0 },
+	{ "2P", 2ull << 50, 0 },
+	{ "1E", 1ull << 60, 0 },
+	{ "1.5G", 3ull << 29, 0 },
+	{ "0.5K", 512, 0 },
+	{ "1.5", 1, 0 },
+	{ "80%", 0, 80 },
+	{ "100%", 0, 100 },
+	{ "0.5%", 0, 0.5 },
+	{ "15.9E", (uint64_t)(15.9 * 1152921504606846976.0), 0 },
+};
+
+START_TEST(test_parse_good)
+{
+	const struct good_size *g = &good[_i];
+	uint64_t bytes = 777;
+	double pct = 777;
+
+	ck_assert_msg(parse_size(g->s, &bytes, &pct) == 0, "'%s' refused", g->s);
+	ck_assert_msg(bytes == g->bytes, "'%s': %llu, expected %llu", g->s,
+		      (unsigned long long)bytes, (unsigned long long)g->bytes);
+	ck_assert_double_eq(pct, g->pct);
+}
+END_TEST
+
+static const char *const bad[] = {
+	"", "-1", "+1", "abc", "12Q", "0%", "101%", "-5%", " 5", "5 ", "5 K", "\t5",
+	"99999999E", "16E", "1e30", "inf", "nan", "5KK", "5BB", "5KiBs", "5%%", "%", "K",
+	"5Ki", "1.5.5",
+};
+
+START_TEST(test_parse_bad)
+{
+	uint64_t bytes = 777;
+	double pct = 777;
+
+	ck_assert_msg(parse_size(bad[_i], &bytes, &pct) == -EINVAL, "'%s' accepted (%llu, %g)",
+		      bad[_i], (unsigned long long)bytes, pct);
+}
+END_TEST
+
+START_TEST(test_parse_null)
+{
+	uint64_t bytes;
+	double pct;
+
+	ck_assert_int_eq(parse_size(NULL, &bytes, &pct), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_format_bytes)
+{
+	char buf[64];
+
+	format_bytes(0, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "0 B");
+	format_bytes(1023, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1023 B");
+	format_bytes(1024, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1.00 KiB");
+	format_bytes(1536, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1.50 KiB");
+	format_bytes(3ull << 29, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "1.50 GiB");
+	format_bytes(5ull << 40, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "5.00 TiB");
+	format_bytes(2048ull << 50, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "2048.00 PiB");
+	format_bytes(UINT64_MAX, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "16384.00 PiB");
+	/* truncated, still terminated */
+	format_bytes(1536, buf, 4);
+	ck_assert_str_eq(buf, "1.5");
+}
+END_TEST
+
+START_TEST(test_clocks)
+{
+	uint64_t a = now_ns(), b = now_ns();
+
+	ck_assert_uint_ge(b, a);
+	ck_assert_int_gt(wall_ns(), 1500000000ll * 1000000000ll);
+}
+END_TEST
+
+START_TEST(test_alloc_seam)
+{
+	void *p[4];
+
+	ck_assert_int_lt(ec_fail_alloc_after, 0);
+	p[0] = ec_malloc(16);
+	ck_assert_ptr_nonnull(p[0]);
+	free(p[0]);
+
+	/* two allocations succeed, then they fail */
+	ec_fail_alloc_after = 2;
+	p[0] = ec_malloc(16);
+	p[1] = ec_calloc(2, 8);
+	p[2] = ec_realloc(NULL, 16);
+	p[3] = ec_malloc(1);
+	ck_assert_ptr_nonnull(p[0]);
+	ck_assert_ptr_nonnull(p[1]);
+	ck_assert_ptr_null(p[2]);
+	ck_assert_ptr_null(p[3]);
+	ck_assert_mem_eq(p[1], "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
+	free(p[0]);
+	free(p[1]);
+
+	/* off again */
+	ec_fail_alloc_after = -1;
+	p[0] = ec_malloc(16);
+	ck_assert_ptr_nonnull(p[0]);
+	free(p[0]);
+
+	/* and on again: the count starts afresh, as a torture loop needs */
+	ec_fail_alloc_after = 1;
+	p[0] = ec_malloc(16);
+	p[1] = ec_malloc(16);
+	ec_fail_alloc_after = -1;
+	ck_assert_ptr_nonnull(p[0]);
+	ck_assert_ptr_null(p[1]);
+	free(p[0]);
+}
+END_TEST
+
+static Suite *util_suite(void)
+{
+	Suite *s = suite_create("util");
+	TCase *tc = tcase_create("size");
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_loop_test(tc, test_parse_good, 0, (int)(sizeof(good) / sizeof(good[0])));
+	tcase_add_loop_test(tc, test_parse_bad, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+	tcase_add_test(tc, test_parse_null);
+	tcase_add_test(tc, test_format_bytes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("misc");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_clocks);
+	tcase_add_test(tc, test_alloc_seam);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(util_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
