@@ -1,0 +1,86 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# make bench: the warm-epoch overhead of epochfs against reading the same
+# files straight from the dataset directory, the daemon's CPU per warm file,
+# and its peak RSS against the number of files.  Medians over RUNS runs in
+# one invocation; prints a Markdown table for docs/benchmarks.md.
+# Not a test: nothing here asserts a time.
+set -eu
+B=${B:-.}
+RUNS=${RUNS:-5}
+THREADS=${THREADS:-8}
+CLASSES=${CLASSES:-100}
+PER=${PER:-100}
+SMALL_FILES_CLASSES=${SMALL_FILES_CLASSES:-1000}
+D=$(mktemp -d /tmp/epochfs-bench.XXXXXX)
+PID=
+cleanup() {
+	for m in "$D/mnt" "$D/mnt2"; do
+		mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" || fusermount3 -uz "$m"; }
+	done
+	[ -n "$PID" ] && wait "$PID" 2>/dev/null || true
+	rm -rf "$D"
+}
+trap cleanup EXIT INT TERM
+TCK=$(getconf CLK_TCK)
+
+mount_bg() { # SRC MNT CACHE
+	mkdir -p "$2"
+	"$B/epochfs" "$1" "$2" -f --cache-dir "$3" --cache-size 8G 2>>"$D/daemon.log" &
+	PID=$!
+	until [ -r "$2/.epochfs/stats" ]; do sleep 0.05; kill -0 $PID; done
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$PID/status"; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+field() { sed -n "s/.* $1 \([0-9.]*\).*/\1/p" | head -1; } # from epochfs-read's line
+rate() { sed -n 's/.*s, \([0-9.]*\) files\/s, \([0-9.]*\) MB\/s.*/\1 \2/p'; }
+
+echo "== dataset: $CLASSES x $PER files of ~110 KB" >&2
+"$B/epochfs-gendata" --classes "$CLASSES" --per-class "$PER" --size 110K "$D/src" >&2
+NFILES=$((CLASSES * PER))
+mount_bg "$D/src" "$D/mnt" "$D/cache"
+echo "== cold epoch through epochfs (fills the cache)" >&2
+"$B/epochfs-read" --threads "$THREADS" "$D/mnt" >&2
+"$B/epochfs-read" --threads "$THREADS" "$D/src" >/dev/null   # the direct side warm too
+
+: >"$D/fs" ; : >"$D/direct" ; : >"$D/cpu"
+for r in $(seq "$RUNS"); do
+	c0=$(cpu_ticks)
+	"$B/epochfs-read" --threads "$THREADS" --seed "$r" "$D/mnt" | rate >>"$D/fs"
+	c1=$(cpu_ticks)
+	echo "$c0 $c1" | awk -v t="$TCK" -v n="$NFILES" '{print ($2-$1)/t*1000/n}' >>"$D/cpu"
+	"$B/epochfs-read" --threads "$THREADS" --seed "$r" "$D/src" | rate >>"$D/direct"
+done
+fs_files=$(cut -d' ' -f1 "$D/fs" | median)
+fs_mb=$(cut -d' ' -f2 "$D/fs" | median)
+di_files=$(cut -d' ' -f1 "$D/direct" | median)
+di_mb=$(cut -d' ' -f2 "$D/direct" | median)
+cpu=$(median <"$D/cpu")
+hwm1=$(hwm_kb)
+fusermount3 -u "$D/mnt"; wait $PID; PID=
+
+echo "== RSS scaling: $SMALL_FILES_CLASSES x 100 files of 512 bytes" >&2
+"$B/epochfs-gendata" --classes "$SMALL_FILES_CLASSES" --per-class 100 --size 512 "$D/small" >&2
+NSMALL=$((SMALL_FILES_CLASSES * 100))
+mount_bg "$D/small" "$D/mnt2" "$D/cache2"
+"$B/epochfs-read" --threads "$THREADS" "$D/mnt2" >&2
+"$B/epochfs-read" --threads "$THREADS" "$D/mnt2" >&2
+hwm2=$(hwm_kb)
+fusermount3 -u "$D/mnt2"; wait $PID; PID=
+
+ratio_f=$(awk "BEGIN{printf \"%.2f\", $fs_files/$di_files}")
+ratio_m=$(awk "BEGIN{printf \"%.2f\", $fs_mb/$di_mb}")
+budget=$(awk "BEGIN{printf \"%.1f\", (64*1048576 + 150*$NSMALL)/1048576}")
+cat <<EOT
+
+### Warm epoch, $NFILES files of ~110 KB, $THREADS reader threads, median of $RUNS runs
+
+| measure | epochfs | direct | ratio |
+|---|---|---|---|
+| files/s | $fs_files | $di_files | $ratio_f |
+| MB/s | $fs_mb | $di_mb | $ratio_m |
+| daemon CPU per warm file | $(printf %.4f "$cpu") ms | | |
+| daemon peak RSS ($NFILES files) | $((hwm1 / 1024)) MiB | | |
+| daemon peak RSS ($NSMALL files, 2 epochs) | $((hwm2 / 1024)) MiB | budget 64 MiB + 150 B/file = $budget MiB | |
+EOT
