@@ -18,14 +18,12 @@ CORE_SRC = cache/util.c cache/log.c cache/index.c cache/store.c cache/policy.c \
 	backends/backend.c backends/posix.c backends/fetch.c backends/http.c \
 	backends/s3.c backends/keys.c
 FS_SRC = fs/main.c fs/ll.c fs/ctl.c fs/options.c
-UNIT_TESTS = check_util check_index check_policy check_store check_cache \
-	check_options check_order check_posix
-EXTRA_UNIT_TESTS = $(notdir $(basename $(wildcard tests/check_fetch.c tests/check_s3.c)))
+UNIT_TESTS = $(notdir $(basename $(wildcard tests/check_*.c)))
 TOOLS = epochfs-stat epochfs-read epochfs-gendata
 
 CORE_OBJ = $(CORE_SRC:%.c=$(O)/%.o)
 LIBCORE = $(B)/libepochfs-core.a
-TEST_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS) $(EXTRA_UNIT_TESTS))
+TEST_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 
 .PHONY: all check unit demo bench install clean distclean asan valgrind deps-test
 
@@ -43,21 +41,25 @@ $(O)/%.o: %.c config.mk
 
 $(LIBCORE): $(CORE_OBJ)
 	rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(B)/epochfs: $(FS_SRC:%.c=$(O)/%.o) $(LIBCORE)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(FUSE_LIBS) $(CORE_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(FUSE_LIBS) $(CORE_LIBS)
 
 $(B)/epochfs-%: $(O)/tools/%.o $(LIBCORE)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(CORE_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(CORE_LIBS)
 
 $(B)/tests/check_options: $(O)/tests/check_options.o $(O)/fs/options.o $(LIBCORE)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(CORE_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(CORE_LIBS)
 
 $(B)/tests/%: $(O)/tests/%.o $(LIBCORE)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(CORE_LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(CORE_LIBS)
 
 tests: all $(TEST_BINS)
 

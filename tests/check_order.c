@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "order.h"
+#include "cache/order.h"
 
 static double now_s(void)
 {

@@ -14,9 +14,22 @@ bench) pkgs="$build python3 nginx-light curl procps" ;;
 *) echo "usage: $0 build|demo|test|bench" >&2; exit 2 ;;
 esac
 
+# A tool already on the machine from elsewhere (node and npm are often not
+# Debian's) counts as present: installing Debian's over it can conflict.
+provided() {
+	case "$1" in
+	nodejs) command -v node >/dev/null 2>&1 ;;
+	npm) command -v npm >/dev/null 2>&1 ;;
+	nginx-light) command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] ;;
+	gcc|make|curl|valgrind|autoconf|pkg-config) command -v "$1" >/dev/null 2>&1 ;;
+	*) return 1 ;;
+	esac
+}
+
 missing=""
 for p in $pkgs; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" &&
+		! provided "$p"; then
 		missing="$missing $p"
 	fi
 done
