@@ -14,12 +14,12 @@ O = $(B)/obj
 Q = $(if $(V),,@)
 
 CORE_SRC = cache/util.c cache/log.c cache/index.c cache/store.c cache/policy.c \
-	cache/cache.c cache/order.c \
+	cache/cache.c cache/order.c cache/plan.c cache/prefetch.c cache/control.c \
 	backends/backend.c backends/posix.c backends/fetch.c backends/http.c \
 	backends/s3.c backends/keys.c
 FS_SRC = fs/main.c fs/ll.c fs/ctl.c fs/options.c
 UNIT_TESTS = $(notdir $(basename $(wildcard tests/check_*.c)))
-TOOLS = epochfs-stat epochfs-read epochfs-gendata
+TOOLS = $(patsubst tools/%.c,epochfs-%,$(wildcard tools/*.c))
 
 CORE_OBJ = $(CORE_SRC:%.c=$(O)/%.o)
 LIBCORE = $(B)/libepochfs-core.a
@@ -87,7 +87,7 @@ valgrind: $(TEST_BINS)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/sbin
-	install -m 755 $(B)/epochfs $(B)/epochfs-stat $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(B)/epochfs $(B)/epochfs-stat $(wildcard $(B)/epochfs-ctl) $(DESTDIR)$(PREFIX)/bin/
 	if [ -d docs/man ]; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
 
 clean:

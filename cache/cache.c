@@ -38,96 +38,12 @@
 #define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
-#include "cache.h"
+#include "cache_int.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
 
-#define OBJ_DIRTY 1u
-#define META_PER_RECORD 256ull
-#define META_HEADROOM (64ull << 10)
-#define KEY_MAX 4096
-
-struct fetch;
-
-struct obj {
-	struct pol_entry pe;
-	struct obj *hnext;
-	struct obj *dnext;        /* dirty list */
-	uint8_t cid[CID_LEN];
-	uint64_t size;
-	uint32_t chunk_size;
-	uint32_t nchunks;
-	uint32_t npresent;
-	uint32_t refs;
-	uint32_t flags;
-	int fd;                   /* store file, open while pinned */
-	uint64_t alloc;           /* bytes accounted to this object */
-	int64_t last_access_ns;
-	uint64_t next_use;
-	struct fetch *fetches;
-	uint8_t *present;         /* chunk bits */
-	uint8_t *verified;        /* checked since this daemon started */
-	uint64_t *sums;
-};
-
-struct fetch {
-	struct fetch *next;
-	struct cache *c;
-	struct obj *o;
-	uint32_t chunk;
-	int refs;                 /* waiters + the backend */
-	int done;
-	ssize_t result;
-	int stored;
-	size_t len;
-	void *buf;
-	struct backend_req req;
-	char key[KEY_MAX];
-};
-
-struct cache_file {
-	struct cache *c;
-	struct obj *o;
-	uint64_t ino;
-	struct backend_stat ident;
-	char key[KEY_MAX];
-	int stale;
-};
-
-struct cache {
-	struct cache_config cfg;
-	char *dir;
-	int lockfd;
-	struct backend *be;
-	struct index *ix;
-	struct store *st;
-	struct ns_source ns;
-	struct cache_counters ctr;
-
-	pthread_mutex_t lock;
-	struct obj **table;
-	size_t nbuckets, nobjs;
-	struct policy *pol;
-	struct obj *dirty;
-	uint64_t capacity;
-	uint64_t data_bytes;     /* sum of obj->alloc */
-	uint64_t reserved;
-	uint64_t meta_bytes;     /* index + directories, as last measured */
-	uint64_t meta_pending;   /* growth allowance since then */
-	uint64_t cached_objs;
-	int degraded;            /* ENOSPC seen: store nothing for a while */
-	uint64_t degraded_until;
-
-	pthread_t flusher;
-	pthread_cond_t flush_cond;
-	pthread_cond_t fetch_cond;   /* fetch progress */
-	int stopping;
-	uint64_t started_ns;
-
-	void (*inval)(void *arg, uint64_t ino);
-	void *inval_arg;
-};
+static void *store_worker(void *arg);
 
 void cache_config_init(struct cache_config *cfg)
 {
@@ -211,6 +127,8 @@ static struct obj *obj_new(const uint8_t *cid, uint64_t size, uint32_t chunk_siz
 	o->chunk_size = chunk_size;
 	o->nchunks = (uint32_t)n;
 	o->fd = -1;
+	o->sample = PLAN_NONE;
+	o->pe.next_use = UINT64_MAX;
 	o->sums = (uint64_t *)(o + 1);
 	o->present = (uint8_t *)(o->sums + n);
 	o->verified = o->present + bb;
@@ -255,6 +173,9 @@ static uint64_t used_locked(const struct cache *c)
  * remove its file and its bytes from the accounting.  Lock held. */
 static void evict_locked(struct cache *c, struct obj *o)
 {
+	if (o->flags & OBJ_PREFETCHED)
+		atomic_fetch_add_explicit(&c->prefetch_wasted, 1, memory_order_relaxed);
+	o->flags &= ~OBJ_PREFETCHED;
 	policy_remove(c->pol, &o->pe);
 	store_obj_unlink(c->st, o->cid);
 	c->data_bytes -= o->alloc;
@@ -386,7 +307,6 @@ static int load_cb(void *arg, const struct obj_rec *r)
 	o->pe.importance = r->importance;
 	o->pe.last = (uint64_t)r->last_access_ns;
 	o->last_access_ns = r->last_access_ns;
-	o->next_use = r->next_use;
 	for (i = 0; i < r->nchunks; i++)
 		if (obj_chunk_present(r, i)) {
 			bit_set(o->present, i, 1);
@@ -459,7 +379,7 @@ static void flush_dirty(struct cache *c)
 		r->access_count = o->pe.freq;
 		r->last_access_ns = o->last_access_ns;
 		r->importance = o->pe.importance;
-		r->next_use = o->next_use;
+		r->next_use = o->pe.next_use;
 		for (k = 0; k < o->nchunks; k++)
 			if (bit(o->present, k)) {
 				r->present[k >> 3] |= (uint8_t)(1u << (k & 7));
@@ -562,6 +482,10 @@ int cache_open(const struct cache_config *cfg, struct backend *be, struct cache 
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->flush_cond, NULL);
 	pthread_cond_init(&c->fetch_cond, NULL);
+	pthread_cond_init(&c->cq_cond, NULL);
+	pthread_cond_init(&c->pf_cond, NULL);
+	c->pf_max = cfg->prefetch_concurrency ? cfg->prefetch_concurrency : be->concurrency;
+	c->pf_max_bytes = cfg->prefetch_bytes ? cfg->prefetch_bytes : 256ull << 20;
 	c->dir = realpath(cfg->cache_dir, NULL);
 	if (!c->dir) {
 		rc = -errno;
@@ -632,13 +556,22 @@ int cache_open(const struct cache_config *cfg, struct backend *be, struct cache 
 	rc = -pthread_create(&c->flusher, NULL, flusher_main, c);
 	if (rc)
 		goto fail;
+	for (; c->nworkers < (int)ARRAY_SIZE(c->workers); c->nworkers++) {
+		rc = -pthread_create(&c->workers[c->nworkers], NULL, store_worker, c);
+		if (rc)
+			goto fail;
+	}
+	rc = plan_create(&c->plan);
+	if (!rc)
+		rc = prefetch_start(c);
+	if (rc)
+		goto fail;
 	*out = c;
 	return 0;
 fail:
 	if (!*err)
 		snprintf(err, errlen, "cannot open the cache: %s", strerror(-rc));
 	c->flusher = 0;
-	c->stopping = 1;
 	cache_close(c);
 	return rc;
 }
@@ -649,12 +582,20 @@ void cache_close(struct cache *c)
 
 	if (!c)
 		return;
+	prefetch_stop(c);
+	/* Every fetch in flight must settle before the workers go. */
 	pthread_mutex_lock(&c->lock);
+	while (c->fetches_inflight)
+		pthread_cond_wait(&c->fetch_cond, &c->lock);
 	c->stopping = 1;
 	pthread_cond_broadcast(&c->flush_cond);
+	pthread_cond_broadcast(&c->cq_cond);
 	pthread_mutex_unlock(&c->lock);
+	for (int i = 0; i < c->nworkers; i++)
+		pthread_join(c->workers[i], NULL);
 	if (c->flusher)
 		pthread_join(c->flusher, NULL);
+	plan_destroy(c->plan);
 	if (c->ix && c->table)
 		flush_dirty(c);
 	for (size_t b = 0; c->table && b < c->nbuckets; b++)
@@ -674,6 +615,8 @@ void cache_close(struct cache *c)
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->flush_cond);
 	pthread_cond_destroy(&c->fetch_cond);
+	pthread_cond_destroy(&c->cq_cond);
+	pthread_cond_destroy(&c->pf_cond);
 	free(c);
 }
 
@@ -760,7 +703,6 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 			fresh->pe.freq = r->access_count;
 			fresh->pe.importance = r->importance;
 			fresh->last_access_ns = r->last_access_ns;
-			fresh->next_use = r->next_use;
 		}
 		index_obj_free(r);
 		pthread_mutex_lock(&c->lock);
@@ -858,6 +800,11 @@ int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out)
 	f->o->pe.last = now_ns();
 	hit = f->o->npresent == f->o->nchunks;
 	mark_dirty(c, f->o);
+	if (c->nep) {
+		c->ep[(c->nep - 1) % EPOCH_HISTORY].opens++;
+		c->ep[(c->nep - 1) % EPOCH_HISTORY].open_hits += hit;
+	}
+	prefetch_on_open_locked(c, f->o, ino);
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add_explicit(&c->ctr.opens, 1, memory_order_relaxed);
 	if (hit)
@@ -895,6 +842,7 @@ static void fetch_put(struct cache *c, struct fetch *fe)
 	}
 }
 
+/* Backend thread: queue the completion for a store worker. */
 static void fetch_done(struct backend_req *req)
 {
 	struct fetch *fe = req->arg;
@@ -902,22 +850,26 @@ static void fetch_done(struct backend_req *req)
 
 	pthread_mutex_lock(&c->lock);
 	fe->result = req->result;
-	fe->done = 1;
-	pthread_cond_broadcast(&c->fetch_cond);
+	fe->qnext = NULL;
+	if (c->cq_tail)
+		c->cq_tail->qnext = fe;
+	else
+		c->cq_head = fe;
+	c->cq_tail = fe;
+	pthread_cond_signal(&c->cq_cond);
 	pthread_mutex_unlock(&c->lock);
-	fetch_put(c, fe);
 }
 
 /* Store a fetched chunk if the policy admits it; mark it present. */
-static void fetch_store(struct cache *c, struct cache_file *f, struct fetch *fe)
+static void fetch_store(struct cache *c, struct fetch *fe)
 {
-	struct obj *o = f->o;
+	struct obj *o = fe->o;
 	uint64_t need, sum;
 	int fd, rc;
 	static atomic_int enospc_logged;
 
-	need = round_block(fe->len) + (o->alloc ? 0 : STORE_FILE_OVERHEAD);
 	pthread_mutex_lock(&c->lock);
+	need = round_block(fe->len) + (o->alloc ? 0 : STORE_FILE_OVERHEAD);
 	rc = reserve_locked(c, o, need);
 	pthread_mutex_unlock(&c->lock);
 	if (rc) {
@@ -929,7 +881,7 @@ static void fetch_store(struct cache *c, struct cache_file *f, struct fetch *fe)
 	rc = fd < 0 ? fd : store_write(fd, (uint64_t)fe->chunk * o->chunk_size, fe->buf, fe->len);
 	pthread_mutex_lock(&c->lock);
 	c->reserved -= need;
-	if (rc == 0) {
+	if (rc == 0 && !bit(o->present, fe->chunk)) {
 		if (!o->npresent)
 			c->cached_objs++;
 		bit_set(o->present, fe->chunk, 1);
@@ -939,7 +891,6 @@ static void fetch_store(struct cache *c, struct cache_file *f, struct fetch *fe)
 		o->alloc += need;
 		c->data_bytes += need;
 		mark_dirty(c, o);
-		fe->stored = 1;
 	} else if (rc == -ENOSPC) {
 		c->degraded = 1;
 		c->degraded_until = now_ns() + 30ull * 1000000000ull;
@@ -955,34 +906,183 @@ static void fetch_store(struct cache *c, struct cache_file *f, struct fetch *fe)
 	}
 }
 
-/* The source changed under an open file: record the new identity, drop the
- * kernel's view, and fail the handle. */
-static void source_changed(struct cache *c, struct cache_file *f, const struct backend_stat *cur)
+/* The source changed under a file: record the new identity and drop the
+ * kernel's view.  Content-addressed, the old object is simply never asked
+ * for again; the next open fetches the new version. */
+static void source_changed(struct cache *c, uint64_t ino, const char *key, uint64_t old_size,
+			   const struct backend_stat *cur)
 {
 	atomic_fetch_add_explicit(&c->ctr.stale, 1, memory_order_relaxed);
-	log_warn("%s changed at the source (size %llu -> %llu); its cached copy is dropped",
-		 f->key, (unsigned long long)f->ident.size, (unsigned long long)cur->size);
-	f->stale = 1;
-	index_set_identity(c->ix, c->ns.srcid, f->ino, cur);
+	log_warn("%s changed at the source (size %llu -> %llu); its cached copy is dropped", key,
+		 (unsigned long long)old_size, (unsigned long long)cur->size);
+	index_set_identity(c->ix, c->ns.srcid, ino, cur);
 	if (c->inval)
-		c->inval(c->inval_arg, f->ino);
-	/* Content-addressed: the old object is simply never asked for again. */
+		c->inval(c->inval_arg, ino);
+}
+
+/* Store worker: settle completed fetches. */
+static void *store_worker(void *arg)
+{
+	struct cache *c = arg;
+	struct fetch *fe;
+	struct obj *o;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (!c->cq_head && !c->stopping)
+			pthread_cond_wait(&c->cq_cond, &c->lock);
+		if (!c->cq_head)
+			break;
+		fe = c->cq_head;
+		c->cq_head = fe->qnext;
+		if (!c->cq_head)
+			c->cq_tail = NULL;
+		pthread_mutex_unlock(&c->lock);
+
+		o = fe->o;
+		if (fe->result == (ssize_t)fe->len) {
+			atomic_fetch_add_explicit(&c->ctr.fetch_bytes, fe->len, memory_order_relaxed);
+			fetch_store(c, fe);
+		} else if (fe->result == -ESTALE) {
+			source_changed(c, fe->ino, fe->key, o->size, &fe->req.current);
+		} else if (fe->result >= 0) {
+			log_warn("%s: source returned %zd bytes of chunk %u, expected %zu", fe->key,
+				 fe->result, fe->chunk, fe->len);
+			fe->result = -EIO;
+		}
+
+		pthread_mutex_lock(&c->lock);
+		for (struct fetch **pp = &o->fetches; *pp; pp = &(*pp)->next)
+			if (*pp == fe) {
+				*pp = fe->next;
+				break;
+			}
+		fe->settled = 1;
+		o->inflight--;
+		c->fetches_inflight--;
+		if (fe->prefetch) {
+			c->pf_inflight--;
+			c->pf_inflight_bytes -= fe->len;
+			if (!o->inflight) {
+				o->flags &= ~OBJ_PREFETCHING;
+				if (o->npresent == o->nchunks)
+					o->flags |= OBJ_PREFETCHED;
+			}
+			pthread_cond_signal(&c->pf_cond);
+		}
+		pthread_cond_broadcast(&c->fetch_cond);
+		pthread_mutex_unlock(&c->lock);
+		obj_unpin(c, o);
+		fetch_put(c, fe);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* Start fetching chunk k of o, which the caller has pinned; lock held.  The
+ * fetch pins o again until it settles.  The caller submits it (outside the
+ * lock) with fetch_submit.  NULL on ENOMEM. */
+static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k, uint64_t ino,
+				      const char *key, const struct backend_stat *ident, int prefetch)
+{
+	size_t len = chunk_len(o, k);
+	struct fetch *fe = ec_calloc(1, sizeof(*fe));
+
+	if (!fe)
+		return NULL;
+	fe->buf = ec_malloc(len ? len : 1);
+	if (!fe->buf) {
+		free(fe);
+		return NULL;
+	}
+	fe->c = c;
+	fe->o = o;
+	fe->chunk = k;
+	fe->len = len;
+	fe->ino = ino;
+	fe->prefetch = prefetch;
+	fe->refs = 1;
+	snprintf(fe->key, sizeof(fe->key), "%s", key);
+	fe->req.key = fe->key;
+	fe->req.off = (uint64_t)k * o->chunk_size;
+	fe->req.len = len;
+	fe->req.buf = fe->buf;
+	fe->req.expect = *ident;
+	fe->req.done = fetch_done;
+	fe->req.arg = fe;
+	fe->next = o->fetches;
+	o->fetches = fe;
+	o->refs++;
+	o->inflight++;
+	c->fetches_inflight++;
+	if (prefetch) {
+		c->pf_inflight++;
+		c->pf_inflight_bytes += len;
+		o->flags |= OBJ_PREFETCHING;
+	}
+	return fe;
+}
+
+static void fetch_submit(struct cache *c, struct fetch *fe)
+{
+	int rc;
+
+	atomic_fetch_add_explicit(&c->ctr.fetches, 1, memory_order_relaxed);
+	rc = c->be->ops->submit(c->be, &fe->req);
+	if (rc) {
+		fe->req.result = rc;
+		fetch_done(&fe->req);
+	}
+}
+
+int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char *key,
+		       const struct backend_stat *ident)
+{
+	struct fetch *batch[64], *fe;
+	int n = 0, total = 0;
+	uint32_t k = 0;
+
+	while (k < o->nchunks) {
+		pthread_mutex_lock(&c->lock);
+		for (; k < o->nchunks && n < (int)ARRAY_SIZE(batch); k++) {
+			if (bit(o->present, k))
+				continue;
+			for (fe = o->fetches; fe && fe->chunk != k; fe = fe->next)
+				;
+			if (fe)
+				continue;
+			fe = fetch_new_locked(c, o, k, ino, key, ident, 1);
+			if (!fe)
+				break;
+			batch[n++] = fe;
+		}
+		pthread_mutex_unlock(&c->lock);
+		for (int i = 0; i < n; i++)
+			fetch_submit(c, batch[i]);
+		total += n;
+		if (n < (int)ARRAY_SIZE(batch))
+			break;
+		n = 0;
+	}
+	return total;
 }
 
 /* Make chunk k of f's object readable: a segment of the store file, or of
- * memory held in *hold.  0 or -errno. */
+ * memory held in *hold (a fetch when *is_fetch).  0 or -errno. */
 static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, void **hold,
-		     int *from_cache)
+		     int *is_fetch, int *from_cache)
 {
 	struct cache *c = f->c;
 	struct obj *o = f->o;
 	struct fetch *fe;
 	size_t len = chunk_len(o, k);
 	uint64_t off = (uint64_t)k * o->chunk_size, t0;
-	int fd, rc, present, verified, mine = 0;
+	int fd, rc, present, verified, start = 0;
 	void *buf;
 
 	*hold = NULL;
+	*is_fetch = 0;
 	*from_cache = 0;
 	pthread_mutex_lock(&c->lock);
 	present = bit(o->present, k);
@@ -1034,97 +1134,42 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 
 	/* Join the fetch of this chunk, or start it. */
 	pthread_mutex_lock(&c->lock);
-	for (fe = o->fetches; fe; fe = fe->next)
-		if (fe->chunk == k)
-			break;
+	for (fe = o->fetches; fe && fe->chunk != k; fe = fe->next)
+		;
 	if (!fe) {
-		fe = ec_calloc(1, sizeof(*fe));
-		buf = fe ? ec_malloc(len ? len : 1) : NULL;
-		if (!buf) {
+		if (bit(o->present, k)) { /* settled in the meantime */
 			pthread_mutex_unlock(&c->lock);
-			free(fe);
+			return chunk_get(f, k, seg, hold, is_fetch, from_cache);
+		}
+		fe = fetch_new_locked(c, o, k, f->ino, f->key, &f->ident, 0);
+		if (!fe) {
+			pthread_mutex_unlock(&c->lock);
 			return -ENOMEM;
 		}
-		fe->c = c;
-		fe->o = o;
-		fe->chunk = k;
-		fe->len = len;
-		fe->buf = buf;
-		fe->refs = 2; /* this reader and the backend */
-		fe->next = o->fetches;
-		o->fetches = fe;
-		mine = 1;
-	} else {
-		fe->refs++;
+		start = 1;
 	}
+	fe->refs++;
 	pthread_mutex_unlock(&c->lock);
+	if (start)
+		fetch_submit(c, fe);
 
 	t0 = now_ns();
-	if (mine) {
-		memcpy(fe->key, f->key, sizeof(fe->key));
-		fe->req.key = fe->key;
-		fe->req.off = off;
-		fe->req.len = len;
-		fe->req.buf = fe->buf;
-		fe->req.expect = f->ident;
-		fe->req.done = fetch_done;
-		fe->req.arg = fe;
-		atomic_fetch_add_explicit(&c->ctr.fetches, 1, memory_order_relaxed);
-		rc = c->be->ops->submit(c->be, &fe->req);
-		if (rc) {
-			pthread_mutex_lock(&c->lock);
-			fe->result = rc;
-			fe->done = 1;
-			fe->refs--; /* the backend's reference */
-			pthread_mutex_unlock(&c->lock);
-		}
-	}
 	pthread_mutex_lock(&c->lock);
-	while (!fe->done)
+	while (!fe->settled)
 		pthread_cond_wait(&c->fetch_cond, &c->lock);
+	rc = fe->result < 0 ? (int)fe->result : 0;
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add_explicit(&c->ctr.stall_ns, now_ns() - t0, memory_order_relaxed);
-
-	rc = 0;
-	if (fe->result == -ESTALE) {
-		if (mine)
-			source_changed(c, f, &fe->req.current);
-		rc = -ESTALE;
-	} else if (fe->result < 0) {
-		rc = (int)fe->result;
-	} else if ((size_t)fe->result != len) {
-		log_warn("%s: source returned %zd bytes of chunk %u, expected %zu", f->key,
-			 fe->result, k, len);
-		rc = -EIO;
-	}
-	if (mine) {
-		if (!rc) {
-			atomic_fetch_add_explicit(&c->ctr.fetch_bytes, len, memory_order_relaxed);
-			fetch_store(c, f, fe);
-		}
-		/* Unlink from the object: later readers start afresh. */
-		pthread_mutex_lock(&c->lock);
-		for (struct fetch **pp = &o->fetches; *pp; pp = &(*pp)->next)
-			if (*pp == fe) {
-				*pp = fe->next;
-				break;
-			}
-		fe->stored |= 2; /* settled: waiters may look at the bits */
-		pthread_cond_broadcast(&c->fetch_cond);
-		pthread_mutex_unlock(&c->lock);
-	} else {
-		pthread_mutex_lock(&c->lock);
-		while (!(fe->stored & 2) && !rc)
-			pthread_cond_wait(&c->fetch_cond, &c->lock);
-		pthread_mutex_unlock(&c->lock);
-	}
 	if (rc) {
+		if (rc == -ESTALE)
+			f->stale = 1;
 		fetch_put(c, fe);
 		return rc;
 	}
 	*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len, .buf = fe->buf };
-	*hold = fe; /* released by cache_read_release via fetch_put */
-	return 1;
+	*hold = fe;
+	*is_fetch = 1;
+	return 0;
 }
 
 ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct cache_read *rd)
@@ -1147,17 +1192,17 @@ ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct c
 	for (pos = off; pos < end && rd->nseg < CACHE_MAX_SEGS;) {
 		struct cache_seg seg;
 		void *hold;
-		int cached;
+		int cached, is_fetch;
 		uint64_t cstart, skip;
 		size_t take;
 
 		k = (uint32_t)(pos / o->chunk_size);
-		rc = chunk_get(f, k, &seg, &hold, &cached);
+		rc = chunk_get(f, k, &seg, &hold, &is_fetch, &cached);
 		if (rc < 0)
 			break;
 		if (hold) {
 			/* Tag fetch references so release knows how to drop them. */
-			rd->hold[rd->nhold++] = (void *)((uintptr_t)hold | (rc == 1 ? 1u : 0u));
+			rd->hold[rd->nhold++] = (void *)((uintptr_t)hold | (is_fetch ? 1u : 0u));
 		}
 		cstart = (uint64_t)k * o->chunk_size;
 		skip = pos - cstart;
@@ -1274,9 +1319,11 @@ static void json_escape(const char *s, char *out, size_t len)
 int cache_stats_json(struct cache *c, char **out, size_t *len)
 {
 	const struct backend_counters *b = &c->be->counters;
-	uint64_t data, meta, objs, cap = c->capacity;
-	int degraded;
-	char *s, src[1024];
+	uint64_t data, meta, objs, cap = c->capacity, epoch = 0, pos = 0, nep;
+	uint64_t bb_now = atomic_load(&b->bytes);
+	struct epoch_stats ep[EPOCH_HISTORY];
+	int degraded, planned;
+	char *s, *t, src[1024];
 	int n;
 
 	json_escape(c->be->url, src, sizeof(src));
@@ -1285,6 +1332,13 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 	meta = c->meta_bytes;
 	objs = c->cached_objs;
 	degraded = c->degraded;
+	planned = plan_mode(c->plan) != PLAN_OFF;
+	if (planned) {
+		epoch = plan_epoch(c->plan);
+		pos = plan_position(c->plan);
+	}
+	nep = c->nep;
+	memcpy(ep, c->ep, sizeof(ep));
 	pthread_mutex_unlock(&c->lock);
 	n = asprintf(&s,
 		     "{\"version\":1,\"source\":\"%s\",\"backend\":\"%s\",\"policy\":\"%s\","
@@ -1297,8 +1351,12 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     "\"cache_bytes\":%llu,\"cache_data_bytes\":%llu,\"cache_meta_bytes\":%llu,"
 		     "\"cache_capacity\":%llu,\"cache_objects\":%llu,\"evictions\":%llu,"
 		     "\"not_admitted\":%llu,\"verify_failures\":%llu,\"stale\":%llu,"
-		     "\"store_errors\":%llu,\"cache_degraded\":%d}\n",
-		     src, c->be->ops->name, policy_name(c->cfg.policy),
+		     "\"store_errors\":%llu,\"cache_degraded\":%d,"
+		     "\"planned\":%d,\"epoch\":%llu,\"position\":%llu,"
+		     "\"prefetch_issued\":%llu,\"prefetch_used\":%llu,\"prefetch_late\":%llu,"
+		     "\"prefetch_wasted\":%llu,\"epochs\":[",
+		     src, c->be->ops->name,
+		     policy_name(planned ? POLICY_BELADY : c->cfg.policy),
 		     (unsigned long long)(now_ns() - c->started_ns), (unsigned long long)c->ns.files,
 		     LD(c->ctr.opens), LD(c->ctr.open_hits), LD(c->ctr.reads), LD(c->ctr.read_bytes),
 		     LD(c->ctr.read_bytes_from_cache), LD(c->ctr.stall_ns),
@@ -1307,10 +1365,70 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     (unsigned long long)(data + meta), (unsigned long long)data,
 		     (unsigned long long)meta, (unsigned long long)cap, (unsigned long long)objs,
 		     LD(c->ctr.evictions), LD(c->ctr.not_admitted), LD(c->ctr.verify_failures),
-		     LD(c->ctr.stale), LD(c->ctr.store_errors), degraded);
+		     LD(c->ctr.stale), LD(c->ctr.store_errors), degraded, planned,
+		     (unsigned long long)epoch, (unsigned long long)pos,
+		     LD(c->prefetch_issued), LD(c->prefetch_used), LD(c->prefetch_late),
+		     LD(c->prefetch_wasted));
 	if (n < 0)
 		return -ENOMEM;
-	*out = s;
+	for (uint64_t i = nep > EPOCH_HISTORY ? nep - EPOCH_HISTORY : 0; i < nep; i++) {
+		const struct epoch_stats *e = &ep[i % EPOCH_HISTORY];
+		uint64_t end = i + 1 < nep ? ep[(i + 1) % EPOCH_HISTORY].backend_bytes_at_start : bb_now;
+
+		n = asprintf(&t, "%s%s{\"epoch\":%llu,\"opens\":%llu,\"open_hits\":%llu,"
+				 "\"backend_bytes\":%llu}",
+			     s, i > (nep > EPOCH_HISTORY ? nep - EPOCH_HISTORY : 0) ? "," : "",
+			     (unsigned long long)e->epoch, (unsigned long long)e->opens,
+			     (unsigned long long)e->open_hits,
+			     (unsigned long long)(end - e->backend_bytes_at_start));
+		free(s);
+		if (n < 0)
+			return -ENOMEM;
+		s = t;
+	}
+	n = asprintf(&t, "%s]}\n", s);
+	free(s);
+	if (n < 0)
+		return -ENOMEM;
+	*out = t;
 	*len = (size_t)n;
 	return 0;
+}
+
+/* ---- internal interface for prefetch.c and control.c ---- */
+
+struct obj *cache_table_get(struct cache *c, const uint8_t *cid)
+{
+	return table_get(c, cid);
+}
+
+void cache_content_id(const struct cache *c, const char *key, const struct ns_attr *a,
+		      uint8_t cid[CID_LEN])
+{
+	content_id(c, key, a, cid);
+}
+
+int cache_obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct obj **out)
+{
+	return obj_pin(c, cid, size, out);
+}
+
+void cache_obj_unpin(struct cache *c, struct obj *o)
+{
+	obj_unpin(c, o);
+}
+
+void cache_evict_obj_locked(struct cache *c, struct obj *o)
+{
+	evict_locked(c, o);
+}
+
+void cache_mark_dirty(struct cache *c, struct obj *o)
+{
+	mark_dirty(c, o);
+}
+
+uint64_t cache_used_locked(const struct cache *c)
+{
+	return used_locked(c);
 }

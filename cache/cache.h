@@ -27,6 +27,8 @@ struct cache_config {
 	int64_t list_ttl_s;       /* relist when the snapshot is older; <0 never */
 	int refresh;              /* relist now */
 	unsigned flush_ms;        /* dirty record flush period (default 1000) */
+	unsigned prefetch_concurrency; /* fetches in flight (default: backend's) */
+	uint64_t prefetch_bytes;  /* bytes in flight (default 256 MiB) */
 };
 
 void cache_config_init(struct cache_config *cfg);

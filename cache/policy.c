@@ -10,7 +10,11 @@
  * samples never displace each other (admit until full, then keep), which is
  * the policy whose hit rate equals the cached fraction.
  *
- * LRU: a list; the tail is always the victim.  Offered for comparison. */
+ * LRU: a list; the tail is always the victim.  Offered for comparison.
+ *
+ * BELADY, while the read order is known: the same heap, keyed by next use,
+ * furthest first; an incoming object displaces the furthest cached one only
+ * if it is needed sooner.  Importance breaks ties (the less important goes). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +32,14 @@ struct policy {
 
 const char *policy_name(enum policy_kind kind)
 {
-	return kind == POLICY_LRU ? "lru" : "shade";
+	return kind == POLICY_LRU ? "lru" : kind == POLICY_BELADY ? "belady" : "shade";
 }
 
 int policy_parse(const char *s, enum policy_kind *out)
 {
-	if (!strcmp(s, "shade") || !strcmp(s, "default"))
+	if (!strcmp(s, "belady"))
+		*out = POLICY_BELADY;
+	else if (!strcmp(s, "shade") || !strcmp(s, "default"))
 		*out = POLICY_SHADE;
 	else if (!strcmp(s, "lru"))
 		*out = POLICY_LRU;
@@ -73,13 +79,27 @@ size_t policy_count(const struct policy *p)
 }
 
 /* Strict "less valuable than" for the heap order. */
-static int less(const struct pol_entry *a, const struct pol_entry *b)
+static int less_shade(const struct pol_entry *a, const struct pol_entry *b)
 {
 	if (a->importance != b->importance)
 		return a->importance < b->importance;
 	if (a->freq != b->freq)
 		return a->freq < b->freq;
 	return a->last < b->last;
+}
+
+static int less_belady(const struct pol_entry *a, const struct pol_entry *b)
+{
+	if (a->next_use != b->next_use)
+		return a->next_use > b->next_use;
+	if (a->importance != b->importance)
+		return a->importance < b->importance;
+	return a->last < b->last;
+}
+
+static int less(const struct policy *p, const struct pol_entry *a, const struct pol_entry *b)
+{
+	return p->kind == POLICY_BELADY ? less_belady(a, b) : less_shade(a, b);
 }
 
 int policy_outranks(const struct pol_entry *a, const struct pol_entry *b)
@@ -102,7 +122,7 @@ static void sift_up(struct policy *p, size_t i)
 	while (i > 0) {
 		size_t parent = (i - 1) / 2;
 
-		if (!less(e, p->heap[parent]))
+		if (!less(p, e, p->heap[parent]))
 			break;
 		heap_set(p, i, p->heap[parent]);
 		i = parent;
@@ -118,11 +138,11 @@ static void sift_down(struct policy *p, size_t i)
 		size_t l = 2 * i + 1, r = l + 1, m = i;
 		struct pol_entry *best = e;
 
-		if (l < p->n && less(p->heap[l], best)) {
+		if (l < p->n && less(p, p->heap[l], best)) {
 			m = l;
 			best = p->heap[l];
 		}
-		if (r < p->n && less(p->heap[r], best))
+		if (r < p->n && less(p, p->heap[r], best))
 			m = r;
 		if (m == i)
 			break;
@@ -205,7 +225,40 @@ struct pol_entry *policy_victim(struct policy *p, const struct pol_entry *incomi
 	if (!p->n)
 		return NULL;
 	worst = p->heap[0];
-	if (incoming && !policy_outranks(incoming, worst))
-		return NULL;
-	return worst;
+	if (!incoming)
+		return worst;
+	if (p->kind == POLICY_BELADY)
+		return incoming->next_use < worst->next_use ||
+			       (incoming->next_use == worst->next_use &&
+				incoming->importance > worst->importance)
+			       ? worst
+			       : NULL;
+	return policy_outranks(incoming, worst) ? worst : NULL;
+}
+
+int policy_rekey(struct policy *p, enum policy_kind kind)
+{
+	size_t n = policy_count(p), i = 0;
+	struct pol_entry **all, *e;
+
+	all = ec_malloc((n + 1) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	if (p->kind == POLICY_LRU) {
+		for (e = p->head.next; e != &p->head; e = e->next)
+			all[i++] = e;
+	} else {
+		for (i = 0; i < p->n; i++)
+			all[i] = p->heap[i];
+	}
+	for (i = 0; i < n; i++)
+		policy_remove(p, all[i]);
+	p->kind = kind;
+	for (i = 0; i < n; i++)
+		if (policy_insert(p, all[i])) {
+			free(all);
+			return -ENOMEM; /* the entries left out are simply not evictable */
+		}
+	free(all);
+	return 0;
 }

@@ -12,6 +12,7 @@
 enum policy_kind {
 	POLICY_SHADE = 0, /* (importance, frequency): never evicts for equals */
 	POLICY_LRU,       /* least recently used, for comparison */
+	POLICY_BELADY,    /* furthest next use first (an order is known) */
 };
 
 /* Embedded in each object the cache tracks. */
@@ -20,6 +21,7 @@ struct pol_entry {
 	uint64_t freq;       /* access count */
 	uint64_t last;       /* last access, any monotonic stamp */
 	uint64_t bytes;      /* what evicting it frees */
+	uint64_t next_use;   /* Belady: absolute use number, UINT64_MAX never */
 	uint32_t idx;        /* heap slot + 1, 0 = not in the policy */
 	struct pol_entry *prev, *next; /* LRU list */
 };
@@ -39,6 +41,9 @@ void policy_remove(struct policy *p, struct pol_entry *e);
 /* e's fields changed while in the policy. */
 void policy_update(struct policy *p, struct pol_entry *e);
 size_t policy_count(const struct policy *p);
+/* Switch the rule (keys may have changed too): every entry is re-sorted.
+ * -ENOMEM leaves the policy as it was. */
+int policy_rekey(struct policy *p, enum policy_kind kind);
 
 /* The cached entry to evict so that `incoming` can be admitted, or NULL
  * when nothing in the policy is worth less than incoming (then incoming is

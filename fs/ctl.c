@@ -8,11 +8,20 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "../cache/control.h"
 #include "../cache/log.h"
 #include "../cache/util.h"
 
 static const struct ctl_file files[] = {
 	{ .name = "stats", .mode = 0444, .render = cache_stats_json },
+	{ .name = "seed", .mode = 0644, .render = ctl_seed_render, .apply = ctl_seed_apply,
+	  .single_line = 1 },
+	{ .name = "manifest", .mode = 0644, .render = ctl_manifest_render,
+	  .apply = ctl_manifest_apply },
+	{ .name = "order", .mode = 0644, .render = ctl_order_render, .apply = ctl_order_apply },
+	{ .name = "epoch", .mode = 0644, .render = ctl_epoch_render, .apply = ctl_epoch_apply,
+	  .single_line = 1 },
+	{ .name = "evict", .mode = 0200, .apply = ctl_evict_apply },
 };
 
 const struct ctl_file *ctl_by_ino(uint64_t ino)
@@ -58,15 +67,17 @@ int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_h
 	return 0;
 }
 
-int ctl_write(struct ctl_handle *h, uint64_t off, const char *data, size_t len)
+int ctl_write(struct cache *c, struct ctl_handle *h, uint64_t off, const char *data, size_t len)
 {
 	char *n;
 	size_t cap;
 
 	if (h->failed)
 		return -EINVAL;
-	if (off != h->len)
-		return -EINVAL; /* control files take one sequential write stream */
+	/* Control files take one sequential stream; a one-line file is
+	 * applied line by line, so its offsets run past what is kept. */
+	if (!h->file->single_line && off != h->len)
+		return -EINVAL;
 	if (h->len + len > CTL_WRITE_MAX)
 		return -EFBIG;
 	if (h->len + len > h->cap) {
@@ -80,6 +91,14 @@ int ctl_write(struct ctl_handle *h, uint64_t off, const char *data, size_t len)
 	memcpy(h->buf + h->len, data, len);
 	h->len += len;
 	h->wrote = 1;
+	/* Applied at the newline, so that the write() itself fails when the
+	 * line is bad (the shell's echo reports that). */
+	if (h->file->single_line && memchr(data, '\n', len)) {
+		int rc = ctl_commit(c, h);
+
+		h->failed = 0; /* the next line starts afresh */
+		return rc;
+	}
 	return 0;
 }
 

@@ -21,6 +21,7 @@ struct ctl_file {
 	int (*render)(struct cache *c, char **out, size_t *len);
 	/* Check and apply a complete write; -EINVAL leaves everything as it was. */
 	int (*apply)(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
+	int single_line; /* applied at the newline, failing the write() */
 };
 
 /* The file with this inode, or NULL. */
@@ -41,7 +42,7 @@ struct ctl_handle {
 
 int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_handle **out);
 /* Accept written bytes at off (appends only). 0 or -EINVAL/-EFBIG/-ENOMEM. */
-int ctl_write(struct ctl_handle *h, uint64_t off, const char *data, size_t len);
+int ctl_write(struct cache *c, struct ctl_handle *h, uint64_t off, const char *data, size_t len);
 /* Apply what was written (on flush); 0 or -EINVAL (logged). */
 int ctl_commit(struct cache *c, struct ctl_handle *h);
 void ctl_close(struct ctl_handle *h);

@@ -436,7 +436,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	rc = ctl_write(h, (uint64_t)off, buf, size);
+	rc = ctl_write(ctx(req)->cache, h, (uint64_t)off, buf, size);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else

@@ -264,6 +264,76 @@ START_TEST(test_lru)
 }
 END_TEST
 
+START_TEST(test_belady)
+{
+	struct policy *p = mk(POLICY_BELADY);
+	struct pol_entry e[4], in;
+
+	for (int i = 0; i < 4; i++) {
+		e[i] = ent(0, 0, (uint64_t)i);
+		e[i].next_use = 100 + 10 * (uint64_t)i;
+		ck_assert_int_eq(policy_insert(p, &e[i]), 0);
+	}
+	e[2].next_use = UINT64_MAX; /* never used again */
+	policy_update(p, &e[2]);
+	in = ent(0, 0, 9);
+	in.next_use = 500;
+	ck_assert_ptr_eq(policy_victim(p, &in), &e[2]);
+	in.next_use = UINT64_MAX; /* needed no sooner than the furthest */
+	ck_assert_ptr_null(policy_victim(p, &in));
+	policy_remove(p, &e[2]);
+	in.next_use = 129;
+	ck_assert_ptr_eq(policy_victim(p, &in), &e[3]);
+	in.next_use = 130;
+	ck_assert_ptr_null(policy_victim(p, &in));
+	policy_destroy(p);
+}
+END_TEST
+
+START_TEST(test_rekey)
+{
+	struct policy *p = mk(POLICY_SHADE);
+	struct pol_entry e[3];
+
+	for (int i = 0; i < 3; i++) {
+		e[i] = ent(0, 10 - (uint64_t)i, (uint64_t)i); /* SHADE worst: e[2] */
+		e[i].next_use = 100 + (uint64_t)i * (i == 1 ? 50 : 1); /* furthest: e[1] */
+		ck_assert_int_eq(policy_insert(p, &e[i]), 0);
+	}
+	ck_assert_ptr_eq(policy_victim(p, NULL), &e[2]);
+	ck_assert_int_eq(policy_rekey(p, POLICY_BELADY), 0);
+	ck_assert_int_eq(policy_kind(p), POLICY_BELADY);
+	ck_assert_uint_eq(policy_count(p), 3);
+	ck_assert_ptr_eq(policy_victim(p, NULL), &e[1]);
+	ck_assert_int_eq(policy_rekey(p, POLICY_LRU), 0);
+	ck_assert_uint_eq(policy_count(p), 3);
+	ck_assert_int_eq(policy_rekey(p, POLICY_SHADE), 0);
+	ck_assert_ptr_eq(policy_victim(p, NULL), &e[2]);
+	policy_destroy(p);
+}
+END_TEST
+
+/* policy.h: "-ENOMEM leaves the policy as it was". */
+START_TEST(test_rekey_enomem)
+{
+	struct policy *p = mk(POLICY_LRU);
+	struct pol_entry e[3];
+
+	for (int i = 0; i < 3; i++) {
+		e[i] = ent(0, 0, (uint64_t)i);
+		ck_assert_int_eq(policy_insert(p, &e[i]), 0);
+	}
+	/* the list copy succeeds, the heap allocation fails */
+	ec_fail_alloc_after = 1;
+	ck_assert_int_eq(policy_rekey(p, POLICY_SHADE), -ENOMEM);
+	ec_fail_alloc_after = -1;
+	ck_assert_int_eq(policy_kind(p), POLICY_LRU);
+	ck_assert_uint_eq(policy_count(p), 3);
+	ck_assert_ptr_eq(policy_victim(p, NULL), &e[0]);
+	policy_destroy(p);
+}
+END_TEST
+
 START_TEST(test_parse)
 {
 	enum policy_kind k = POLICY_LRU;
@@ -272,6 +342,9 @@ START_TEST(test_parse)
 	ck_assert_int_eq(k, POLICY_SHADE);
 	ck_assert_int_eq(policy_parse("lru", &k), 0);
 	ck_assert_int_eq(k, POLICY_LRU);
+	ck_assert_int_eq(policy_parse("belady", &k), 0);
+	ck_assert_int_eq(k, POLICY_BELADY);
+	ck_assert_str_eq(policy_name(POLICY_BELADY), "belady");
 	ck_assert_int_eq(policy_parse("default", &k), 0);
 	ck_assert_int_eq(k, POLICY_SHADE);
 	k = POLICY_LRU;
@@ -298,9 +371,12 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_insert_enomem);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("lru");
+	tc = tcase_create("lru-belady");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_lru);
+	tcase_add_test(tc, test_belady);
+	tcase_add_test(tc, test_rekey);
+	tcase_add_test(tc, test_rekey_enomem);
 	tcase_add_test(tc, test_parse);
 	suite_add_tcase(s, tc);
 	return s;

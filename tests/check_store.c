@@ -41,6 +41,33 @@ static void cid_of(uint8_t cid[CID_LEN], int n)
 		cid[i] = (uint8_t)(n * 37 + i * 11);
 }
 
+/* Where the store put cid's file (the layout under objects/ is the store's
+ * business): found by name; "" when absent. */
+static char found[512];
+static char want_name[2 * CID_LEN + 1];
+
+static int find_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	if (flag == FTW_F && !strcmp(p + ftw->base, want_name)) {
+		ck_assert_str_eq(found, ""); /* only one */
+		snprintf(found, sizeof(found), "%s", p);
+	}
+	return 0;
+}
+
+static const char *obj_path(const uint8_t cid[CID_LEN])
+{
+	char root[128];
+
+	for (int i = 0; i < CID_LEN; i++)
+		snprintf(want_name + 2 * i, 3, "%02x", cid[i]);
+	found[0] = 0;
+	snprintf(root, sizeof(root), "%s/objects", tmpdir);
+	nftw(root, find_cb, 16, FTW_PHYS);
+	return found;
+}
+
 static struct store *open_store(void)
 {
 	struct store *s = NULL;
@@ -73,11 +100,9 @@ START_TEST(test_open_create)
 	fd = store_obj_open(s, cid, 1);
 	ck_assert_int_ge(fd, 0);
 	close(fd);
-	/* named objects/<first byte hex>/<cid hex> */
-	snprintf(path, sizeof(path), "%s/objects/%02x/", tmpdir, cid[0]);
-	for (int i = 0; i < CID_LEN; i++)
-		snprintf(path + strlen(path), 3, "%02x", cid[i]);
-	ck_assert_int_eq(stat(path, &st), 0);
+	/* named by the cid's hex, under objects/ */
+	ck_assert_str_ne(obj_path(cid), "");
+	ck_assert_int_eq(stat(found, &st), 0);
 	ck_assert(S_ISREG(st.st_mode));
 	fd = store_obj_open(s, cid, 0);
 	ck_assert_int_ge(fd, 0);
@@ -230,6 +255,13 @@ START_TEST(test_scan)
 	snprintf(path, sizeof(path), "%s/objects/ab/0123456789abcdef0123456789abcdeg", tmpdir);
 	f = fopen(path, "w");
 	fclose(f);
+	/* and a stranger beside a real object file */
+	cid_of(cid, 0);
+	ck_assert_str_ne(obj_path(cid), "");
+	strcpy(strrchr(found, '/') + 1, "0123456789abcdef0123456789abcdeX");
+	f = fopen(found, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
 
 	ck_assert_int_eq(store_scan(s, scan_cb, &sc), 0);
 	ck_assert_int_eq(sc.n, 40);
@@ -250,6 +282,7 @@ START_TEST(test_scan)
 	ck_assert_int_eq(sc.n, 20);
 	/* the strangers are still there */
 	ck_assert_int_eq(access(path, F_OK), 0);
+	ck_assert_int_eq(access(found, F_OK), 0);
 	store_close(s);
 }
 END_TEST

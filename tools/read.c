@@ -31,7 +31,7 @@ static size_t npaths, cap;
 
 static void walk(const char *root, const char *rel)
 {
-	char full[4096], sub[4096];
+	char full[8192], sub[4096];
 	struct dirent *de;
 	DIR *d;
 
@@ -137,6 +137,7 @@ int main(int argc, char **argv)
 	const char *root = NULL, *verify = NULL;
 	pthread_t th[256];
 	int status = 0, drop = 0;
+	const char *order = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -145,26 +146,53 @@ int main(int argc, char **argv)
 			seed = strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--epochs") && i + 1 < argc)
 			epochs = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "--order") && i + 1 < argc)
+			order = argv[++i];
 		else if (!strcmp(argv[i], "--drop-caches"))
 			drop = 1;
 		else if (!strcmp(argv[i], "--verify") && i + 1 < argc)
 			verify = argv[++i];
 		else if (argv[i][0] == '-' || root) {
 			fprintf(stderr, "usage: epochfs-read [--threads N] [--seed N] [--epochs N] "
-					"[--drop-caches] [--verify DIR] ROOT\n");
+					"[--drop-caches] [--order FILE] [--verify DIR] ROOT\n");
 			return 2;
 		} else
 			root = argv[i];
 	}
 	if (!root || threads == 0 || threads > 256)
 		return 2;
-	walk(root, "");
+	if (!order)
+		walk(root, "");
 	for (unsigned e = 0; e < epochs; e++) {
-		struct job j = { .paths = paths, .n = npaths, .root = root, .verify = verify };
+		struct job j = { .root = root, .verify = verify };
 		uint64_t s = seed * 1000 + e, t0;
 		double secs;
 
-		for (size_t i = npaths; i > 1; i--) {
+		if (order) {
+			/* The planned order of this epoch, read from the mount. */
+			char line[4096];
+			FILE *f = fopen(order, "r");
+
+			if (!f) {
+				perror(order);
+				return 1;
+			}
+			for (size_t i = 0; i < npaths; i++)
+				free(paths[i]);
+			npaths = 0;
+			while (fgets(line, sizeof(line), f)) {
+				line[strcspn(line, "\n")] = 0;
+				if (!*line)
+					continue;
+				if (npaths == cap) {
+					cap = cap ? cap * 2 : 1024;
+					paths = realloc(paths, cap * sizeof(*paths));
+				}
+				paths[npaths++] = strdup(line);
+			}
+			fclose(f);
+		}
+		for (size_t i = npaths; !order && i > 1; i--) {
 			size_t k;
 			char *t;
 
@@ -174,6 +202,8 @@ int main(int argc, char **argv)
 			paths[i - 1] = paths[k];
 			paths[k] = t;
 		}
+		j.paths = paths;
+		j.n = npaths;
 		if (drop && e > 0) {
 			/* Make the next epoch come from the mount, not the page cache. */
 			int fd = open("/proc/sys/vm/drop_caches", O_WRONLY);

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* epochfs-stat: show a mount's counters for a person, as raw JSON, or
- * refreshed in place with rates per second.  Reads <mount>/.epochfs/stats. */
+/* epochfs-stat: a mount's counters for a person (one screen, or refreshed in
+ * place with rates and sparklines), as raw JSON, or in the Prometheus text
+ * format.  With no mountpoint it lists every epochfs in /proc/self/mountinfo.
+ * Keys the daemon does not report are left out, never guessed. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,33 +14,233 @@
 
 #include "cache/util.h"
 
-static int read_stats(const char *mnt, char *buf, size_t len)
+/* A tiny JSON reader in the manner of jsmn: the text is cut into a flat array
+ * of tokens, each knowing how many tokens its subtree holds, so children are
+ * walked by skipping.  Strings stay undecoded slices of the text. */
+#define JMAX 8192
+#define JDEPTH 32
+
+enum jtype { J_OBJ = 1, J_ARR, J_STR, J_NUM, J_LIT };
+
+struct jtok {
+	enum jtype type;
+	int size;		/* tokens in the subtree below this one */
+	const char *s, *key;	/* value slice (strings), member key slice */
+	int len, keylen;
+	double num;
+};
+
+struct json {
+	struct jtok t[JMAX];
+	int n;
+};
+
+static const char *ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+/* p at '"': the slice between the quotes; 0 or -EINVAL. */
+static int jstring(const char **pp, const char **s, int *len)
+{
+	const char *p = *pp + 1;
+
+	*s = p;
+	while (*p && *p != '"') {
+		if (*p == '\\' && !*++p)
+			return -EINVAL;
+		p++;
+	}
+	if (!*p)
+		return -EINVAL;
+	*len = (int)(p - *s);
+	*pp = p + 1;
+	return 0;
+}
+
+/* Parse one value at *pp into j; 0 or -EINVAL (malformed, too deep, too big). */
+static int jvalue(struct json *j, const char **pp, int depth)
+{
+	const char *p = ws(*pp);
+	struct jtok *t;
+	char *end;
+	int i, rc;
+
+	if (j->n >= JMAX || depth > JDEPTH)
+		return -EINVAL;
+	i = j->n++;
+	t = &j->t[i];
+	memset(t, 0, sizeof(*t));
+	if (*p == '{' || *p == '[') {
+		char close = *p == '{' ? '}' : ']';
+
+		t->type = *p == '{' ? J_OBJ : J_ARR;
+		p = ws(p + 1);
+		if (*p == close)
+			p++;
+		else
+			for (;;) {
+				const char *k = NULL;
+				int kl = 0, child = j->n;
+
+				if (t->type == J_OBJ) {
+					if (*(p = ws(p)) != '"' || jstring(&p, &k, &kl))
+						return -EINVAL;
+					if (*(p = ws(p)) != ':')
+						return -EINVAL;
+					p++;
+				}
+				rc = jvalue(j, &p, depth + 1);
+				if (rc)
+					return rc;
+				j->t[child].key = k;
+				j->t[child].keylen = kl;
+				p = ws(p);
+				if (*p == ',') {
+					p++;
+					continue;
+				}
+				if (*p++ != close)
+					return -EINVAL;
+				break;
+			}
+	} else if (*p == '"') {
+		t->type = J_STR;
+		if (jstring(&p, &t->s, &t->len))
+			return -EINVAL;
+	} else if (!strncmp(p, "true", 4) || !strncmp(p, "null", 4) || !strncmp(p, "false", 5)) {
+		t->type = J_LIT;
+		t->num = *p == 't';
+		p += *p == 'f' ? 5 : 4;
+	} else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+		t->type = J_NUM;
+		t->num = strtod(p, &end);
+		p = end;
+	} else {
+		return -EINVAL;
+	}
+	t->size = j->n - i - 1;
+	*pp = p;
+	return 0;
+}
+
+static int json_parse(struct json *j, const char *text)
+{
+	const char *p = text;
+
+	j->n = 0;
+	if (jvalue(j, &p, 0) || *ws(p) || j->t[0].type != J_OBJ)
+		return -EINVAL;
+	return 0;
+}
+
+/* The member of object token obj named key, or -1. */
+static int jget(const struct json *j, int obj, const char *key)
+{
+	int kl = (int)strlen(key);
+
+	if (obj < 0 || j->t[obj].type != J_OBJ)
+		return -1;
+	for (int c = obj + 1; c <= obj + j->t[obj].size; c += 1 + j->t[c].size)
+		if (j->t[c].keylen == kl && !memcmp(j->t[c].key, key, (size_t)kl))
+			return c;
+	return -1;
+}
+
+static int jhas(const struct json *j, int obj, const char *key)
+{
+	int c = jget(j, obj, key);
+
+	return c >= 0 && j->t[c].type == J_NUM;
+}
+
+/* A number member (0 when absent or not a number). */
+static double jnum(const struct json *j, int obj, const char *key)
+{
+	int c = jget(j, obj, key);
+
+	return c >= 0 && j->t[c].type == J_NUM ? j->t[c].num : 0;
+}
+
+/* Copy a string slice, undoing the simple escapes; \uXXXX becomes '?'. */
+static void junescape(const char *s, int len, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (int i = 0; i < len && o + 1 < outlen; i++) {
+		char ch = s[i];
+
+		if (ch == '\\' && i + 1 < len) {
+			ch = s[++i];
+			if (ch == 'n')
+				ch = '\n';
+			else if (ch == 't')
+				ch = '\t';
+			else if (ch == 'u') {
+				ch = '?';
+				i += 4 < len - i ? 4 : len - i - 1;
+			}
+		}
+		out[o++] = ch;
+	}
+	out[o] = 0;
+}
+
+static void jstr(const struct json *j, int obj, const char *key, char *out, size_t outlen)
+{
+	int c = jget(j, obj, key);
+
+	*out = 0;
+	if (c >= 0 && j->t[c].type == J_STR)
+		junescape(j->t[c].s, j->t[c].len, out, outlen);
+}
+
+/* One reading of a mount's stats file. */
+struct snap {
+	char text[1 << 18];
+	struct json j;
+	uint64_t at_ns;
+};
+
+/* Read and parse <mnt>/.epochfs/stats.  0, -EINVAL when it is not epochfs's
+ * stats object, or the -errno of opening or reading it. */
+static int read_stats(const char *mnt, struct snap *s)
 {
 	char path[4096];
+	size_t len = 0;
 	ssize_t n;
-	int fd;
+	int fd, rc = 0;
 
 	snprintf(path, sizeof(path), "%s/.epochfs/stats", mnt);
 	fd = open(path, O_RDONLY);
 	if (fd < 0)
 		return -errno;
-	n = read(fd, buf, len - 1);
+	while ((n = read(fd, s->text + len, sizeof(s->text) - 1 - len)) > 0)
+		len += (size_t)n;
+	if (n < 0)
+		rc = -errno;
 	close(fd);
-	if (n <= 0)
-		return -EIO;
-	buf[n] = 0;
-	return strncmp(buf, "{\"version\"", 10) ? -EINVAL : 0;
+	s->text[len] = 0;
+	s->at_ns = now_ns();
+	if (!rc && (json_parse(&s->j, s->text) || !jhas(&s->j, 0, "version")))
+		rc = -EINVAL;
+	return rc;
 }
 
-/* The number after "key": in a flat JSON object (0 when absent). */
-static double num(const char *json, const char *key)
+static int open_stats(const char *mnt, struct snap *s)
 {
-	char pat[128];
-	const char *p;
+	int rc = read_stats(mnt, s);
 
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(json, pat);
-	return p ? strtod(p + strlen(pat), NULL) : 0;
+	if (rc == -EINVAL)
+		fprintf(stderr, "epochfs-stat: %s: .epochfs/stats is not epochfs's stats object\n", mnt);
+	else if (rc == -ENOENT || rc == -ENOTDIR)
+		fprintf(stderr, "epochfs-stat: %s is not an epochfs mount (no .epochfs/stats)\n", mnt);
+	else if (rc)
+		fprintf(stderr, "epochfs-stat: %s is not a usable epochfs mount: %s\n", mnt,
+			strerror(-rc));
+	return rc;
 }
 
 static double ratio(double a, double b)
@@ -45,90 +248,540 @@ static double ratio(double a, double b)
 	return b > 0 ? a / b : 0;
 }
 
-static void show(const char *mnt, const char *j, const char *prev, double dt)
+static const char *bytes(double v, char *buf)
 {
-	char b1[32], b2[32], b3[32];
-	double opens = num(j, "opens"), hits = num(j, "open_hits");
-	double rb = num(j, "read_bytes"), rbc = num(j, "read_bytes_from_cache");
+	format_bytes(v > 0 ? (uint64_t)v : 0, buf, 32);
+	return buf;
+}
 
-	printf("epochfs %s\n", mnt);
-	printf("  hit rate      %6.2f%% of opens (%.0f of %.0f), %6.2f%% of bytes\n",
-	       100 * ratio(hits, opens), hits, opens, 100 * ratio(rbc, rb));
-	format_bytes((uint64_t)rb, b1, sizeof(b1));
-	format_bytes((uint64_t)rbc, b2, sizeof(b2));
-	printf("  reads         %.0f requests, %s served, %s from cache\n", num(j, "reads"), b1, b2);
-	printf("  stalls        %.3f s waiting on the backend\n", num(j, "stall_ns") / 1e9);
-	format_bytes((uint64_t)num(j, "backend_bytes"), b1, sizeof(b1));
-	printf("  backend       %.0f requests, %s, %.0f retries, %.0f errors\n",
-	       num(j, "backend_requests"), b1, num(j, "backend_retries"), num(j, "backend_errors"));
-	format_bytes((uint64_t)num(j, "cache_bytes"), b1, sizeof(b1));
-	format_bytes((uint64_t)num(j, "cache_capacity"), b2, sizeof(b2));
-	format_bytes((uint64_t)num(j, "cache_meta_bytes"), b3, sizeof(b3));
-	printf("  cache         %s of %s (%.1f%%, index %s), %.0f objects, %.0f evictions%s\n", b1,
-	       b2, 100 * ratio(num(j, "cache_bytes"), num(j, "cache_capacity")), b3,
-	       num(j, "cache_objects"), num(j, "evictions"),
-	       num(j, "cache_degraded") ? ", DEGRADED (disk full)" : "");
+/* The per-epoch object of the current epoch (or the last one), or -1. */
+static int this_epoch(const struct json *j)
+{
+	int arr = jget(j, 0, "epochs"), found = -1;
+
+	if (arr < 0 || j->t[arr].type != J_ARR)
+		return -1;
+	for (int c = arr + 1; c <= arr + j->t[arr].size; c += 1 + j->t[c].size) {
+		if (j->t[c].type != J_OBJ)
+			continue;
+		found = c;
+		if (jhas(j, 0, "epoch") && jnum(j, c, "epoch") == jnum(j, 0, "epoch"))
+			return c;
+	}
+	return found;
+}
+
+static void show_hits(const struct json *j, int obj, const char *label)
+{
+	double o = jnum(j, obj, "opens"), h = jnum(j, obj, "open_hits");
+
+	printf("  %-13s %6.2f%% of opens (%.0f of %.0f)", label, 100 * ratio(h, o), h, o);
+	if (jhas(j, obj, "read_bytes"))
+		printf(", %6.2f%% of bytes",
+		       100 * ratio(jnum(j, obj, "read_bytes_from_cache"), jnum(j, obj, "read_bytes")));
+	printf("\n");
+}
+
+/* The one-screen view.  prev (or NULL) gives the rates over the last interval. */
+static void show(const char *mnt, const struct snap *s, const struct snap *prev)
+{
+	const struct json *j = &s->j;
+	double up = jnum(j, 0, "uptime_ns") / 1e9, stall = jnum(j, 0, "stall_ns") / 1e9;
+	double dt = prev ? (double)(s->at_ns - prev->at_ns) / 1e9 : 0;
+	char src[512], be[64], pol[64], b1[32], b2[32], b3[32];
+	int ep = this_epoch(j);
+
+	jstr(j, 0, "source", src, sizeof(src));
+	jstr(j, 0, "backend", be, sizeof(be));
+	jstr(j, 0, "policy", pol, sizeof(pol));
+	printf("epochfs %s  (%s%s%s, policy %s, up %.0f s)\n", mnt, src, *be ? " via " : "", be,
+	       *pol ? pol : "?", up);
+	if (jhas(j, 0, "epoch") || jhas(j, 0, "position")) {
+		printf("  epoch         %.0f", jnum(j, 0, "epoch"));
+		if (jhas(j, 0, "position"))
+			printf(", position %.0f", jnum(j, 0, "position"));
+		if (jhas(j, 0, "position") && jnum(j, 0, "files") > 0)
+			printf(" of %.0f (%.1f%%)", jnum(j, 0, "files"),
+			       100 * ratio(jnum(j, 0, "position"), jnum(j, 0, "files")));
+		printf("\n");
+	}
+	if (ep >= 0)
+		show_hits(j, ep, "hit rate now");
+	show_hits(j, 0, ep >= 0 ? "hit rate all" : "hit rate");
+	printf("  reads         %.0f requests, %s served, %s from cache\n", jnum(j, 0, "reads"),
+	       bytes(jnum(j, 0, "read_bytes"), b1), bytes(jnum(j, 0, "read_bytes_from_cache"), b2));
+	if (jhas(j, 0, "prefetch_issued")) {
+		double is = jnum(j, 0, "prefetch_issued");
+
+		printf("  prefetch      %.0f issued: %.0f used in time (%.1f%%), %.0f late (%.1f%%), "
+		       "%.0f wasted (%.1f%%)\n",
+		       is, jnum(j, 0, "prefetch_used"), 100 * ratio(jnum(j, 0, "prefetch_used"), is),
+		       jnum(j, 0, "prefetch_late"), 100 * ratio(jnum(j, 0, "prefetch_late"), is),
+		       jnum(j, 0, "prefetch_wasted"), 100 * ratio(jnum(j, 0, "prefetch_wasted"), is));
+	}
+	/* stall time is summed over reader threads, so it can exceed wall time */
+	printf("  stalls        %.3f s total, %.2f%% of wall time", stall, 100 * ratio(stall, up));
 	if (prev && dt > 0) {
-		format_bytes((uint64_t)((rb - num(prev, "read_bytes")) / dt), b1, sizeof(b1));
-		format_bytes((uint64_t)((num(j, "backend_bytes") - num(prev, "backend_bytes")) / dt),
-			     b2, sizeof(b2));
-		printf("  rates         %.1f opens/s, %s/s read, %s/s from backend\n",
-		       (opens - num(prev, "opens")) / dt, b1, b2);
+		double d = stall - jnum(&prev->j, 0, "stall_ns") / 1e9;
+
+		printf("; last %.1f s: %.3f s, %.2f%%", dt, d, 100 * d / dt);
+	}
+	printf("\n");
+	printf("  backend       %.0f requests, %s (%s/s average), %.0f retries, %.0f errors\n",
+	       jnum(j, 0, "backend_requests"), bytes(jnum(j, 0, "backend_bytes"), b1),
+	       bytes(ratio(jnum(j, 0, "backend_bytes"), up), b2), jnum(j, 0, "backend_retries"),
+	       jnum(j, 0, "backend_errors"));
+	printf("  cache         %s of %s (%.1f%%, index %s), %.0f objects, %.0f evictions, "
+	       "%.0f not admitted%s\n",
+	       bytes(jnum(j, 0, "cache_bytes"), b1), bytes(jnum(j, 0, "cache_capacity"), b2),
+	       100 * ratio(jnum(j, 0, "cache_bytes"), jnum(j, 0, "cache_capacity")),
+	       bytes(jnum(j, 0, "cache_meta_bytes"), b3), jnum(j, 0, "cache_objects"),
+	       jnum(j, 0, "evictions"), jnum(j, 0, "not_admitted"),
+	       jnum(j, 0, "cache_degraded") ? ", DEGRADED (disk full)" : "");
+	if (jhas(j, 0, "substitutions"))
+		printf("  substitution  %.0f served in place of a miss, %.0f owed\n",
+		       jnum(j, 0, "substitutions"), jnum(j, 0, "substitution_debt"));
+	if (jnum(j, 0, "verify_failures") || jnum(j, 0, "stale") || jnum(j, 0, "store_errors"))
+		printf("  integrity     %.0f checksum failures, %.0f stale objects, %.0f store errors\n",
+		       jnum(j, 0, "verify_failures"), jnum(j, 0, "stale"), jnum(j, 0, "store_errors"));
+	if (prev && dt > 0) {
+		const struct json *p = &prev->j;
+
+		printf("  rates         %.1f opens/s, %s/s read, %s/s from backend, %.1f requests/s\n",
+		       (jnum(j, 0, "opens") - jnum(p, 0, "opens")) / dt,
+		       bytes((jnum(j, 0, "read_bytes") - jnum(p, 0, "read_bytes")) / dt, b1),
+		       bytes((jnum(j, 0, "backend_bytes") - jnum(p, 0, "backend_bytes")) / dt, b2),
+		       (jnum(j, 0, "backend_requests") - jnum(p, 0, "backend_requests")) / dt);
 	}
 }
 
-int main(int argc, char **argv)
+/* One line for the list of mounts. */
+static void show_line(const char *mnt, const struct snap *s)
 {
-	const char *mnt = NULL;
-	int json = 0, rc;
-	double watch = 0;
-	static char cur[65536], prev[65536];
+	const struct json *j = &s->j;
+	char b1[32], b2[32], b3[32];
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json"))
-			json = 1;
-		else if (!strcmp(argv[i], "--watch") && i + 1 < argc)
-			watch = strtod(argv[++i], NULL);
-		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			printf("usage: epochfs-stat [--json] [--watch SECONDS] MOUNTPOINT\n");
-			return 0;
-		} else if (argv[i][0] == '-' || mnt) {
-			fprintf(stderr, "usage: epochfs-stat [--json] [--watch SECONDS] MOUNTPOINT\n");
-			return 2;
-		} else
-			mnt = argv[i];
+	printf("%-30s hits %5.1f%% opens %5.1f%% bytes  backend %s  cache %s/%s", mnt,
+	       100 * ratio(jnum(j, 0, "open_hits"), jnum(j, 0, "opens")),
+	       100 * ratio(jnum(j, 0, "read_bytes_from_cache"), jnum(j, 0, "read_bytes")),
+	       bytes(jnum(j, 0, "backend_bytes"), b1), bytes(jnum(j, 0, "cache_bytes"), b2),
+	       bytes(jnum(j, 0, "cache_capacity"), b3));
+	if (jhas(j, 0, "epoch"))
+		printf("  epoch %.0f", jnum(j, 0, "epoch"));
+	printf("\n");
+}
+
+/* Prometheus exposition.  Known keys get their proper name, type and help;
+ * any other number is exported as a gauge named after its key. */
+struct metric {
+	const char *key, *name, *help;
+	char counter;
+	double scale;
+};
+
+static const struct metric metrics[] = {
+	{ "uptime_ns", "uptime_seconds", "Seconds since the daemon started", 0, 1e-9 },
+	{ "files", "files", "Files in the dataset snapshot", 0, 1 },
+	{ "opens", "opens", "Opens of dataset files", 1, 1 },
+	{ "open_hits", "open_hits", "Opens of files fully cached at open", 1, 1 },
+	{ "reads", "reads", "Read requests served", 1, 1 },
+	{ "read_bytes", "read_bytes", "Bytes served to readers", 1, 1 },
+	{ "read_bytes_from_cache", "read_bytes_from_cache", "Bytes served from the cache", 1, 1 },
+	{ "stall_ns", "stall_seconds", "Seconds readers waited on the backend, summed over readers", 1, 1e-9 },
+	{ "backend_requests", "backend_requests", "Requests sent to the source", 1, 1 },
+	{ "backend_bytes", "backend_bytes", "Bytes read from the source", 1, 1 },
+	{ "backend_errors", "backend_errors", "Source requests that failed after retries", 1, 1 },
+	{ "backend_retries", "backend_retries", "Source requests retried", 1, 1 },
+	{ "skipped_keys", "backend_skipped_keys", "Source names skipped when listing", 1, 1 },
+	{ "fetches", "fetches", "Chunk fetches started", 1, 1 },
+	{ "fetch_bytes", "fetch_bytes", "Bytes fetched into the cache", 1, 1 },
+	{ "cache_bytes", "cache_bytes", "Cache bytes in use, index included", 0, 1 },
+	{ "cache_data_bytes", "cache_data_bytes", "Cache bytes holding data", 0, 1 },
+	{ "cache_meta_bytes", "cache_meta_bytes", "Cache bytes holding the index", 0, 1 },
+	{ "cache_capacity", "cache_capacity_bytes", "Cache size bound", 0, 1 },
+	{ "cache_objects", "cache_objects", "Files with cached data", 0, 1 },
+	{ "evictions", "evictions", "Objects evicted", 1, 1 },
+	{ "not_admitted", "not_admitted", "Chunks the policy did not admit", 1, 1 },
+	{ "verify_failures", "verify_failures", "Cached chunks failing their checksum", 1, 1 },
+	{ "stale", "stale", "Cached objects found changed at the source", 1, 1 },
+	{ "store_errors", "store_errors", "Errors writing the cache store", 1, 1 },
+	{ "cache_degraded", "cache_degraded", "1 while storing is off after a full disk", 0, 1 },
+	{ "epoch", "epoch", "Epoch the readers are in", 0, 1 },
+	{ "position", "position", "Readers' position in the epoch's order", 0, 1 },
+	{ "prefetch_issued", "prefetch_issued", "Prefetches started", 1, 1 },
+	{ "prefetch_used", "prefetch_used", "Prefetched files opened after arriving", 1, 1 },
+	{ "prefetch_late", "prefetch_late", "Prefetched files opened while in flight", 1, 1 },
+	{ "prefetch_wasted", "prefetch_wasted", "Prefetched files evicted unused", 1, 1 },
+	{ "substitutions", "substitutions", "Opens served a substitute sample", 1, 1 },
+	{ "substitution_debt", "substitution_debt", "Missed samples still owed a serving", 0, 1 },
+};
+
+static void prom_name(const char *prefix, const char *key, int keylen, char *out, size_t outlen)
+{
+	const struct metric *m = NULL;
+	size_t o;
+
+	for (size_t i = 0; i < ARRAY_SIZE(metrics); i++)
+		if ((int)strlen(metrics[i].key) == keylen && !memcmp(metrics[i].key, key, (size_t)keylen))
+			m = &metrics[i];
+	o = (size_t)snprintf(out, outlen, "epochfs_%s", prefix);
+	if (m) {
+		snprintf(out + o, outlen - o, "%s%s", m->name, m->counter ? "_total" : "");
+		return;
 	}
-	if (!mnt) {
-		fprintf(stderr, "usage: epochfs-stat [--json] [--watch SECONDS] MOUNTPOINT\n");
-		return 2;
+	for (int i = 0; i < keylen && o + 1 < outlen; i++)
+		out[o++] = (key[i] >= 'a' && key[i] <= 'z') || (key[i] >= 'A' && key[i] <= 'Z') ||
+				   (key[i] >= '0' && key[i] <= '9') ? key[i] : '_';
+	out[o] = 0;
+}
+
+static const struct metric *prom_meta(const char *key, int keylen)
+{
+	static const struct metric other = { "", "", "epochfs stats field", 0, 1 };
+
+	for (size_t i = 0; i < ARRAY_SIZE(metrics); i++)
+		if ((int)strlen(metrics[i].key) == keylen && !memcmp(metrics[i].key, key, (size_t)keylen))
+			return &metrics[i];
+	return &other;
+}
+
+/* A label value with \, " and newline escaped. */
+static void prom_label(const char *v, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (; *v && o + 3 < outlen; v++) {
+		if (*v == '\\' || *v == '"' || *v == '\n')
+			out[o++] = '\\';
+		out[o++] = *v == '\n' ? 'n' : *v;
 	}
-	rc = read_stats(mnt, cur, sizeof(cur));
-	if (rc) {
-		fprintf(stderr, "epochfs-stat: %s is not an epochfs mount (%s)\n", mnt,
-			rc == -EINVAL ? "unexpected stats format" : strerror(-rc));
+	out[o] = 0;
+}
+
+/* Every sample of one family (name) over all mounts, after its HELP and TYPE
+ * lines; per-epoch families (prefix "epoch_") take one sample per epoch. */
+static void prom_family(const char *name, const struct metric *m, const char *prefix,
+			char **mnts, struct snap **snaps, int n)
+{
+	char nm[160], lbl[1024], raw[512];
+
+	printf("# HELP %s %s%s\n# TYPE %s %s\n", name, *prefix ? "Per epoch: " : "", m->help, name,
+	       m->counter ? "counter" : "gauge");
+	for (int i = 0; i < n; i++) {
+		const struct json *j = &snaps[i]->j;
+		int arr = jget(j, 0, "epochs");
+
+		prom_label(mnts[i], lbl, sizeof(lbl));
+		if (!*prefix) {
+			for (int c = 1; c <= j->t[0].size; c += 1 + j->t[c].size) {
+				prom_name("", j->t[c].key, j->t[c].keylen, nm, sizeof(nm));
+				if (j->t[c].type == J_NUM && !strcmp(nm, name))
+					printf("%s{mountpoint=\"%s\"} %.17g\n", name, lbl,
+					       j->t[c].num * m->scale);
+			}
+			continue;
+		}
+		if (arr < 0 || j->t[arr].type != J_ARR)
+			continue;
+		for (int e = arr + 1; e <= arr + j->t[arr].size; e += 1 + j->t[e].size)
+			for (int c = e + 1; j->t[e].type == J_OBJ && c <= e + j->t[e].size;
+			     c += 1 + j->t[c].size) {
+				prom_name(prefix, j->t[c].key, j->t[c].keylen, nm, sizeof(nm));
+				if (j->t[c].type != J_NUM || strcmp(nm, name))
+					continue;
+				snprintf(raw, sizeof(raw), "%.0f", jnum(j, e, "epoch"));
+				printf("%s{mountpoint=\"%s\",epoch=\"%s\"} %.17g\n", name, lbl, raw,
+				       j->t[c].num * m->scale);
+			}
+	}
+}
+
+/* Print the family of one numeric member unless it was printed already. */
+static void prom_once(const struct jtok *t, const char *prefix, char **mnts, struct snap **snaps,
+		      int n)
+{
+	static char seen[512][160];
+	static int nseen;
+	char nm[160];
+	int k;
+
+	prom_name(prefix, t->key, t->keylen, nm, sizeof(nm));
+	for (k = 0; k < nseen && strcmp(seen[k], nm); k++)
+		;
+	if (k < nseen || nseen == (int)ARRAY_SIZE(seen))
+		return;
+	strcpy(seen[nseen++], nm);
+	prom_family(nm, prom_meta(t->key, t->keylen), prefix, mnts, snaps, n);
+}
+
+static int is_key(const struct jtok *t, const char *key)
+{
+	return t->key && t->keylen == (int)strlen(key) && !memcmp(t->key, key, (size_t)t->keylen);
+}
+
+/* Families in order of first appearance over all mounts. */
+static void prometheus(char **mnts, struct snap **snaps, int n)
+{
+	char lbl[1024], src[512], be[64], pol[64], l2[600];
+
+	printf("# HELP epochfs_info The mount's source, backend and policy\n"
+	       "# TYPE epochfs_info gauge\n");
+	for (int i = 0; i < n; i++) {
+		jstr(&snaps[i]->j, 0, "source", src, sizeof(src));
+		jstr(&snaps[i]->j, 0, "backend", be, sizeof(be));
+		jstr(&snaps[i]->j, 0, "policy", pol, sizeof(pol));
+		prom_label(mnts[i], lbl, sizeof(lbl));
+		prom_label(src, l2, sizeof(l2));
+		printf("epochfs_info{mountpoint=\"%s\",source=\"%s\",", lbl, l2);
+		prom_label(be, lbl, sizeof(lbl));
+		prom_label(pol, l2, sizeof(l2));
+		printf("backend=\"%s\",policy=\"%s\"} 1\n", lbl, l2);
+	}
+	for (int i = 0; i < n; i++) {
+		const struct json *j = &snaps[i]->j;
+
+		for (int c = 1; c <= j->t[0].size; c += 1 + j->t[c].size) {
+			const struct jtok *t = &j->t[c];
+
+			if (t->type == J_NUM && !is_key(t, "version"))
+				prom_once(t, "", mnts, snaps, n);
+			if (t->type != J_ARR || !is_key(t, "epochs"))
+				continue;
+			for (int e = c + 1; e <= c + t->size; e += 1 + j->t[e].size)
+				for (int m = e + 1; j->t[e].type == J_OBJ && m <= e + j->t[e].size;
+				     m += 1 + j->t[m].size)
+					if (j->t[m].type == J_NUM && !is_key(&j->t[m], "epoch"))
+						prom_once(&j->t[m], "epoch_", mnts, snaps, n);
+		}
+	}
+}
+
+/* Undo mountinfo's octal escapes (\040 for a space) in place. */
+static void unoctal(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = 0;
+}
+
+/* Mountpoints of type fuse.epochfs, from /proc/self/mountinfo; the count or
+ * -errno.  The strings are the caller's to free. */
+static int find_mounts(char **out, int max)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char *line = NULL, *save, *tok, *mnt;
+	size_t cap = 0;
+	int n = 0;
+
+	if (!f)
+		return -errno;
+	while (n < max && getline(&line, &cap, f) > 0) {
+		mnt = NULL;
+		tok = strtok_r(line, " ", &save);
+		for (int field = 0; tok; field++, tok = strtok_r(NULL, " ", &save)) {
+			if (field == 4)
+				mnt = tok;
+			if (!strcmp(tok, "-"))
+				break;
+		}
+		tok = tok ? strtok_r(NULL, " ", &save) : NULL;
+		if (mnt && tok && !strcmp(tok, "fuse.epochfs")) {
+			unoctal(mnt);
+			out[n] = strdup(mnt);
+			if (out[n])
+				n++;
+		}
+	}
+	free(line);
+	fclose(f);
+	return n;
+}
+
+/* --watch: the last HIST intervals' hit rate and backend throughput. */
+#define HIST 90
+
+struct hist {
+	double hit[HIST], bw[HIST];
+	int n;
+};
+
+static void spark(const double *v, int n, double max, char *out)
+{
+	static const char *const bars[] = { "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█" };
+
+	*out = 0;
+	for (int i = 0; i < n; i++) {
+		if (isnan(v[i])) {
+			strcat(out, " ");
+			continue;
+		}
+		int lv = max > 0 ? (int)lround(7 * v[i] / max) : 0;
+
+		strcat(out, bars[lv < 0 ? 0 : lv > 7 ? 7 : lv]);
+	}
+}
+
+static void hist_show(struct hist *h, const struct snap *s, const struct snap *prev, double every)
+{
+	double dt = (double)(s->at_ns - prev->at_ns) / 1e9, max = 0;
+	double o = jnum(&s->j, 0, "opens") - jnum(&prev->j, 0, "opens");
+	double hits = jnum(&s->j, 0, "open_hits") - jnum(&prev->j, 0, "open_hits");
+	char line[HIST * 4 + 1], b1[32];
+
+	if (h->n == HIST) {
+		memmove(h->hit, h->hit + 1, sizeof(h->hit) - sizeof(h->hit[0]));
+		memmove(h->bw, h->bw + 1, sizeof(h->bw) - sizeof(h->bw[0]));
+		h->n--;
+	}
+	h->hit[h->n] = o > 0 ? hits / o : NAN;
+	h->bw[h->n] = dt > 0 ? (jnum(&s->j, 0, "backend_bytes") - jnum(&prev->j, 0, "backend_bytes")) / dt : 0;
+	h->n++;
+	for (int i = 0; i < h->n; i++)
+		max = h->bw[i] > max ? h->bw[i] : max;
+	printf("\n  last %.0f s, one mark per %g s:\n", h->n * every, every);
+	spark(h->hit, h->n, 1, line);
+	printf("  hit rate      %s\n", line);
+	spark(h->bw, h->n, max, line);
+	printf("  backend       %s  (peak %s/s)\n", line, bytes(max, b1));
+}
+
+static int watch(const char *mnt, double every)
+{
+	static struct snap a, b;
+	static struct hist h;
+	struct snap *cur = &a, *prev = &b, *t;
+	int tty = isatty(1);
+
+	if (open_stats(mnt, cur))
 		return 1;
-	}
-	if (json) {
-		fputs(cur, stdout);
-		return 0;
-	}
-	if (watch <= 0) {
-		show(mnt, cur, NULL, 0);
-		return 0;
-	}
-	for (uint64_t t0 = now_ns();;) {
-		uint64_t t1;
-
-		memcpy(prev, cur, sizeof(cur));
-		usleep((useconds_t)(watch * 1e6));
-		if (read_stats(mnt, cur, sizeof(cur))) {
+	for (;;) {
+		t = prev, prev = cur, cur = t;
+		usleep((useconds_t)(every * 1e6));
+		if (read_stats(mnt, cur)) {
 			fprintf(stderr, "epochfs-stat: %s is no longer mounted\n", mnt);
 			return 1;
 		}
-		t1 = now_ns();
-		printf("\033[H\033[J");
-		show(mnt, cur, prev, (double)(t1 - t0) / 1e9);
+		printf(tty ? "\033[H\033[J" : "\n");
+		show(mnt, cur, prev);
+		hist_show(&h, cur, prev, every);
 		fflush(stdout);
-		t0 = t1;
 	}
+}
+
+static void json_key(const char *s)
+{
+	putchar('"');
+	for (; *s; s++)
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	putchar('"');
+}
+
+static int usage(FILE *out, int rc)
+{
+	fprintf(out, "usage: epochfs-stat [MOUNTPOINT...]             one screen each (no argument:\n"
+		     "                                                a line for every epochfs mount)\n"
+		     "       epochfs-stat --watch SECONDS MOUNTPOINT  refresh in place, with rates\n"
+		     "       epochfs-stat --json [MOUNTPOINT...]      the raw stats object\n"
+		     "       epochfs-stat --prometheus [MOUNTPOINT...]  Prometheus text format\n");
+	return rc;
+}
+
+#define MAXMNT 256
+
+int main(int argc, char **argv)
+{
+	static struct snap snaps[16];
+	struct snap *sp[MAXMNT];
+	char *mnts[MAXMNT], *end;
+	int json = 0, prom = 0, n = 0, k = 0, listing = 0, rc = 0;
+	double every = 0;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!strcmp(a, "--json"))
+			json = 1;
+		else if (!strcmp(a, "--prometheus"))
+			prom = 1;
+		else if (!strcmp(a, "--watch") || !strncmp(a, "--watch=", 8)) {
+			const char *v = a[7] ? a + 8 : i + 1 < argc ? argv[++i] : "";
+
+			every = strtod(v, &end);
+			if (!*v || *end || !(every > 0 && every < 86400)) {
+				fprintf(stderr, "epochfs-stat: --watch needs a number of seconds\n");
+				return usage(stderr, 2);
+			}
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+			return usage(stdout, 0);
+		else if (a[0] == '-' && a[1]) {
+			fprintf(stderr, "epochfs-stat: unknown option %s\n", a);
+			return usage(stderr, 2);
+		} else if (n < MAXMNT)
+			mnts[n++] = argv[i];
+	}
+	if (json + prom > 1 || (every > 0 && (json || prom || n != 1))) {
+		fprintf(stderr, "epochfs-stat: --watch takes one mountpoint and no --json or --prometheus\n");
+		return usage(stderr, 2);
+	}
+	if (every > 0)
+		return watch(mnts[0], every);
+	if (!n) {
+		n = find_mounts(mnts, MAXMNT);
+		if (n < 0) {
+			fprintf(stderr, "epochfs-stat: /proc/self/mountinfo: %s\n", strerror(-n));
+			return 1;
+		}
+		if (!n) {
+			fprintf(stderr, "epochfs-stat: no epochfs is mounted\n");
+			return 1;
+		}
+		listing = 1;
+	}
+	if (n > (int)ARRAY_SIZE(snaps))
+		n = (int)ARRAY_SIZE(snaps);
+	for (int i = 0; i < n; i++) {
+		int err = listing ? read_stats(mnts[i], &snaps[k]) : open_stats(mnts[i], &snaps[k]);
+
+		if (err && listing && !json && !prom)
+			printf("%-30s stats unreadable: %s\n", mnts[i], strerror(-err));
+		if (err) {
+			rc = !listing;
+			continue;
+		}
+		mnts[k] = mnts[i];
+		sp[k] = &snaps[k];
+		k++;
+	}
+	if (prom)
+		prometheus(mnts, sp, k);
+	for (int i = 0; i < k && !prom; i++) {
+		if (json && (listing || n > 1)) {
+			printf(i ? "," : "{");
+			json_key(mnts[i]);
+			printf(":");
+			fputs(snaps[i].text, stdout);
+		} else if (json)
+			fputs(snaps[i].text, stdout);
+		else if (listing)
+			show_line(mnts[i], sp[i]);
+		else
+			show(mnts[i], sp[i], NULL), printf(i + 1 < k ? "\n" : "");
+	}
+	if (json && (listing || n > 1))
+		printf(k ? "}\n" : "{}\n");
+	return rc;
 }

@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals of the cache engine shared by cache.c (objects, fetches, store),
+ * prefetch.c (the plan-driven prefetcher) and control.c (control files).
+ * Nothing outside cache/ includes this. */
+#ifndef EPOCHFS_CACHE_INT_H
+#define EPOCHFS_CACHE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "cache.h"
+#include "plan.h"
+
+#define OBJ_DIRTY 1u
+#define OBJ_PREFETCHED 2u   /* arrived by prefetch, not opened since */
+#define OBJ_PREFETCHING 4u  /* prefetch fetches in flight */
+#define META_PER_RECORD 256ull
+#define META_HEADROOM (64ull << 10)
+#define KEY_MAX 4096
+
+struct fetch;
+
+struct obj {
+	struct pol_entry pe;
+	struct obj *hnext;
+	struct obj *dnext;        /* dirty list */
+	uint8_t cid[CID_LEN];
+	uint64_t size;
+	uint32_t chunk_size;
+	uint32_t nchunks;
+	uint32_t npresent;
+	uint32_t refs;            /* open handles + fetches in flight */
+	uint32_t flags;
+	int fd;                   /* store file, open while pinned */
+	uint64_t alloc;           /* bytes accounted to this object */
+	int64_t last_access_ns;
+	uint32_t sample;          /* manifest index, PLAN_NONE */
+	uint32_t inflight;        /* fetches in flight */
+	struct fetch *fetches;
+	uint8_t *present;         /* chunk bits */
+	uint8_t *verified;        /* checked since this daemon started */
+	uint64_t *sums;
+};
+
+struct fetch {
+	struct fetch *next;       /* on the object */
+	struct fetch *qnext;      /* on the completion queue */
+	struct cache *c;
+	struct obj *o;
+	uint32_t chunk;
+	int refs;                 /* waiters + the fetch itself until settled */
+	int settled;              /* stored (or not) and off the object */
+	int prefetch;
+	ssize_t result;
+	size_t len;
+	void *buf;
+	uint64_t ino;
+	struct backend_req req;
+	char key[KEY_MAX];
+};
+
+struct cache_file {
+	struct cache *c;
+	struct obj *o;
+	uint64_t ino;
+	struct backend_stat ident;
+	char key[KEY_MAX];
+	int stale;
+};
+
+#define EPOCH_HISTORY 16
+struct epoch_stats {
+	uint64_t epoch, opens, open_hits, backend_bytes_at_start;
+};
+
+struct cache {
+	struct cache_config cfg;
+	char *dir;
+	int lockfd;
+	struct backend *be;
+	struct index *ix;
+	struct store *st;
+	struct ns_source ns;
+	struct cache_counters ctr;
+
+	pthread_mutex_t lock;
+	struct obj **table;
+	size_t nbuckets, nobjs;
+	struct policy *pol;
+	struct obj *dirty;
+	uint64_t capacity;
+	uint64_t data_bytes;     /* sum of obj->alloc */
+	uint64_t reserved;
+	uint64_t meta_bytes;     /* index + directories, as last measured */
+	uint64_t meta_pending;   /* growth allowance since then */
+	uint64_t cached_objs;
+	int degraded;            /* ENOSPC seen: store nothing for a while */
+	uint64_t degraded_until;
+
+	pthread_t flusher;
+	pthread_cond_t flush_cond;
+	pthread_cond_t fetch_cond;   /* a fetch settled */
+	int stopping;
+	uint64_t started_ns;
+
+	void (*inval)(void *arg, uint64_t ino);
+	void *inval_arg;
+
+	/* completed fetches, stored by the store workers */
+	struct fetch *cq_head, *cq_tail;
+	pthread_cond_t cq_cond;
+	pthread_t workers[2];
+	int nworkers;
+
+	/* the plan and the prefetcher (prefetch.c) */
+	struct plan *plan;
+	int manifest_ready;
+	uint64_t plan_gen;           /* bumped when the plan changes */
+	uint64_t rekeyed_gen;        /* plan_gen the policy keys reflect */
+	pthread_t prefetcher;
+	int prefetch_started, pf_stop;
+	uint64_t manifest_gen, resolved_gen;
+	pthread_cond_t pf_cond;
+	uint64_t pf_inflight_bytes, pf_inflight;
+	uint64_t fetches_inflight;
+	uint64_t pf_max_bytes;
+	unsigned pf_max;
+	uint64_t pf_cursor;          /* next use number the prefetcher looks at */
+	atomic_uint_fast64_t prefetch_issued, prefetch_used, prefetch_late, prefetch_wasted;
+	struct epoch_stats ep[EPOCH_HISTORY];
+	unsigned nep;
+};
+
+/* cache.c */
+struct obj *cache_table_get(struct cache *c, const uint8_t *cid);
+void cache_content_id(const struct cache *c, const char *key, const struct ns_attr *a,
+		      uint8_t cid[CID_LEN]);
+int cache_obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct obj **out);
+void cache_obj_unpin(struct cache *c, struct obj *o);
+void cache_evict_obj_locked(struct cache *c, struct obj *o);
+void cache_mark_dirty(struct cache *c, struct obj *o);
+uint64_t cache_used_locked(const struct cache *c);
+/* Start fetching every missing chunk of pinned o as a prefetch; returns the
+ * number of fetches started, or a negative errno. */
+int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char *key,
+		       const struct backend_stat *ident);
+
+/* prefetch.c */
+int prefetch_start(struct cache *c);
+void prefetch_stop(struct cache *c);
+/* An open of ino (lock held): follow the readers, count prefetch use. */
+void prefetch_on_open_locked(struct cache *c, struct obj *o, uint64_t ino);
+/* Re-key every cached object by the plan and pick the policy (lock held). */
+void prefetch_rekey_locked(struct cache *c);
+/* Build the default manifest if none is set.  Lock not held. */
+int prefetch_ensure_manifest(struct cache *c);
+/* ImageFolder's sample order over the namespace (malloc'd inos). */
+int prefetch_default_manifest(struct cache *c, uint64_t **inos, uint32_t *n);
+/* Start a per-epoch stats record (lock held). */
+void prefetch_epoch_begin_locked(struct cache *c);
+
+#endif

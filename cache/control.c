@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT */
+/* What the control files under .epochfs/ mean: rendering their content and
+ * applying a complete write.  Each apply checks everything first and changes
+ * nothing unless all of it is good (docs/control.md). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache_int.h"
+#include "control.h"
+#include "log.h"
+#include "util.h"
+
+struct sbuf {
+	char *s;
+	size_t n, cap;
+	int oom;
+};
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = MAX(b->cap * 2, b->n + n + 1024);
+		char *ns = realloc(b->s, cap);
+
+		if (!ns) {
+			b->oom = 1;
+			return;
+		}
+		b->s = ns;
+		b->cap = cap;
+	}
+	memcpy(b->s + b->n, s, n);
+	b->n += n;
+	b->s[b->n] = 0;
+}
+
+static int sb_done(struct sbuf *b, char **out, size_t *len)
+{
+	if (b->oom) {
+		free(b->s);
+		return -ENOMEM;
+	}
+	if (!b->s)
+		sb_add(b, "", 0);
+	if (b->oom)
+		return -ENOMEM;
+	*out = b->s;
+	*len = b->n;
+	return 0;
+}
+
+/* Paths of a list of inodes, one per line.  Lock not held. */
+static int render_inos(struct cache *c, const uint64_t *inos, size_t n, char **out, size_t *len)
+{
+	struct sbuf b = { 0 };
+	char path[KEY_MAX];
+
+	for (size_t i = 0; i < n && !b.oom; i++) {
+		if (index_path(c->ix, c->ns.srcid, inos[i], path, sizeof(path)))
+			continue;
+		sb_add(&b, path, strlen(path));
+		sb_add(&b, "\n", 1);
+	}
+	return sb_done(&b, out, len);
+}
+
+/* Split data into lines (in place in a copy); blank lines kept as "". */
+static char **split_lines(const char *data, size_t len, size_t *nlines, char **copy)
+{
+	char *s = malloc(len + 1), **v = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!s)
+		return NULL;
+	memcpy(s, data, len);
+	s[len] = 0;
+	for (char *p = s; p < s + len;) {
+		char *e = memchr(p, '\n', (size_t)(s + len - p));
+
+		if (e)
+			*e = 0;
+		if (n == cap) {
+			char **nv = realloc(v, (cap = cap ? cap * 2 : 1024) * sizeof(*v));
+
+			if (!nv) {
+				free(v);
+				free(s);
+				return NULL;
+			}
+			v = nv;
+		}
+		v[n++] = p;
+		p = e ? e + 1 : s + len;
+	}
+	*nlines = n;
+	*copy = s;
+	return v ? v : calloc(1, sizeof(*v));
+}
+
+/* A path of the mount that must be a regular file. */
+static int resolve_file(struct cache *c, const char *path, uint64_t *ino, char *err, size_t errlen)
+{
+	struct ns_attr a;
+	int rc;
+
+	while (*path == '.' && path[1] == '/')
+		path += 2;
+	rc = *path && !memchr(path, '\0', 0) ? cache_resolve(c, path, &a) : -EINVAL;
+	if (rc || a.is_dir) {
+		snprintf(err, errlen, "'%.200s' is not a file of the mount", path);
+		return -EINVAL;
+	}
+	*ino = a.ino;
+	return 0;
+}
+
+/* ---- seed ---- */
+
+int ctl_seed_render(struct cache *c, char **out, size_t *len)
+{
+	struct order_spec s;
+	char line[256];
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	rc = plan_spec(c->plan, &s);
+	pthread_mutex_unlock(&c->lock);
+	if (rc)
+		line[0] = 0;
+	else if (order_spec_format(&s, line, sizeof(line) - 1) == 0)
+		strcat(line, "\n");
+	*out = strdup(line);
+	*len = strlen(line);
+	return *out ? 0 : -ENOMEM;
+}
+
+/* One non-empty line (a trailing newline allowed) into buf. */
+static int one_line(const char *data, size_t len, char *buf, size_t buflen, char *err, size_t errlen)
+{
+	while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+		len--;
+	if (!len || memchr(data, '\n', len) || memchr(data, '\0', len) || len >= buflen) {
+		snprintf(err, errlen, "expected one line");
+		return -EINVAL;
+	}
+	memcpy(buf, data, len);
+	buf[len] = 0;
+	return 0;
+}
+
+int ctl_seed_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+{
+	struct order_spec spec;
+	char line[1024];
+	int rc;
+
+	rc = one_line(data, len, line, sizeof(line), err, errlen);
+	if (!rc)
+		rc = order_spec_parse(line, &spec, err, errlen);
+	if (rc)
+		return -EINVAL;
+	rc = prefetch_ensure_manifest(c);
+	if (rc) {
+		snprintf(err, errlen, "cannot build the manifest: %s", strerror(-rc));
+		return rc;
+	}
+	pthread_mutex_lock(&c->lock);
+	rc = plan_set_seed(c->plan, &spec);
+	if (!rc) {
+		c->plan_gen++;
+		prefetch_epoch_begin_locked(c);
+		pthread_cond_signal(&c->pf_cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (rc == -EINVAL)
+		snprintf(err, errlen, "the spec does not fit the manifest of %u samples",
+			 plan_manifest_len(c->plan));
+	if (!rc)
+		log_info("plan: %s", line);
+	return rc;
+}
+
+/* ---- manifest ---- */
+
+int ctl_manifest_render(struct cache *c, char **out, size_t *len)
+{
+	uint64_t *inos;
+	uint32_t n;
+	int rc;
+
+	rc = prefetch_ensure_manifest(c);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->lock);
+	n = plan_manifest_len(c->plan);
+	inos = malloc(((size_t)n + 1) * sizeof(*inos));
+	for (uint32_t i = 0; inos && i < n; i++)
+		inos[i] = plan_manifest_ino(c->plan, i);
+	pthread_mutex_unlock(&c->lock);
+	if (!inos)
+		return -ENOMEM;
+	rc = render_inos(c, inos, n, out, len);
+	free(inos);
+	return rc;
+}
+
+int ctl_manifest_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+{
+	size_t n = 0, m = 0;
+	char **lines, *copy;
+	uint64_t *inos;
+	int rc = 0;
+
+	lines = split_lines(data, len, &n, &copy);
+	if (!lines)
+		return -ENOMEM;
+	inos = malloc((n + 1) * sizeof(*inos));
+	for (size_t i = 0; inos && i < n && !rc; i++) {
+		if (!*lines[i])
+			continue;
+		rc = resolve_file(c, lines[i], &inos[m], err, errlen);
+		m++;
+	}
+	free(lines);
+	free(copy);
+	if (!inos)
+		return -ENOMEM;
+	if (!rc && m > UINT32_MAX)
+		rc = -EFBIG;
+	if (rc) {
+		free(inos);
+		return rc;
+	}
+	if (m == 0) { /* an empty write restores the default */
+		free(inos);
+		rc = prefetch_default_manifest(c, &inos, (uint32_t *)&m);
+		if (rc)
+			return rc;
+	}
+	pthread_mutex_lock(&c->lock);
+	rc = plan_set_manifest(c->plan, inos, (uint32_t)m);
+	if (!rc) {
+		c->manifest_ready = 1;
+		c->manifest_gen++;
+		c->plan_gen++;
+		pthread_cond_signal(&c->pf_cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (rc)
+		free(inos);
+	return rc;
+}
+
+/* ---- order ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int ctl_order_render(struct cache *c, char **out, size_t *len)
+{
+	const uint32_t *ord;
+	uint64_t n, *inos;
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	ord = plan_order(c->plan, &n);
+	inos = malloc((n + 1) * sizeof(*inos));
+	for (uint64_t i = 0; inos && i < n; i++)
+		inos[i] = plan_manifest_ino(c->plan, ord[i]);
+	pthread_mutex_unlock(&c->lock);
+	if (!inos)
+		return -ENOMEM;
+	rc = render_inos(c, inos, n, out, len);
+	free(inos);
+	return rc;
+}
+
+int ctl_order_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+{
+	size_t n = 0, nl = 0, total = 0;
+	char **lines, *copy;
+	uint64_t *inos = NULL, *lens = NULL, *man;
+	uint32_t **lists = NULL, mn, extra = 0;
+	int rc = 0;
+
+	rc = prefetch_ensure_manifest(c);
+	if (rc)
+		return rc;
+	lines = split_lines(data, len, &n, &copy);
+	if (!lines)
+		return -ENOMEM;
+	inos = malloc((n + 1) * sizeof(*inos));
+	lens = calloc(n + 2, sizeof(*lens));
+	lists = calloc(n + 2, sizeof(*lists));
+	if (!inos || !lens || !lists)
+		rc = -ENOMEM;
+	/* Resolve every path first; blank lines separate epochs. */
+	for (size_t i = 0; !rc && i < n; i++) {
+		if (!*lines[i]) {
+			if (lens[nl])
+				nl++;
+			continue;
+		}
+		rc = resolve_file(c, lines[i], &inos[total++], err, errlen);
+		lens[nl]++;
+	}
+	if (!rc && lens[nl])
+		nl++;
+	if (!rc && nl == 0) {
+		snprintf(err, errlen, "an empty order");
+		rc = -EINVAL;
+	}
+	if (rc)
+		goto out;
+
+	pthread_mutex_lock(&c->lock);
+	/* Files not in the manifest join it (the order may name any file). */
+	mn = plan_manifest_len(c->plan);
+	for (size_t i = 0; i < total; i++)
+		if (plan_sample_of(c->plan, inos[i]) == PLAN_NONE)
+			extra++;
+	if (extra) {
+		size_t k = 0, u = 0;
+
+		man = malloc(((size_t)mn + extra) * sizeof(*man));
+		if (!man) {
+			pthread_mutex_unlock(&c->lock);
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < total; i++)
+			if (plan_sample_of(c->plan, inos[i]) == PLAN_NONE)
+				man[mn + k++] = inos[i];
+		qsort(man + mn, k, sizeof(*man), cmp_u64);
+		for (size_t i = 0; i < k; i++)
+			if (!u || man[mn + u - 1] != man[mn + i])
+				man[mn + u++] = man[mn + i];
+		for (uint32_t i = 0; i < mn; i++)
+			man[i] = plan_manifest_ino(c->plan, i);
+		rc = plan_set_manifest(c->plan, man, mn + (uint32_t)u);
+		if (rc)
+			free(man);
+		c->manifest_gen++;
+	}
+	for (size_t e = 0, at = 0; !rc && e < nl; e++) {
+		lists[e] = malloc((size_t)(lens[e] + 1) * sizeof(**lists));
+		if (!lists[e]) {
+			rc = -ENOMEM;
+			break;
+		}
+		for (uint64_t i = 0; i < lens[e]; i++)
+			lists[e][i] = plan_sample_of(c->plan, inos[at++]);
+	}
+	if (!rc) {
+		rc = plan_set_explicit(c->plan, lists, lens, nl);
+		lists = NULL;
+		lens = NULL;
+	}
+	if (!rc) {
+		c->plan_gen++;
+		prefetch_epoch_begin_locked(c);
+		pthread_cond_signal(&c->pf_cond);
+	}
+	pthread_mutex_unlock(&c->lock);
+out:
+	if (lists)
+		for (size_t e = 0; e < n + 2; e++)
+			free(lists[e]);
+	free(lists);
+	free(lens);
+	free(inos);
+	free(lines);
+	free(copy);
+	return rc;
+}
+
+/* ---- epoch ---- */
+
+int ctl_epoch_render(struct cache *c, char **out, size_t *len)
+{
+	unsigned long long e;
+
+	pthread_mutex_lock(&c->lock);
+	e = plan_mode(c->plan) == PLAN_OFF ? 0 : plan_epoch(c->plan);
+	pthread_mutex_unlock(&c->lock);
+	return asprintf(out, "%llu\n", e) < 0 ? -ENOMEM : (*len = strlen(*out), 0);
+}
+
+int ctl_epoch_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+{
+	char line[64], *end;
+	unsigned long long e;
+	int rc;
+
+	rc = one_line(data, len, line, sizeof(line), err, errlen);
+	if (rc)
+		return rc;
+	errno = 0;
+	e = strtoull(line, &end, 10);
+	if (errno || *end || line[0] == '-' || line[0] == '+' || line[0] == ' ') {
+		snprintf(err, errlen, "'%s' is not an epoch number", line);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (plan_mode(c->plan) == PLAN_OFF) {
+		snprintf(err, errlen, "no plan: write .epochfs/seed or .epochfs/order first");
+		rc = -EINVAL;
+	} else {
+		rc = plan_set_epoch(c->plan, e);
+		if (rc)
+			snprintf(err, errlen, "epoch %llu is not in the plan", e);
+		else {
+			c->plan_gen++;
+			prefetch_epoch_begin_locked(c);
+			pthread_cond_signal(&c->pf_cond);
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc ? -EINVAL : 0;
+}
+
+/* ---- evict ---- */
+
+int ctl_evict_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+{
+	size_t n = 0, m = 0;
+	char **lines, *copy, key[KEY_MAX];
+	uint64_t *inos;
+	struct ns_attr a;
+	uint8_t cid[CID_LEN];
+	int rc = 0;
+
+	lines = split_lines(data, len, &n, &copy);
+	if (!lines)
+		return -ENOMEM;
+	inos = malloc((n + 1) * sizeof(*inos));
+	for (size_t i = 0; inos && i < n && !rc; i++)
+		if (*lines[i])
+			rc = resolve_file(c, lines[i], &inos[m++], err, errlen);
+	free(lines);
+	free(copy);
+	if (!inos)
+		return -ENOMEM;
+	for (size_t i = 0; !rc && i < m; i++) {
+		struct obj *o;
+
+		if (cache_getattr(c, inos[i], &a) || index_path(c->ix, c->ns.srcid, inos[i], key, sizeof(key)))
+			continue;
+		cache_content_id(c, key, &a, cid);
+		pthread_mutex_lock(&c->lock);
+		o = cache_table_get(c, cid);
+		if (o && o->npresent && !o->refs)
+			cache_evict_obj_locked(c, o);
+		else if (o && o->refs)
+			log_info("evict: %s is open or being fetched; kept", key);
+		pthread_mutex_unlock(&c->lock);
+	}
+	free(inos);
+	return rc;
+}

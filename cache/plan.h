@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* The plan: which sample the readers will open at every future position.
+ * It holds the manifest (sample index -> inode), the way orders are made (a
+ * sampler spec, or explicit per-epoch lists), the orders of the current and
+ * the next epoch, and the readers' progress through the current one.
+ * Pure bookkeeping on indices: no I/O, no locking (the cache locks it). */
+#ifndef EPOCHFS_PLAN_H
+#define EPOCHFS_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "order.h"
+
+#define PLAN_NONE UINT32_MAX
+#define PLAN_NEVER UINT64_MAX
+
+enum plan_mode { PLAN_OFF = 0, PLAN_SEED, PLAN_EXPLICIT };
+
+struct plan;
+
+int plan_create(struct plan **out);
+void plan_destroy(struct plan *p);
+
+/* Replace the manifest (takes ownership of inos, n entries).  Turns the
+ * plan off: orders index into the manifest. */
+int plan_set_manifest(struct plan *p, uint64_t *inos, uint32_t n);
+uint32_t plan_manifest_len(const struct plan *p);
+uint64_t plan_manifest_ino(const struct plan *p, uint32_t i);
+/* Sample index of an inode, or PLAN_NONE. */
+uint32_t plan_sample_of(const struct plan *p, uint64_t ino);
+
+/* Plan by a sampler spec; the readers are at the start of spec->epoch.
+ * -EINVAL when the spec does not fit the manifest (n too large for torch). */
+int plan_set_seed(struct plan *p, const struct order_spec *spec);
+/* Plan by explicit lists of sample indices, one per epoch (takes ownership
+ * of each list and of the arrays). */
+int plan_set_explicit(struct plan *p, uint32_t **lists, uint64_t *lens, size_t nlists);
+void plan_off(struct plan *p);
+enum plan_mode plan_mode(const struct plan *p);
+int plan_spec(const struct plan *p, struct order_spec *out);
+
+uint64_t plan_epoch(const struct plan *p);
+/* Start epoch e at position 0 (its order is made as the mode allows). */
+int plan_set_epoch(struct plan *p, uint64_t e);
+/* The current epoch's order (owned by the plan, valid until it changes). */
+const uint32_t *plan_order(const struct plan *p, uint64_t *len);
+/* First position of the current epoch whose sample has not been opened. */
+uint64_t plan_position(const struct plan *p);
+uint64_t plan_opened(const struct plan *p);
+
+/* A reader opened sample i.  Returns 1 when this moved the plan to the next
+ * epoch, 0 otherwise. */
+int plan_on_open(struct plan *p, uint32_t i);
+
+/* Absolute use number of sample i's next use (epoch * stride + position),
+ * PLAN_NEVER when it is not planned in the current or next epoch. */
+uint64_t plan_next_use(const struct plan *p, uint32_t i);
+/* The sample at absolute use number u (current or next epoch), PLAN_NONE. */
+uint32_t plan_sample_at(const struct plan *p, uint64_t u);
+/* u, or the first use of the next epoch when u is past the current one. */
+uint64_t plan_normalize(const struct plan *p, uint64_t u);
+/* Absolute use number of the current position. */
+uint64_t plan_now(const struct plan *p);
+
+#endif
