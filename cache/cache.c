@@ -1031,7 +1031,8 @@ static void fetch_submit(struct cache *c, struct fetch *fe)
 	atomic_fetch_add_explicit(&c->ctr.fetches, 1, memory_order_relaxed);
 	rc = c->be->ops->submit(c->be, &fe->req);
 	if (rc) {
-		fe->req.result = rc;
+		log_warn("%s: the backend refused the read: %s", fe->key, strerror(-rc));
+		fe->req.result = rc == -ENOMEM ? rc : -EIO;
 		fetch_done(&fe->req);
 	}
 }

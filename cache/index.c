@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <xxhash.h>
 
 #include "index.h"
 #include "log.h"
@@ -187,15 +188,26 @@ uint64_t index_disk_bytes(struct index *ix)
 
 /* ---- namespace ---- */
 
+/* The meta key of a source: its URL, or a hash of it when the URL is longer
+ * than an LMDB key may be. */
+static size_t source_key(const char *url, char *key, size_t len)
+{
+	size_t n = strlen(url);
+
+	if (n + 4 <= 400)
+		return (size_t)snprintf(key, len, "src:%s", url);
+	return (size_t)snprintf(key, len, "src#%016llx%016llx",
+				(unsigned long long)XXH3_64bits(url, n),
+				(unsigned long long)XXH3_64bits_withSeed(url, n, 1));
+}
+
 static int meta_get_source(struct index *ix, MDB_txn *txn, const char *url, struct ns_source *out)
 {
-	char key[4200];
+	char key[512];
 	MDB_val k, v;
 	int rc;
 
-	k.mv_size = (size_t)snprintf(key, sizeof(key), "src:%s", url);
-	if (k.mv_size >= sizeof(key))
-		return -ENAMETOOLONG;
+	k.mv_size = source_key(url, key, sizeof(key));
 	k.mv_data = key;
 	rc = mdb_err(mdb_get(txn, ix->meta, &k, &v));
 	if (rc)
@@ -362,6 +374,8 @@ static int ensure_dir(struct ns_builder *b, uint64_t parent, const char *name, s
 	uint64_t id;
 	int rc;
 
+	if (nlen > 255)
+		return -ENAMETOOLONG;
 	rc = mdb_get(b->txn, b->ix->dirent, &k, &v);
 	if (rc == 0) {
 		memcpy(&id, v.mv_data, sizeof(id));
@@ -406,6 +420,8 @@ int index_ns_add(struct ns_builder *b, const char *key, const struct backend_sta
 			seg = p;
 			while (p < key + dlen && *p != '/')
 				p++;
+			if ((size_t)(p - seg) > 255 || p == seg)
+				return -ENAMETOOLONG;
 			rc = ensure_dir(b, parent, seg, (size_t)(p - seg), &parent);
 			if (rc)
 				return rc;
@@ -491,7 +507,7 @@ int index_ns_commit(struct ns_builder *b, struct ns_source *out)
 	cur.files = b->files;
 	cur.dirs = b->dirs;
 	cur.next_ino = b->next_ino;
-	k.mv_size = (size_t)snprintf(key, sizeof(key), "src:%s", b->url);
+	k.mv_size = source_key(b->url, key, sizeof(key));
 	k.mv_data = key;
 	v.mv_size = sizeof(cur);
 	v.mv_data = &cur;

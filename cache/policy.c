@@ -106,7 +106,7 @@ int policy_outranks(const struct pol_entry *a, const struct pol_entry *b)
 {
 	if (a->importance != b->importance)
 		return a->importance > b->importance;
-	return a->freq >= b->freq + 2;
+	return a->freq > b->freq && a->freq - b->freq >= 2;
 }
 
 static void heap_set(struct policy *p, size_t i, struct pol_entry *e)
@@ -250,6 +250,17 @@ int policy_rekey(struct policy *p, enum policy_kind kind)
 	} else {
 		for (i = 0; i < p->n; i++)
 			all[i] = p->heap[i];
+	}
+	if (kind != POLICY_LRU && p->cap < n) {
+		/* Grow first, so that the re-inserts cannot fail half way. */
+		struct pol_entry **h = ec_realloc(p->heap, n * sizeof(*h));
+
+		if (!h) {
+			free(all);
+			return -ENOMEM;
+		}
+		p->heap = h;
+		p->cap = n;
 	}
 	for (i = 0; i < n; i++)
 		policy_remove(p, all[i]);

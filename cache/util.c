@@ -14,13 +14,17 @@
 
 long ec_fail_alloc_after = -1;
 
+/* Counting restarts whenever a test changes the setting. */
 static int alloc_should_fail(void)
 {
-	static atomic_long calls;
+	static atomic_long calls, armed = -1;
+	long want = ec_fail_alloc_after;
 
-	if (ec_fail_alloc_after < 0)
+	if (want < 0)
 		return 0;
-	return atomic_fetch_add(&calls, 1) >= ec_fail_alloc_after;
+	if (atomic_exchange(&armed, want) != want)
+		atomic_store(&calls, 0);
+	return atomic_fetch_add(&calls, 1) >= want;
 }
 
 void *ec_malloc(size_t n)

@@ -161,7 +161,7 @@ static int apply_o(struct epochfs_opts *o, const char *list, char *err, size_t e
 
 	if (!copy)
 		return -ENOMEM;
-	for (tok = strtok_r(copy, ",", &save); tok && rc <= 0; tok = strtok_r(NULL, ",", &save)) {
+	for (tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
 		/* Mount helpers pass these; the mount is read-only whatever they say. */
 		if (!strcmp(tok, "rw") || !strcmp(tok, "ro") || !strcmp(tok, "dev") ||
 		    !strcmp(tok, "suid") || !strcmp(tok, "nodev") || !strcmp(tok, "nosuid") ||
@@ -188,10 +188,13 @@ static int apply_o(struct epochfs_opts *o, const char *list, char *err, size_t e
 					rc = -ENOMEM;
 					break;
 				}
-				if (!strcmp(tok, "manifest"))
-					o->be.manifest = v;
-				else
-					o->be.s3_endpoint = v;
+				if (!strcmp(tok, "manifest")) {
+					free(o->manifest_owned);
+					o->be.manifest = o->manifest_owned = v;
+				} else {
+					free(o->endpoint_owned);
+					o->be.s3_endpoint = o->endpoint_owned = v;
+				}
 			}
 		}
 	}
@@ -284,5 +287,7 @@ void opts_free(struct epochfs_opts *o)
 {
 	free(o->cache_dir);
 	free(o->fuse_opts);
-	o->cache_dir = o->fuse_opts = NULL;
+	free(o->manifest_owned);
+	free(o->endpoint_owned);
+	o->cache_dir = o->fuse_opts = o->manifest_owned = o->endpoint_owned = NULL;
 }

@@ -20,6 +20,7 @@ struct epochfs_opts {
 	int help, version;
 	double entry_timeout;
 	char *fuse_opts;          /* comma-joined -o options for FUSE (owned) */
+	char *manifest_owned, *endpoint_owned; /* copies of -o values */
 };
 
 /* Parse argv.  0, or -EINVAL with a one-line reason in err. */

@@ -102,5 +102,29 @@ grep -q "not an epochfs mount" "$T/err" || fail "no clear message: $(cat "$T/err
 "$STAT" --bogus "$T/mnt" 2>/dev/null; [ $? -eq 2 ] || fail "a bad option did not exit 2"
 "$STAT" --watch x "$T/mnt" 2>/dev/null; [ $? -eq 2 ] || fail "a bad --watch did not exit 2"
 
+log "per-epoch counters and malformed stats (a directory with a stats file)"
+mkdir -p "$T/fake/.epochfs"
+echo '{"version":1,"source":"s3://b/p","opens":10,"open_hits":5,"epoch":1,"position":3,
+ "substitutions":2,"substitution_debt":1,"prefetch_issued":4,"prefetch_used":3,"prefetch_late":1,
+ "epochs":[{"epoch":0,"opens":6,"open_hits":1,"backend_bytes":9},{"epoch":1,"opens":4,"open_hits":4,"backend_bytes":0}],
+ "future":{"x":[1,2,{"y":"z\\"}]}}' >"$T/fake/.epochfs/stats"
+"$STAT" "$T/fake" >"$T/fake.txt" || fail "per-epoch stats not shown"
+cat "$T/fake.txt"
+grep -q "hit rate now  100.00% of opens (4 of 4)" "$T/fake.txt" || fail "no hit rate of this epoch"
+grep -q "hit rate all   50.00% of opens (5 of 10)" "$T/fake.txt" || fail "no overall hit rate"
+grep -q "epoch         1, position 3" "$T/fake.txt" || fail "no epoch and position"
+grep -q "substitution  2 served" "$T/fake.txt" || fail "no substitutions"
+"$STAT" --prometheus "$T/fake" | grep -q '^epochfs_epoch_open_hits_total{mountpoint="[^"]*",epoch="1"} 4$' ||
+	fail "no per-epoch metrics"
+for bad in '' '{' '{"version":1,' '{"version":1,"a":[1,2}' '[1]' "$(printf '[%.0s' $(seq 5000))" \
+	'{"version":1,"s":"\' '{"version":1} x' '{"version":"1"}' 'garbage'; do
+	printf '%s' "$bad" >"$T/fake/.epochfs/stats"
+	"$STAT" "$T/fake" >/dev/null 2>&1
+	rc=$?
+	[ $rc -eq 1 ] || fail "malformed stats '${bad:0:20}' gave exit $rc"
+	"$STAT" --prometheus "$T/fake" >/dev/null 2>&1
+	[ $? -eq 1 ] || fail "malformed stats broke --prometheus"
+done
+
 umount_fs "$T/mnt"
 echo ok

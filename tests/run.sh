@@ -56,6 +56,11 @@ for t in "$B"/tests/check_*; do
 	[ -x "$t" ] || continue
 	case $t in *.c|*.o|*.d) continue ;; esac
 	name=$(basename "$t")
+	if [ $valgrind = 1 ] && [ "$name" = check_posix ]; then
+		# valgrind 3.19 does not model io_uring: the ring never completes.
+		skipped=$((skipped + 1)); echo "SKIP: $name: valgrind cannot run io_uring programs"
+		continue
+	fi
 	if [ $valgrind = 1 ]; then
 		run "$name" 1800 env CK_FORK=no CK_DEFAULT_TIMEOUT=600 valgrind -q --leak-check=full \
 			--errors-for-leak-kinds=definite --error-exitcode=1 "$t"

@@ -174,6 +174,33 @@ static int read_lines(const char *mnt, const char *name, struct list *out)
 	return rc;
 }
 
+/* Append the files of the whole mount (in walk order) that the list, read
+ * from the manifest or the plan, does not name: the manifest holds only
+ * what ImageFolder would load.  0 or -errno. */
+static int add_the_rest(const char *mnt, struct list *l)
+{
+	struct list all = { 0 };
+	char **named = NULL;
+	size_t n = l->n;
+	int rc = walk(mnt, "", &all);
+
+	if (!rc && n) {
+		named = malloc(n * sizeof(*named));
+		if (!named)
+			rc = -ENOMEM;
+		else
+			memcpy(named, l->v, n * sizeof(*named));
+	}
+	if (named)
+		qsort(named, n, sizeof(*named), cmp_str);
+	for (size_t i = 0; !rc && i < all.n; i++)
+		if (!n || !bsearch(&all.v[i], named, n, sizeof(*named), cmp_str))
+			rc = list_add(l, all.v[i], strlen(all.v[i]));
+	free(named);
+	list_free(&all);
+	return rc;
+}
+
 /* A command-line PATH as a path relative to the mount root: "a/b" stays,
  * "/MNT/a/b" (or any absolute path inside the mount) loses the mount's
  * prefix.  NULL (with a message) for an absolute path outside the mount. */
@@ -585,10 +612,9 @@ int main(int argc, char **argv)
 			rc = 1;
 			goto out;
 		}
-		if (rc || !files.n) {
+		if (rc)
 			list_free(&files);
-			rc = walk(mnt, "", &files);
-		}
+		rc = add_the_rest(mnt, &files);
 	}
 	if (rc) {
 		fprintf(stderr, "epochfs-ctl: cannot list what to warm: %s\n", strerror(-rc));

@@ -300,9 +300,6 @@ static void show(const char *mnt, const struct snap *s, const struct snap *prev)
 		printf("  epoch         %.0f", jnum(j, 0, "epoch"));
 		if (jhas(j, 0, "position"))
 			printf(", position %.0f", jnum(j, 0, "position"));
-		if (jhas(j, 0, "position") && jnum(j, 0, "files") > 0)
-			printf(" of %.0f (%.1f%%)", jnum(j, 0, "files"),
-			       100 * ratio(jnum(j, 0, "position"), jnum(j, 0, "files")));
 		printf("\n");
 	}
 	if (ep >= 0)
