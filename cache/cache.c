@@ -1320,7 +1320,7 @@ static void json_escape(const char *s, char *out, size_t len)
 int cache_stats_json(struct cache *c, char **out, size_t *len)
 {
 	const struct backend_counters *b = &c->be->counters;
-	uint64_t data, meta, objs, cap = c->capacity, epoch = 0, pos = 0, nep;
+	uint64_t data, meta, objs, cap = c->capacity, epoch = 0, pos = 0, nep, eplen = 0;
 	uint64_t bb_now = atomic_load(&b->bytes);
 	struct epoch_stats ep[EPOCH_HISTORY];
 	int degraded, planned;
@@ -1337,6 +1337,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 	if (planned) {
 		epoch = plan_epoch(c->plan);
 		pos = plan_position(c->plan);
+		plan_order(c->plan, &eplen);
 	}
 	nep = c->nep;
 	memcpy(ep, c->ep, sizeof(ep));
@@ -1353,7 +1354,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     "\"cache_capacity\":%llu,\"cache_objects\":%llu,\"evictions\":%llu,"
 		     "\"not_admitted\":%llu,\"verify_failures\":%llu,\"stale\":%llu,"
 		     "\"store_errors\":%llu,\"cache_degraded\":%d,"
-		     "\"planned\":%d,\"epoch\":%llu,\"position\":%llu,"
+		     "\"planned\":%d,\"epoch\":%llu,\"position\":%llu,\"epoch_length\":%llu,"
 		     "\"prefetch_issued\":%llu,\"prefetch_used\":%llu,\"prefetch_late\":%llu,"
 		     "\"prefetch_wasted\":%llu,\"epochs\":[",
 		     src, c->be->ops->name,
@@ -1367,7 +1368,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     (unsigned long long)meta, (unsigned long long)cap, (unsigned long long)objs,
 		     LD(c->ctr.evictions), LD(c->ctr.not_admitted), LD(c->ctr.verify_failures),
 		     LD(c->ctr.stale), LD(c->ctr.store_errors), degraded, planned,
-		     (unsigned long long)epoch, (unsigned long long)pos,
+		     (unsigned long long)epoch, (unsigned long long)pos, (unsigned long long)eplen,
 		     LD(c->prefetch_issued), LD(c->prefetch_used), LD(c->prefetch_late),
 		     LD(c->prefetch_wasted));
 	if (n < 0)

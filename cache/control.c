@@ -467,3 +467,94 @@ int ctl_evict_apply(struct cache *c, const char *data, size_t len, char *err, si
 	free(inos);
 	return rc;
 }
+
+/* ---- importance ---- */
+
+/* "PATH SCORE" or "INDEX SCORE": the score is after the last blank; the rest
+ * is an index into the manifest when it is all digits, else a path. */
+static int parse_importance(struct cache *c, char *line, uint64_t *ino, double *score,
+			    char *err, size_t errlen)
+{
+	char *sp = strrchr(line, ' '), *tab = strrchr(line, '\t'), *end;
+	size_t i;
+
+	if (tab > sp)
+		sp = tab;
+	if (!sp || sp == line) {
+		snprintf(err, errlen, "'%.200s': expected PATH SCORE or INDEX SCORE", line);
+		return -EINVAL;
+	}
+	*sp = 0;
+	errno = 0;
+	*score = strtod(sp + 1, &end);
+	if (errno || end == sp + 1 || *end || *score != *score || *score > 1e300 || *score < -1e300) {
+		snprintf(err, errlen, "'%.100s': bad score '%.40s'", line, sp + 1);
+		return -EINVAL;
+	}
+	for (i = 0; line[i] >= '0' && line[i] <= '9'; i++)
+		;
+	if (!line[i]) {
+		unsigned long long idx = strtoull(line, NULL, 10);
+
+		pthread_mutex_lock(&c->lock);
+		*ino = idx < plan_manifest_len(c->plan) ? plan_manifest_ino(c->plan, (uint32_t)idx) : 0;
+		pthread_mutex_unlock(&c->lock);
+		if (!*ino) {
+			snprintf(err, errlen, "index %s is not in the manifest", line);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	return resolve_file(c, line, ino, err, errlen);
+}
+
+int ctl_importance_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+{
+	size_t n = 0, m = 0;
+	char **lines, *copy, key[KEY_MAX];
+	uint64_t *inos;
+	double *scores;
+	int rc = 0;
+
+	rc = prefetch_ensure_manifest(c);
+	if (rc)
+		return rc;
+	lines = split_lines(data, len, &n, &copy);
+	if (!lines)
+		return -ENOMEM;
+	inos = malloc((n + 1) * sizeof(*inos));
+	scores = malloc((n + 1) * sizeof(*scores));
+	for (size_t i = 0; inos && scores && i < n && !rc; i++) {
+		if (!*lines[i])
+			continue;
+		rc = parse_importance(c, lines[i], &inos[m], &scores[m], err, errlen);
+		m++;
+	}
+	free(lines);
+	free(copy);
+	if (!inos || !scores)
+		rc = -ENOMEM;
+	/* All lines are good: apply them. */
+	for (size_t i = 0; !rc && i < m; i++) {
+		struct ns_attr a;
+		uint8_t cid[CID_LEN];
+		struct obj *o;
+
+		if (cache_getattr(c, inos[i], &a) ||
+		    index_path(c->ix, c->ns.srcid, inos[i], key, sizeof(key)))
+			continue;
+		cache_content_id(c, key, &a, cid);
+		if (cache_obj_pin(c, cid, a.size, &o))
+			continue;
+		pthread_mutex_lock(&c->lock);
+		o->pe.importance = scores[i];
+		cache_mark_dirty(c, o);
+		pthread_mutex_unlock(&c->lock);
+		cache_obj_unpin(c, o); /* re-enters the policy with its new key */
+	}
+	if (!rc)
+		log_info("importance: %zu scores applied", m);
+	free(inos);
+	free(scores);
+	return rc;
+}

@@ -17,6 +17,7 @@ int ctl_order_render(struct cache *c, char **out, size_t *len);
 int ctl_order_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
 int ctl_epoch_render(struct cache *c, char **out, size_t *len);
 int ctl_epoch_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
+int ctl_importance_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
 int ctl_evict_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
 
 #endif

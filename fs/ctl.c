@@ -21,6 +21,7 @@ static const struct ctl_file files[] = {
 	{ .name = "order", .mode = 0644, .render = ctl_order_render, .apply = ctl_order_apply },
 	{ .name = "epoch", .mode = 0644, .render = ctl_epoch_render, .apply = ctl_epoch_apply,
 	  .single_line = 1 },
+	{ .name = "importance", .mode = 0200, .apply = ctl_importance_apply },
 	{ .name = "evict", .mode = 0200, .apply = ctl_evict_apply },
 };
 

@@ -57,7 +57,7 @@ static void ctl_stat(const struct ll_ctx *x, uint64_t ino, struct stat *st)
 		st->st_nlink = 2;
 	} else {
 		/* Writable control files: only the mounting user. */
-		st->st_mode = S_IFREG | (f->apply ? 0644 : 0444);
+		st->st_mode = S_IFREG | f->mode;
 		st->st_nlink = 1;
 	}
 }

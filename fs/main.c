@@ -226,9 +226,22 @@ int main(int argc, char **argv)
 	x.gid = getgid();
 	x.timeout = o.entry_timeout;
 	x.start_time = time(NULL);
-	if (asprintf(&fuse_o, "fsname=epochfs,subtype=epochfs,max_read=%u,default_permissions%s%s",
-		     CACHE_MAX_READ, o.fuse_opts ? "," : "", o.fuse_opts ? o.fuse_opts : "") < 0)
-		goto out_cache;
+	{
+		/* The source names the mount in mount, df and /proc/mounts. */
+		char fsname[1024];
+		size_t k = 0;
+
+		for (const char *s = o.source; *s && k + 3 < sizeof(fsname); s++) {
+			if (*s == ',' || *s == '\\')
+				fsname[k++] = '\\';
+			fsname[k++] = *s;
+		}
+		fsname[k] = 0;
+		if (asprintf(&fuse_o, "fsname=%s,subtype=epochfs,max_read=%u,default_permissions%s%s",
+			     fsname, CACHE_MAX_READ, o.fuse_opts ? "," : "",
+			     o.fuse_opts ? o.fuse_opts : "") < 0)
+			goto out_cache;
+	}
 	if (fuse_opt_add_arg(&args, "epochfs") || fuse_opt_add_arg(&args, "-o") ||
 	    fuse_opt_add_arg(&args, fuse_o) || (o.debug && fuse_opt_add_arg(&args, "-d")))
 		goto out_args;
