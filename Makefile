@@ -14,7 +14,7 @@ O = $(B)/obj
 Q = $(if $(V),,@)
 
 CORE_SRC = cache/util.c cache/log.c cache/index.c cache/store.c cache/policy.c \
-	cache/cache.c cache/order.c cache/plan.c cache/prefetch.c cache/control.c \
+	cache/cache.c cache/order.c cache/plan.c cache/prefetch.c cache/control.c cache/subst.c \
 	backends/backend.c backends/posix.c backends/fetch.c backends/http.c \
 	backends/s3.c backends/keys.c
 FS_SRC = fs/main.c fs/ll.c fs/ctl.c fs/options.c

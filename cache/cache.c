@@ -54,6 +54,7 @@ void cache_config_init(struct cache_config *cfg)
 	cfg->policy = POLICY_SHADE;
 	cfg->list_ttl_s = -1;
 	cfg->flush_ms = 1000;
+	cfg->substitute_deadline_ms = 20;
 }
 
 static uint64_t round_block(uint64_t n)
@@ -407,6 +408,7 @@ static void flush_dirty(struct cache *c)
 			if (!o->refs && !o->npresent && !o->fetches && !(o->flags & OBJ_DIRTY)) {
 				*pp = o->hnext;
 				c->nobjs--;
+				subst_forget_obj_locked(c, o);
 				free(o);
 				continue;
 			}
@@ -596,6 +598,9 @@ void cache_close(struct cache *c)
 	if (c->flusher)
 		pthread_join(c->flusher, NULL);
 	plan_destroy(c->plan);
+	free(c->redirect);
+	free(c->served);
+	free(c->sample_obj);
 	if (c->ix && c->table)
 		flush_dirty(c);
 	for (size_t b = 0; c->table && b < c->nbuckets; b++)
@@ -635,7 +640,12 @@ int cache_lookup(struct cache *c, uint64_t parent, const char *name, struct ns_a
 
 int cache_getattr(struct cache *c, uint64_t ino, struct ns_attr *out)
 {
-	return index_getattr(c->ix, c->ns.srcid, ino, out);
+	int rc = index_getattr(c->ix, c->ns.srcid, ino, out);
+
+	/* While a substituted handle is open, its path shows the served size. */
+	if (!rc && c->cfg.substitute && !out->is_dir)
+		subst_served_size(c, ino, &out->size);
+	return rc;
 }
 
 int cache_readdir(struct cache *c, uint64_t ino, index_dir_fn fn, void *arg)
@@ -763,10 +773,39 @@ static int obj_fd(struct cache *c, struct obj *o, int create)
 	return fd;
 }
 
+/* With substitution on: which file's bytes this open of ino serves. */
+static int pick_content(struct cache *c, uint64_t ino, struct ns_attr *a, uint64_t *content)
+{
+	char key[KEY_MAX];
+	uint8_t cid[CID_LEN];
+	struct obj *xo;
+	int rc, subst;
+
+	*content = ino;
+	if (!c->cfg.substitute)
+		return 0;
+	rc = index_path(c->ix, c->ns.srcid, ino, key, sizeof(key));
+	if (rc)
+		return rc;
+	content_id(c, key, a, cid);
+	rc = obj_pin(c, cid, a->size, &xo);
+	if (rc)
+		return rc;
+	subst = subst_target(c, ino, a, xo, content);
+	obj_unpin(c, xo);
+	if (*content != ino) {
+		rc = index_getattr(c->ix, c->ns.srcid, *content, a);
+		if (rc)
+			return rc;
+	}
+	return subst;
+}
+
 int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out)
 {
 	struct cache_file *f;
 	struct ns_attr a;
+	uint64_t content;
 	int rc, hit;
 
 	*out = NULL;
@@ -775,12 +814,17 @@ int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out)
 		return rc;
 	if (a.is_dir)
 		return -EISDIR;
+	rc = pick_content(c, ino, &a, &content);
+	if (rc < 0)
+		return rc;
 	f = ec_calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	f->c = c;
-	f->ino = ino;
-	rc = index_path(c->ix, c->ns.srcid, ino, f->key, sizeof(f->key));
+	f->ino = content;
+	f->open_ino = ino;
+	f->substituted = content != ino;
+	rc = index_path(c->ix, c->ns.srcid, content, f->key, sizeof(f->key));
 	if (rc)
 		goto fail;
 	f->ident.size = a.size;
@@ -804,8 +848,10 @@ int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out)
 		c->ep[(c->nep - 1) % EPOCH_HISTORY].opens++;
 		c->ep[(c->nep - 1) % EPOCH_HISTORY].open_hits += hit;
 	}
-	prefetch_on_open_locked(c, f->o, ino);
+	prefetch_on_open_locked(c, f->o, ino, content);
 	pthread_mutex_unlock(&c->lock);
+	if (f->substituted)
+		subst_handle_open(c, ino, a.size);
 	atomic_fetch_add_explicit(&c->ctr.opens, 1, memory_order_relaxed);
 	if (hit)
 		atomic_fetch_add_explicit(&c->ctr.open_hits, 1, memory_order_relaxed);
@@ -816,10 +862,22 @@ fail:
 	return rc;
 }
 
+int cache_file_substituted(const struct cache_file *f)
+{
+	return f->substituted;
+}
+
+int cache_substitute_mode(const struct cache *c)
+{
+	return c->cfg.substitute;
+}
+
 void cache_file_close(struct cache_file *f)
 {
 	if (!f)
 		return;
+	if (f->substituted)
+		subst_handle_close(f->c, f->open_ino);
 	obj_unpin(f->c, f->o);
 	free(f);
 }
@@ -965,8 +1023,9 @@ static void *store_worker(void *arg)
 			c->pf_inflight_bytes -= fe->len;
 			if (!o->inflight) {
 				o->flags &= ~OBJ_PREFETCHING;
-				if (o->npresent == o->nchunks)
+				if (o->npresent == o->nchunks && !(o->flags & OBJ_LATE))
 					o->flags |= OBJ_PREFETCHED;
+				o->flags &= ~OBJ_LATE;
 			}
 			pthread_cond_signal(&c->pf_cond);
 		}
@@ -1320,7 +1379,7 @@ static void json_escape(const char *s, char *out, size_t len)
 int cache_stats_json(struct cache *c, char **out, size_t *len)
 {
 	const struct backend_counters *b = &c->be->counters;
-	uint64_t data, meta, objs, cap = c->capacity, epoch = 0, pos = 0, nep, eplen = 0;
+	uint64_t data, meta, objs, cap = c->capacity, epoch = 0, pos = 0, nep, eplen = 0, debt;
 	uint64_t bb_now = atomic_load(&b->bytes);
 	struct epoch_stats ep[EPOCH_HISTORY];
 	int degraded, planned;
@@ -1340,6 +1399,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		plan_order(c->plan, &eplen);
 	}
 	nep = c->nep;
+	debt = c->debt;
 	memcpy(ep, c->ep, sizeof(ep));
 	pthread_mutex_unlock(&c->lock);
 	n = asprintf(&s,
@@ -1356,7 +1416,8 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     "\"store_errors\":%llu,\"cache_degraded\":%d,"
 		     "\"planned\":%d,\"epoch\":%llu,\"position\":%llu,\"epoch_length\":%llu,"
 		     "\"prefetch_issued\":%llu,\"prefetch_used\":%llu,\"prefetch_late\":%llu,"
-		     "\"prefetch_wasted\":%llu,\"epochs\":[",
+		     "\"prefetch_wasted\":%llu,\"substitutions\":%llu,\"substitution_debt\":%llu,"
+		     "\"epochs\":[",
 		     src, c->be->ops->name,
 		     policy_name(planned ? POLICY_BELADY : c->cfg.policy),
 		     (unsigned long long)(now_ns() - c->started_ns), (unsigned long long)c->ns.files,
@@ -1370,7 +1431,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     LD(c->ctr.stale), LD(c->ctr.store_errors), degraded, planned,
 		     (unsigned long long)epoch, (unsigned long long)pos, (unsigned long long)eplen,
 		     LD(c->prefetch_issued), LD(c->prefetch_used), LD(c->prefetch_late),
-		     LD(c->prefetch_wasted));
+		     LD(c->prefetch_wasted), LD(c->substitutions), (unsigned long long)debt);
 	if (n < 0)
 		return -ENOMEM;
 	for (uint64_t i = nep > EPOCH_HISTORY ? nep - EPOCH_HISTORY : 0; i < nep; i++) {
@@ -1378,11 +1439,12 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		uint64_t end = i + 1 < nep ? ep[(i + 1) % EPOCH_HISTORY].backend_bytes_at_start : bb_now;
 
 		n = asprintf(&t, "%s%s{\"epoch\":%llu,\"opens\":%llu,\"open_hits\":%llu,"
-				 "\"backend_bytes\":%llu}",
+				 "\"backend_bytes\":%llu,\"substitutions\":%llu}",
 			     s, i > (nep > EPOCH_HISTORY ? nep - EPOCH_HISTORY : 0) ? "," : "",
 			     (unsigned long long)e->epoch, (unsigned long long)e->opens,
 			     (unsigned long long)e->open_hits,
-			     (unsigned long long)(end - e->backend_bytes_at_start));
+			     (unsigned long long)(end - e->backend_bytes_at_start),
+			     (unsigned long long)e->substitutions);
 		free(s);
 		if (n < 0)
 			return -ENOMEM;

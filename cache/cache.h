@@ -18,6 +18,8 @@
 #define CACHE_MIN_CHUNK (256u << 10) /* with reads of at most 1 MiB, <= 5 chunks a read */
 #define CACHE_MAX_READ (1u << 20)
 
+enum { SUBST_OFF = 0, SUBST_DIR, SUBST_ALL };
+
 struct cache_config {
 	const char *cache_dir;
 	uint64_t capacity;        /* bytes; 0 = use capacity_pct */
@@ -29,6 +31,8 @@ struct cache_config {
 	unsigned flush_ms;        /* dirty record flush period (default 1000) */
 	unsigned prefetch_concurrency; /* fetches in flight (default: backend's) */
 	uint64_t prefetch_bytes;  /* bytes in flight (default 256 MiB) */
+	int substitute;           /* SUBST_OFF, SUBST_DIR, SUBST_ALL */
+	unsigned substitute_deadline_ms; /* wait this long for a prefetch first */
 };
 
 void cache_config_init(struct cache_config *cfg);
@@ -66,6 +70,9 @@ uint64_t cache_nfiles(const struct cache *c);
 int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out);
 void cache_file_close(struct cache_file *f);
 uint64_t cache_file_size(const struct cache_file *f);
+/* The handle serves another file's bytes (substitution): no page cache. */
+int cache_file_substituted(const struct cache_file *f);
+int cache_substitute_mode(const struct cache *c);
 
 /* One piece of a read reply: bytes of a cache file (fd >= 0), or memory. */
 struct cache_seg {

@@ -14,6 +14,7 @@
 #define OBJ_DIRTY 1u
 #define OBJ_PREFETCHED 2u   /* arrived by prefetch, not opened since */
 #define OBJ_PREFETCHING 4u  /* prefetch fetches in flight */
+#define OBJ_LATE 8u         /* opened while its prefetch was in flight */
 #define META_PER_RECORD 256ull
 #define META_HEADROOM (64ull << 10)
 #define KEY_MAX 4096
@@ -66,11 +67,13 @@ struct cache_file {
 	struct backend_stat ident;
 	char key[KEY_MAX];
 	int stale;
+	int substituted;          /* serving another sample's bytes */
+	uint64_t open_ino;        /* the inode opened (ino is the content's) */
 };
 
 #define EPOCH_HISTORY 16
 struct epoch_stats {
-	uint64_t epoch, opens, open_hits, backend_bytes_at_start;
+	uint64_t epoch, opens, open_hits, backend_bytes_at_start, substitutions;
 };
 
 struct cache {
@@ -129,6 +132,19 @@ struct cache {
 	atomic_uint_fast64_t prefetch_issued, prefetch_used, prefetch_late, prefetch_wasted;
 	struct epoch_stats ep[EPOCH_HISTORY];
 	unsigned nep;
+
+	/* substitution (subst.c) */
+	uint32_t *redirect;          /* sample -> sample whose bytes it serves */
+	uint8_t *served;             /* content served this epoch (2: owed) */
+	struct obj **sample_obj;     /* sample -> in-memory object */
+	uint32_t subst_n;
+	uint64_t debt;
+	atomic_uint_fast64_t substitutions;
+#define SUBST_OPEN_MAX 256
+	struct {
+		uint64_t ino, size;
+		int n;
+	} subst_open[SUBST_OPEN_MAX];
 };
 
 /* cache.c */
@@ -145,11 +161,22 @@ uint64_t cache_used_locked(const struct cache *c);
 int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char *key,
 		       const struct backend_stat *ident);
 
+/* subst.c */
+int subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct obj *xo,
+		 uint64_t *target);
+void subst_set_sample_locked(struct cache *c, struct obj *o, uint32_t i);
+void subst_forget_obj_locked(struct cache *c, struct obj *o);
+void subst_reset_locked(struct cache *c);
+uint32_t subst_redirect_locked(const struct cache *c, uint32_t i);
+void subst_handle_open(struct cache *c, uint64_t ino, uint64_t size);
+void subst_handle_close(struct cache *c, uint64_t ino);
+int subst_served_size(struct cache *c, uint64_t ino, uint64_t *size);
+
 /* prefetch.c */
 int prefetch_start(struct cache *c);
 void prefetch_stop(struct cache *c);
 /* An open of ino (lock held): follow the readers, count prefetch use. */
-void prefetch_on_open_locked(struct cache *c, struct obj *o, uint64_t ino);
+void prefetch_on_open_locked(struct cache *c, struct obj *o, uint64_t ino, uint64_t content_ino);
 /* Re-key every cached object by the plan and pick the policy (lock held). */
 void prefetch_rekey_locked(struct cache *c);
 /* Build the default manifest if none is set.  Lock not held. */

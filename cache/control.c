@@ -173,6 +173,7 @@ int ctl_seed_apply(struct cache *c, const char *data, size_t len, char *err, siz
 	rc = plan_set_seed(c->plan, &spec);
 	if (!rc) {
 		c->plan_gen++;
+		subst_reset_locked(c);
 		prefetch_epoch_begin_locked(c);
 		pthread_cond_signal(&c->pf_cond);
 	}
@@ -290,6 +291,7 @@ int ctl_order_apply(struct cache *c, const char *data, size_t len, char *err, si
 	char **lines, *copy;
 	uint64_t *inos = NULL, *lens = NULL, *man;
 	uint32_t **lists = NULL, mn, extra = 0;
+	uint64_t e0;
 	int rc = 0;
 
 	rc = prefetch_ensure_manifest(c);
@@ -323,6 +325,8 @@ int ctl_order_apply(struct cache *c, const char *data, size_t len, char *err, si
 		goto out;
 
 	pthread_mutex_lock(&c->lock);
+	/* The first block is the epoch the readers are in (or 0 without a plan). */
+	e0 = plan_mode(c->plan) == PLAN_OFF ? 0 : plan_epoch(c->plan);
 	/* Files not in the manifest join it (the order may name any file). */
 	mn = plan_manifest_len(c->plan);
 	for (size_t i = 0; i < total; i++)
@@ -361,12 +365,13 @@ int ctl_order_apply(struct cache *c, const char *data, size_t len, char *err, si
 			lists[e][i] = plan_sample_of(c->plan, inos[at++]);
 	}
 	if (!rc) {
-		rc = plan_set_explicit(c->plan, lists, lens, nl);
+		rc = plan_set_explicit(c->plan, lists, lens, nl, e0);
 		lists = NULL;
 		lens = NULL;
 	}
 	if (!rc) {
 		c->plan_gen++;
+		subst_reset_locked(c);
 		prefetch_epoch_begin_locked(c);
 		pthread_cond_signal(&c->pf_cond);
 	}
@@ -420,6 +425,7 @@ int ctl_epoch_apply(struct cache *c, const char *data, size_t len, char *err, si
 			snprintf(err, errlen, "epoch %llu is not in the plan", e);
 		else {
 			c->plan_gen++;
+			subst_reset_locked(c);
 			prefetch_epoch_begin_locked(c);
 			pthread_cond_signal(&c->pf_cond);
 		}
@@ -557,4 +563,31 @@ int ctl_importance_apply(struct cache *c, const char *data, size_t len, char *er
 	free(inos);
 	free(scores);
 	return rc;
+}
+
+/* ---- checks of one line as it is written (fs/ calls these) ---- */
+
+int ctl_check_path_line(struct cache *c, const char *line, char *err, size_t errlen)
+{
+	uint64_t ino;
+
+	if (!*line)
+		return 0; /* blank lines separate epochs or are ignored */
+	return resolve_file(c, line, &ino, err, errlen);
+}
+
+int ctl_check_importance_line(struct cache *c, const char *line, char *err, size_t errlen)
+{
+	char buf[KEY_MAX + 64];
+	uint64_t ino;
+	double score;
+
+	if (!*line)
+		return 0;
+	if (strlen(line) >= sizeof(buf)) {
+		snprintf(err, errlen, "line too long");
+		return -EINVAL;
+	}
+	strcpy(buf, line);
+	return parse_importance(c, buf, &ino, &score, err, errlen);
 }

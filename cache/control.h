@@ -20,4 +20,8 @@ int ctl_epoch_apply(struct cache *c, const char *data, size_t len, char *err, si
 int ctl_importance_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
 int ctl_evict_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
 
+/* One complete line of a multi-line file, checked as it is written. */
+int ctl_check_path_line(struct cache *c, const char *line, char *err, size_t errlen);
+int ctl_check_importance_line(struct cache *c, const char *line, char *err, size_t errlen);
+
 #endif

@@ -260,7 +260,8 @@ int plan_set_seed(struct plan *p, const struct order_spec *spec)
 	return rc;
 }
 
-int plan_set_explicit(struct plan *p, uint32_t **lists, uint64_t *lens, size_t nlists)
+int plan_set_explicit(struct plan *p, uint32_t **lists, uint64_t *lens, size_t nlists,
+		      uint64_t first_epoch)
 {
 	int rc;
 
@@ -269,8 +270,8 @@ int plan_set_explicit(struct plan *p, uint32_t **lists, uint64_t *lens, size_t n
 	p->lists = lists;
 	p->lens = lens;
 	p->nlists = nlists;
-	p->first_epoch = 0;
-	rc = plan_set_epoch(p, 0);
+	p->first_epoch = first_epoch;
+	rc = plan_set_epoch(p, first_epoch);
 	if (rc)
 		plan_off(p);
 	return rc;
@@ -398,4 +399,11 @@ uint32_t plan_sample_at(const struct plan *p, uint64_t u)
 	if (p->next.valid && e == p->next.epoch && q < p->next.len)
 		return p->next.ord[q];
 	return PLAN_NONE;
+}
+
+int plan_pending(const struct plan *p, uint32_t i)
+{
+	uint64_t u = plan_next_use(p, i);
+
+	return u != PLAN_NEVER && u / STRIDE == p->cur.epoch;
 }

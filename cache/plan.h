@@ -33,9 +33,10 @@ uint32_t plan_sample_of(const struct plan *p, uint64_t ino);
 /* Plan by a sampler spec; the readers are at the start of spec->epoch.
  * -EINVAL when the spec does not fit the manifest (n too large for torch). */
 int plan_set_seed(struct plan *p, const struct order_spec *spec);
-/* Plan by explicit lists of sample indices, one per epoch (takes ownership
- * of each list and of the arrays). */
-int plan_set_explicit(struct plan *p, uint32_t **lists, uint64_t *lens, size_t nlists);
+/* Plan by explicit lists of sample indices, one per epoch from first_epoch
+ * on (takes ownership of each list and of the arrays). */
+int plan_set_explicit(struct plan *p, uint32_t **lists, uint64_t *lens, size_t nlists,
+		      uint64_t first_epoch);
 void plan_off(struct plan *p);
 enum plan_mode plan_mode(const struct plan *p);
 int plan_spec(const struct plan *p, struct order_spec *out);
@@ -60,6 +61,8 @@ uint64_t plan_next_use(const struct plan *p, uint32_t i);
 uint32_t plan_sample_at(const struct plan *p, uint64_t u);
 /* u, or the first use of the next epoch when u is past the current one. */
 uint64_t plan_normalize(const struct plan *p, uint64_t u);
+/* Sample i is planned later in the current epoch and not opened yet. */
+int plan_pending(const struct plan *p, uint32_t i);
 /* Absolute use number of the current position. */
 uint64_t plan_now(const struct plan *p);
 

@@ -38,28 +38,34 @@ void prefetch_epoch_begin_locked(struct cache *c)
 	c->nep++;
 }
 
-void prefetch_on_open_locked(struct cache *c, struct obj *o, uint64_t ino)
+void prefetch_on_open_locked(struct cache *c, struct obj *o, uint64_t ino, uint64_t content_ino)
 {
 	uint32_t i;
 
 	if (o->flags & OBJ_PREFETCHED) {
 		atomic_fetch_add_explicit(&c->prefetch_used, 1, memory_order_relaxed);
 		o->flags &= ~OBJ_PREFETCHED;
-	} else if (o->flags & OBJ_PREFETCHING) {
+	} else if ((o->flags & OBJ_PREFETCHING) && !(o->flags & OBJ_LATE)) {
 		atomic_fetch_add_explicit(&c->prefetch_late, 1, memory_order_relaxed);
+		o->flags |= OBJ_LATE; /* counted once: not "used" when it lands */
 	}
 	if (plan_mode(c->plan) == PLAN_OFF)
 		return;
+	if (content_ino != ino)
+		subst_set_sample_locked(c, o, plan_sample_of(c->plan, content_ino));
 	i = plan_sample_of(c->plan, ino);
-	o->sample = i;
+	if (content_ino == ino)
+		subst_set_sample_locked(c, o, i);
 	if (i == PLAN_NONE)
 		return;
 	if (plan_on_open(c->plan, i)) {
 		c->plan_gen++;
+		subst_reset_locked(c);
 		prefetch_epoch_begin_locked(c);
 		log_debug("readers moved to epoch %llu", (unsigned long long)plan_epoch(c->plan));
 	}
-	o->pe.next_use = plan_next_use(c->plan, i);
+	if (o->sample != PLAN_NONE)
+		o->pe.next_use = plan_next_use(c->plan, o->sample);
 	pthread_cond_signal(&c->pf_cond);
 }
 
@@ -116,7 +122,7 @@ static void resolve_samples(struct cache *c, uint64_t gen)
 		pthread_mutex_lock(&c->lock);
 		o = cache_table_get(c, cid);
 		if (o && c->manifest_gen == gen)
-			o->sample = i;
+			subst_set_sample_locked(c, o, i);
 		pthread_mutex_unlock(&c->lock);
 	}
 }
@@ -137,6 +143,9 @@ static int consider(struct cache *c, uint64_t u)
 
 	if (i == PLAN_NONE)
 		return 0;
+	/* A slot lent to a substitution is where the owed content is read. */
+	if (subst_redirect_locked(c, i) != PLAN_NONE)
+		i = subst_redirect_locked(c, i);
 	ino = plan_manifest_ino(c->plan, i);
 	pthread_mutex_unlock(&c->lock);
 	rc = sample_cid(c, ino, cid, &a, key, sizeof(key));
@@ -151,7 +160,7 @@ static int consider(struct cache *c, uint64_t u)
 		pthread_mutex_lock(&c->lock);
 		return 0;
 	}
-	o->sample = i;
+	subst_set_sample_locked(c, o, i);
 	o->pe.next_use = plan_next_use(c->plan, i);
 	if (o->npresent == o->nchunks || o->inflight) {
 		pthread_mutex_unlock(&c->lock);

@@ -4,6 +4,7 @@
  * half-applied, and a bad write fails with EINVAL and a logged reason. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,12 +18,15 @@ static const struct ctl_file files[] = {
 	{ .name = "seed", .mode = 0644, .render = ctl_seed_render, .apply = ctl_seed_apply,
 	  .single_line = 1 },
 	{ .name = "manifest", .mode = 0644, .render = ctl_manifest_render,
-	  .apply = ctl_manifest_apply },
-	{ .name = "order", .mode = 0644, .render = ctl_order_render, .apply = ctl_order_apply },
+	  .apply = ctl_manifest_apply, .check_line = ctl_check_path_line, .empty_ok = 1 },
+	{ .name = "order", .mode = 0644, .render = ctl_order_render, .apply = ctl_order_apply,
+	  .check_line = ctl_check_path_line },
 	{ .name = "epoch", .mode = 0644, .render = ctl_epoch_render, .apply = ctl_epoch_apply,
 	  .single_line = 1 },
-	{ .name = "importance", .mode = 0200, .apply = ctl_importance_apply },
-	{ .name = "evict", .mode = 0200, .apply = ctl_evict_apply },
+	{ .name = "importance", .mode = 0200, .apply = ctl_importance_apply,
+	  .check_line = ctl_check_importance_line },
+	{ .name = "evict", .mode = 0200, .apply = ctl_evict_apply,
+	  .check_line = ctl_check_path_line },
 };
 
 const struct ctl_file *ctl_by_ino(uint64_t ino)
@@ -48,7 +52,6 @@ int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_h
 	struct ctl_handle *h;
 	int rc;
 
-	(void)trunc;
 	if (!f)
 		return -ENOENT;
 	if (writing && !f->apply)
@@ -57,6 +60,7 @@ int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_h
 	if (!h)
 		return -ENOMEM;
 	h->file = f;
+	h->wrote = writing && trunc && f->empty_ok; /* ": > manifest" restores the default */
 	if (!writing && f->render) {
 		rc = f->render(c, &h->buf, &h->len);
 		if (rc) {
@@ -65,6 +69,39 @@ int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_h
 		}
 	}
 	*out = h;
+	return 0;
+}
+
+/* Check the complete lines written since the last check; a bad one fails
+ * this write and drops everything written on this open. */
+static int check_lines(struct cache *c, struct ctl_handle *h)
+{
+	char err[256] = "", *nl, line[4200];
+	size_t n;
+	int rc;
+
+	if (!h->file->check_line)
+		return 0;
+	while ((nl = memchr(h->buf + h->checked, '\n', h->len - h->checked))) {
+		n = (size_t)(nl - (h->buf + h->checked));
+		if (n >= sizeof(line) || memchr(h->buf + h->checked, '\0', n)) {
+			snprintf(err, sizeof(err), "a line too long or with a NUL byte");
+			rc = -EINVAL;
+		} else {
+			memcpy(line, h->buf + h->checked, n);
+			line[n] = 0;
+			rc = h->file->check_line(c, line, err, sizeof(err));
+		}
+		if (rc) {
+			log_warn("write to .epochfs/%s rejected: %s", h->file->name,
+				 *err ? err : strerror(-rc));
+			h->failed = 1;
+			h->wrote = 0;
+			h->len = h->checked = 0;
+			return -EINVAL;
+		}
+		h->checked += n + 1;
+	}
 	return 0;
 }
 
@@ -100,7 +137,7 @@ int ctl_write(struct cache *c, struct ctl_handle *h, uint64_t off, const char *d
 		h->failed = 0; /* the next line starts afresh */
 		return rc;
 	}
-	return 0;
+	return check_lines(c, h);
 }
 
 int ctl_commit(struct cache *c, struct ctl_handle *h)
@@ -116,7 +153,7 @@ int ctl_commit(struct cache *c, struct ctl_handle *h)
 		log_warn("write to .epochfs/%s rejected: %s", h->file->name, *err ? err : strerror(-rc));
 		h->failed = 1;
 	}
-	h->len = 0;
+	h->len = h->checked = 0;
 	return rc;
 }
 

@@ -22,6 +22,9 @@ struct ctl_file {
 	/* Check and apply a complete write; -EINVAL leaves everything as it was. */
 	int (*apply)(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
 	int single_line; /* applied at the newline, failing the write() */
+	/* Check one complete line as it arrives (multi-line files). */
+	int (*check_line)(struct cache *c, const char *line, char *err, size_t errlen);
+	int empty_ok;    /* an open with O_TRUNC and no write applies "" */
 };
 
 /* The file with this inode, or NULL. */
@@ -37,6 +40,7 @@ struct ctl_handle {
 	const struct ctl_file *file;
 	char *buf;
 	size_t len, cap;
+	size_t checked;  /* bytes of buf whose lines were checked */
 	int wrote, failed;
 };
 

@@ -110,6 +110,8 @@ static int do_lookup(struct ll_ctx *x, fuse_ino_t parent, const char *name,
 		return rc;
 	fill_stat(x, &a, &e->attr);
 	e->ino = a.ino;
+	if (!a.is_dir && cache_substitute_mode(x->cache))
+		e->attr_timeout = 0; /* sizes follow substituted handles */
 	return 0;
 }
 
@@ -141,7 +143,10 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
-		fuse_reply_attr(req, &st, ctl_is_ino(ino) ? 0 : ctx(req)->timeout);
+		fuse_reply_attr(req, &st, ctl_is_ino(ino) || (S_ISREG(st.st_mode) &&
+							      cache_substitute_mode(ctx(req)->cache))
+						  ? 0
+						  : ctx(req)->timeout);
 }
 
 /* setattr: only truncation of a writable control file (the shell's '>'). */
@@ -370,7 +375,13 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)f;
-	fi->keep_cache = 1;
+	if (cache_file_substituted(f)) {
+		/* Another file's bytes: never through (or into) the page cache. */
+		fi->direct_io = 1;
+		fi->keep_cache = 0;
+	} else {
+		fi->keep_cache = 1;
+	}
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		cache_file_close(f);
 }
@@ -537,6 +548,9 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
+	/* O_TRUNC arrives with the open (": > .epochfs/manifest" means "empty"). */
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	conn->max_readahead = CACHE_MAX_READ;
 	conn->max_read = CACHE_MAX_READ;
 	conn->max_background = 128;

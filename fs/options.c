@@ -28,6 +28,11 @@ void opts_usage(FILE *out, const char *prog)
 		"  --list-ttl SECONDS      relist the source when the snapshot is older (default: never)\n"
 		"  --refresh               relist the source at this mount\n"
 		"  --backend-concurrency N requests in flight to the source (default 64)\n"
+		"  --prefetch-bytes SIZE   prefetch bytes in flight (default 256M)\n"
+		"  --substitute off|dir|all  serve a cached file of the same directory (dir)\n"
+		"                          or anywhere (all) for one not yet here, and the\n"
+		"                          missed one later in its place (default off)\n"
+		"  --substitute-deadline MS  wait this long for a prefetch first (default 20)\n"
 		"  --manifest FILE|URL     http: listing as 'path size' lines\n"
 		"  --s3-endpoint URL       s3: endpoint (default AWS_ENDPOINT_URL or AWS)\n"
 		"  --s3-path-style         s3: path-style addressing\n"
@@ -131,6 +136,26 @@ static int apply(struct epochfs_opts *o, const char *key, const char *val, char 
 		if (parse_uint(val, 1ull << 31, &u))
 			return set_err(err, errlen, "bad entry timeout '%s' (seconds)%s", val, "");
 		o->entry_timeout = (double)u;
+	} else if (!strcmp(k, "substitute")) {
+		NEEDS_VALUE();
+		if (!strcmp(val, "off"))
+			o->cache.substitute = SUBST_OFF;
+		else if (!strcmp(val, "dir"))
+			o->cache.substitute = SUBST_DIR;
+		else if (!strcmp(val, "all"))
+			o->cache.substitute = SUBST_ALL;
+		else
+			return set_err(err, errlen, "bad substitute scope '%s' (off, dir or all)%s", val, "");
+	} else if (!strcmp(k, "substitute-deadline")) {
+		NEEDS_VALUE();
+		if (parse_uint(val, 60000, &u))
+			return set_err(err, errlen, "bad substitute deadline '%s' (milliseconds)%s", val, "");
+		o->cache.substitute_deadline_ms = (unsigned)u;
+	} else if (!strcmp(k, "prefetch-bytes")) {
+		NEEDS_VALUE();
+		if (parse_size(val, &bytes, &pct) || pct || bytes < (1u << 20))
+			return set_err(err, errlen, "bad prefetch bytes '%s' (at least 1M)%s", val, "");
+		o->cache.prefetch_bytes = bytes;
 	} else if (!strcmp(k, "manifest")) {
 		NEEDS_VALUE();
 		o->be.manifest = val;

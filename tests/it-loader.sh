@@ -7,12 +7,17 @@
 # larger than the dataset: the seed control file with world 1 and with world
 # 2 rank 1 (epochfs follows the readers into epoch 2 by itself), and the
 # EpochfsSampler wrapper (an explicit order each epoch) with the same two.
+# The training loop sleeps 20 ms per batch of 8 (the model's step: 400
+# files/s, a third of what the proxy serves here with 64 requests in flight);
+# a loop that trains on nothing reads as fast as the backend itself and no
+# prefetcher can then be ahead of it.
 source "$(dirname "$0")/remote-lib.sh"
 PY=/usr/bin/python3
 [ -x $PY ] || skip "no /usr/bin/python3 (Debian's, with python3-torch and python3-numpy)"
 $PY "$SRCDIR/tests/order_check.py" deps || skip "torch/numpy cannot be imported from $PY"
 need_daemon
 
+mkdir -p "$T/www"
 "${TOOLS:-$BUILDDIR}/epochfs-gendata" --classes 8 --per-class 40 --size 40K "$T/www/ds" >/dev/null ||
 	fail "cannot generate the dataset"
 start_nginx "$T/www"

@@ -194,8 +194,13 @@ def cmd_orders(a):
             want = [small[i] for i in golden(sampler, len(small), 9, 2)]
             check(epochfs.read_order(mnt) == want, "n=%d %s order differs" % (len(small), sampler))
     print("manifest: reversed and small manifests map the seed orders", flush=True)
-    epochfs.write_manifest(mnt, [])
-    check(epochfs.read_manifest(mnt) == want_manifest, "an empty manifest write does not restore the default")
+    epochfs.write_manifest(mnt, [])  # a blank line
+    check(epochfs.read_manifest(mnt) == want_manifest, "a blank-line manifest write does not restore the default")
+    epochfs.write_manifest(mnt, rev)
+    err = attempt(mnt, "manifest", [])  # open(O_TRUNC) + close, as ': > manifest'
+    check(err is None and epochfs.read_manifest(mnt) == want_manifest,
+          "an empty manifest write (open O_TRUNC, close, no write()) does not restore the default: %s, "
+          "manifest %s" % (fmt(err), "reversed" if epochfs.read_manifest(mnt) == rev else "other"))
     finish("orders")
 
 
@@ -303,7 +308,7 @@ def cmd_control(a):
     for name, cases in multi.items():
         for chunks in cases:
             expect_rejected(mnt, name, chunks, where=("write", "close"))
-    # a bad line then good ones on the same open: all dropped
+    # docs/control.md: a bad line fails that write() itself; the open's other lines are dropped
     expect_rejected(mnt, "order", [good, "nope\n", good], where=("write",), label="good, bad, good")
     print("order/manifest: unknown paths and directories rejected", flush=True)
 
@@ -312,6 +317,9 @@ def cmd_control(a):
                        ["nope/missing.JPEG 0.5\n"],
                        ["%d 0.5\n" % len(manifest)]):
             expect_rejected(mnt, "importance", chunks, where=("write", "close"))
+        # docs/control.md: a malformed line fails that write() itself
+        expect_rejected(mnt, "importance", [p0 + " 0.5\n", p1 + "\n", p0 + " 0.5\n"], where=("write",),
+                        label="good, no score, good")
         print("importance: malformed lines rejected", flush=True)
     else:
         print("importance: no .epochfs/importance; skipped", flush=True)
@@ -403,7 +411,6 @@ STAT_KEYS = ("opens", "open_hits", "prefetch_issued", "prefetch_used", "prefetch
 
 
 def cmd_loader(a):
-    import torch
     from torch.utils.data import DataLoader, DistributedSampler
     mnt, src = a.mnt, a.src
     ds = make_dataset_class()(mnt)
@@ -413,13 +420,13 @@ def cmd_loader(a):
         with open(os.path.join(src, r), "rb") as f:
             want_hash.append(hashlib.sha1(f.read()).hexdigest())
     sampler = DistributedSampler(ds, num_replicas=a.world, rank=a.rank, shuffle=True, seed=a.seed)
+    before = epochfs.read_stats(mnt)
     if a.mode == "seed":
         epochfs.write_sampler_seed(mnt, sampler)  # epoch 0; epochfs follows to epoch 1 itself
         loader_sampler = sampler
     else:
         loader_sampler = epochfs.EpochfsSampler(sampler, mnt, dataset=ds)
     loader = DataLoader(ds, batch_size=8, sampler=loader_sampler, num_workers=a.workers)
-    before = epochfs.read_stats(mnt)
     missing = [k for k in STAT_KEYS if k not in before]
     check(not missing, "stats lack %s" % missing)
     label = "%s world=%d rank=%d" % (a.mode, a.world, a.rank)
@@ -429,6 +436,7 @@ def cmd_loader(a):
         t0 = time.monotonic()
         got_idx, bad = [], 0
         for idx, hashes in loader:
+            time.sleep(a.step_ms / 1000)  # the model's step: a job reads no faster than it trains
             for i, h in zip(idx.tolist(), hashes):
                 got_idx.append(i)
                 bad += h != want_hash[i]
@@ -478,6 +486,7 @@ def main():
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--min-hit", type=float, default=0.8)
+    p.add_argument("--step-ms", type=float, default=20, help="simulated training step per batch of 8")
     a = ap.parse_args()
     if a.cmd == "deps":
         try:

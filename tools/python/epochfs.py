@@ -171,7 +171,9 @@ def write_order(mount, epochs):
 
 def write_manifest(mount, paths):
     """Replace the index -> path list; an empty list restores ImageFolder's order."""
-    _write_ctl(mount, "manifest", "".join(_check_line(_relpath(mount, p)) + "\n" for p in paths))
+    text = "".join(_check_line(_relpath(mount, p)) + "\n" for p in paths)
+    # a zero-byte write never reaches the daemon as a write(): send a blank line
+    _write_ctl(mount, "manifest", text or "\n")
 
 
 def evict(mount, paths):
@@ -226,11 +228,13 @@ class EpochfsSampler:
     of the cache.
     """
 
-    def __init__(self, sampler, mount, paths=None, dataset=None):
+    def __init__(self, sampler, mount, paths=None, dataset=None, lookahead=True):
         self.sampler = sampler
         self.mount = os.fspath(mount)
+        self.lookahead = lookahead
         self._paths = None
         self._raw = (paths, None) if paths is not None else (None, dataset)
+        self._prepared = None
         self._warned = False
         self.last_error = None  # the last OSError/ValueError met, for inspection
 
@@ -238,9 +242,14 @@ class EpochfsSampler:
         return len(self.sampler)
 
     def set_epoch(self, epoch):
-        """Forwarded to the wrapped sampler (DistributedSampler) when it has it."""
+        """Forwarded to the wrapped sampler when it has it (DistributedSampler).
+
+        The epoch's order is then written at once, before the DataLoader
+        starts its workers: the prefetcher gets a head start.
+        """
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
+            self._prepared = self._prepare()
 
     def __getattr__(self, name):  # epoch, num_replicas, ... of the wrapped sampler
         if name == "sampler":
@@ -281,13 +290,40 @@ class EpochfsSampler:
                 out.append(table[operator.index(it)])
         return out
 
-    def __iter__(self):
+    def _next_epoch_items(self):
+        """The next epoch's items when set_epoch determines them, else None."""
+        s = self.sampler
+        e = getattr(s, "epoch", None)
+        if not self.lookahead or not hasattr(s, "set_epoch") or not isinstance(e, int):
+            return None
+        try:
+            s.set_epoch(e + 1)
+            return list(iter(s))
+        finally:
+            s.set_epoch(e)
+
+    def _prepare(self):
+        """Materialize this epoch's items and write their order; returns them.
+
+        With ``lookahead`` and a sampler whose order follows from set_epoch()
+        (DistributedSampler), the next epoch's order is written too, as a
+        second block, so epochfs prefetches across the epoch boundary.
+        """
         items = list(iter(self.sampler))
         try:
             text = "".join(p + "\n" for p in self.order_paths(items))
+            nxt = self._next_epoch_items()
+            if nxt:
+                text += "\n" + "".join(p + "\n" for p in self.order_paths(nxt))
             _write_ctl(self.mount, "order", text)
         except (OSError, ValueError, IndexError, TypeError) as e:
             self._warn(e)
+        return items
+
+    def __iter__(self):
+        items, self._prepared = self._prepared, None
+        if items is None:
+            items = self._prepare()
         return iter(items)
 
 
