@@ -407,3 +407,17 @@ int plan_pending(const struct plan *p, uint32_t i)
 
 	return u != PLAN_NEVER && u / STRIDE == p->cur.epoch;
 }
+
+uint64_t plan_spread_key(const struct plan *p, uint32_t i)
+{
+	uint64_t u = plan_next_use(p, i), z;
+
+	if (u == PLAN_NEVER || u / STRIDE == p->cur.epoch)
+		return u;
+	/* A later epoch: a stable pseudo-random place in it instead of the
+	 * real one, so that what is kept for it is spread over all of it. */
+	z = (uint64_t)i * 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
+	z ^= z >> 29;
+	return u / STRIDE * STRIDE + z % (STRIDE / 2);
+}

@@ -57,6 +57,9 @@ int plan_on_open(struct plan *p, uint32_t i);
 /* Absolute use number of sample i's next use (epoch * stride + position),
  * PLAN_NEVER when it is not planned in the current or next epoch. */
 uint64_t plan_next_use(const struct plan *p, uint32_t i);
+/* plan_next_use, except that a use in a later epoch is replaced by a stable
+ * pseudo-random place in that epoch (for substitution: keep a spread stock). */
+uint64_t plan_spread_key(const struct plan *p, uint32_t i);
 /* The sample at absolute use number u (current or next epoch), PLAN_NONE. */
 uint32_t plan_sample_at(const struct plan *p, uint64_t u);
 /* u, or the first use of the next epoch when u is past the current one. */

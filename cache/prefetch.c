@@ -38,6 +38,12 @@ void prefetch_epoch_begin_locked(struct cache *c)
 	c->nep++;
 }
 
+/* The eviction key of sample i under the plan. */
+static uint64_t key_of(const struct cache *c, uint32_t i)
+{
+	return c->cfg.substitute ? plan_spread_key(c->plan, i) : plan_next_use(c->plan, i);
+}
+
 void prefetch_on_open_locked(struct cache *c, struct obj *o, uint64_t ino, uint64_t content_ino)
 {
 	uint32_t i;
@@ -65,7 +71,7 @@ void prefetch_on_open_locked(struct cache *c, struct obj *o, uint64_t ino, uint6
 		log_debug("readers moved to epoch %llu", (unsigned long long)plan_epoch(c->plan));
 	}
 	if (o->sample != PLAN_NONE)
-		o->pe.next_use = plan_next_use(c->plan, o->sample);
+		o->pe.next_use = key_of(c, o->sample);
 	pthread_cond_signal(&c->pf_cond);
 }
 
@@ -76,8 +82,7 @@ void prefetch_rekey_locked(struct cache *c)
 
 	for (size_t b = 0; b < c->nbuckets; b++)
 		for (o = c->table[b]; o; o = o->hnext)
-			o->pe.next_use = on && o->sample != PLAN_NONE ? plan_next_use(c->plan, o->sample)
-								      : UINT64_MAX;
+			o->pe.next_use = on && o->sample != PLAN_NONE ? key_of(c, o->sample) : UINT64_MAX;
 	if (policy_rekey(c->pol, on ? POLICY_BELADY : c->cfg.policy))
 		log_warn("out of memory re-sorting the cache policy");
 }
@@ -161,7 +166,7 @@ static int consider(struct cache *c, uint64_t u)
 		return 0;
 	}
 	subst_set_sample_locked(c, o, i);
-	o->pe.next_use = plan_next_use(c->plan, i);
+	o->pe.next_use = key_of(c, i);
 	if (o->npresent == o->nchunks || o->inflight) {
 		pthread_mutex_unlock(&c->lock);
 		cache_obj_unpin(c, o);

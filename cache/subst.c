@@ -100,18 +100,42 @@ static uint32_t candidate(struct cache *c, uint32_t x, uint64_t xparent)
 	uint64_t len, pos = plan_position(c->plan), q, scanned = 0;
 	struct ns_attr a;
 
+	unsigned r_served = 0, r_full = 0, r_pending = 0, r_dir = 0;
+
 	ord = plan_order(c->plan, &len);
 	for (q = len; q-- > pos && scanned < SCAN_MAX; scanned++) {
 		uint32_t y = ord[q];
 
-		if (y == x || y >= c->subst_n || c->served[y] || c->redirect[y] != PLAN_NONE ||
-		    !full(c->sample_obj[y]) || !plan_pending(c->plan, y))
+		if (y == x || y >= c->subst_n || c->redirect[y] != PLAN_NONE)
 			continue;
+		if (c->served[y]) { r_served++; continue; }
+		if (!full(c->sample_obj[y])) { r_full++; continue; }
+		if (!plan_pending(c->plan, y)) { r_pending++; continue; }
 		if (c->cfg.substitute == SUBST_DIR) {
-			if (cache_getattr(c, plan_manifest_ino(c->plan, y), &a) || a.parent != xparent)
+			if (index_getattr(c->ix, c->ns.srcid, plan_manifest_ino(c->plan, y), &a) ||
+			    a.parent != xparent) {
+				r_dir++;
 				continue;
+			}
 		}
 		return y;
+	}
+	if (log_level_get() >= LOG_LVL_DEBUG) {
+		unsigned full_objs = 0, full_pending = 0, unmapped = 0;
+
+		for (size_t b = 0; b < c->nbuckets; b++)
+			for (struct obj *o = c->table[b]; o; o = o->hnext)
+				if (full(o)) {
+					full_objs++;
+					if (o->sample != PLAN_NONE && plan_pending(c->plan, o->sample))
+						full_pending++;
+					if (o->sample == PLAN_NONE || c->sample_obj[o->sample] != o)
+						unmapped++;
+				}
+		log_debug("substitution: none for %u (pos %llu/%llu): served %u, not cached %u, "
+			  "not pending %u, other dir %u; cached %u, of which pending %u, unmapped %u",
+			  x, (unsigned long long)pos, (unsigned long long)len, r_served, r_full,
+			  r_pending, r_dir, full_objs, full_pending, unmapped);
 	}
 	return PLAN_NONE;
 }
@@ -156,6 +180,7 @@ int subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct
 		c->debt--;
 		c->served[y] = 1;
 		*target = plan_manifest_ino(c->plan, y);
+		log_debug("substitution: sample %u pays back %u", x, y);
 		pthread_mutex_unlock(&c->lock);
 		return 1;
 	}
@@ -167,6 +192,7 @@ int subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct
 			c->served[x] = 2; /* owed: served at y's open */
 			c->debt++;
 			*target = plan_manifest_ino(c->plan, y);
+			log_debug("substitution: sample %u served %u's bytes", x, y);
 			subst = 1;
 			atomic_fetch_add_explicit(&c->substitutions, 1, memory_order_relaxed);
 			if (c->nep)

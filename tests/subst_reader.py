@@ -3,11 +3,14 @@
 """Read one epoch through a mount in the planned order with several threads
 and check the substitution guarantee against the source directory:
 every file's content served exactly once, and only within its scope.
-usage: subst_reader.py MNT SRC SCOPE(dir|all|off) THREADS
+usage: subst_reader.py MNT SRC SCOPE(dir|all|off) THREADS [STEP_MS]
+STEP_MS: each reader thread pauses this long after a file (a training step).
 Prints one JSON line: served, substituted, wrong_scope, missing, duplicates."""
 import collections, hashlib, json, os, sys, threading
 
+import time
 mnt, src, scope, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+step = float(sys.argv[5]) / 1000 if len(sys.argv) > 5 else 0
 order = [l.rstrip("\n") for l in open(os.path.join(mnt, ".epochfs/order")) if l.strip()]
 
 by_hash = {}
@@ -32,6 +35,8 @@ def work():
             if os.fstat(f.fileno()).st_size != len(data):
                 sizes_ok[i] = False
         served[i] = hashlib.sha1(data).hexdigest()
+        if step:
+            time.sleep(step)
 
 ts = [threading.Thread(target=work) for _ in range(threads)]
 for t in ts:

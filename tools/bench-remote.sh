@@ -15,6 +15,14 @@
 #   C (issue 4)  a cache of half the dataset, three epochs with the seed:
 #                backend bytes per epoch after the first / half the dataset.
 #
+# Every cold run gets a cache directory of its own, kept until the end: on
+# ext4 without a journal, creating thousands of files right after deleting
+# thousands (rm -rf of the previous cache) costs ~1 ms of CPU per create in
+# the kernel (find_inode_bit/recently_deleted), which halved the cold rates.
+# So the run needs about 3 x RUNS x #LATENCIES x the dataset (~8 GB with the
+# defaults) under CACHE_ROOT (default: the temp dir in /tmp); with
+# CACHE_ROOT=/dev/shm KEEP_CACHES=0 the caches are in RAM instead.
+#
 # Every server listens on 127.0.0.1 and is stopped by the trap.  C drops the
 # kernel page cache between epochs (epochfs-read --drop-caches; needs root),
 # since the page cache would otherwise hold the whole dataset.
@@ -33,6 +41,14 @@ LATENCIES=${LATENCIES:-2 10}
 C_LATENCY=${C_LATENCY:-2}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 D=$(mktemp -d /tmp/epochfs-bench-remote.XXXXXX)
+if [ -n "${CACHE_ROOT:-}" ]; then CR=$(mktemp -d "$CACHE_ROOT/epochfs-bench-caches.XXXXXX"); else CR=$D/caches; fi
+mkdir -p "$CR"
+NC=0
+# KEEP_CACHES=0 deletes each cache when the next one is made (fine on tmpfs).
+newcache() {
+	[ "${KEEP_CACHES:-1}" = 0 ] && [ -n "${CACHE:-}" ] && rm -rf "$CACHE"
+	NC=$((NC + 1)); CACHE=$CR/cache$NC
+}
 PID=
 SPIDS=()
 cleanup() {
@@ -40,7 +56,7 @@ cleanup() {
 	[ -n "$PID" ] && wait "$PID" 2>/dev/null || true
 	for p in "${SPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${SPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$D"
+	rm -rf "$D" "$CR"
 }
 trap cleanup EXIT INT TERM
 
@@ -74,6 +90,8 @@ mount_http() {
 		kill -0 "$PID" || { echo "epochfs died: $(tail -5 "$D/daemon.log")" >&2; return 1; }
 	done
 }
+TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 umount_http() { fusermount3 -u "$D/mnt"; wait "$PID" || true; PID=; }
 # shuffled LIST SEED: the dataset's paths in a random order (for the client)
 shuffled() { python3 -c 'import random,sys; l=open(sys.argv[1]).read().split("\n")[:-1]; random.Random(int(sys.argv[2])).shuffle(l); print("\n".join(l))' "$@"; }
@@ -127,17 +145,17 @@ A_ROWS= ; B_ROWS= ; C_ROWS=
 for lat in $LATENCIES; do
 	port=${PORT[$lat]}
 	: >"$D/a-cold"; : >"$D/a-warm"; : >"$D/a-remount"; : >"$D/a-client"
-	: >"$D/b-seed"; : >"$D/b-noseed"; : >"$D/b-bound"; : >"$D/b-late"
+	: >"$D/b-seed"; : >"$D/b-noseed"; : >"$D/b-bound"; : >"$D/b-late"; : >"$D/b-cpu"
 	for r in $(seq "$RUNS"); do
 		say "latency $lat ms, run $r/$RUNS"
-		# A: cold (fresh cache, epochfs-read's own shuffle), warm (the page
+		# A: cold (a new cache, epochfs-read's own shuffle), warm (the page
 		# cache of the same mount), warm after a remount (the SSD cache).
-		rm -rf "$D/cache"
-		mount_http "$port" "$D/cache" 4G
+		newcache
+		mount_http "$port" "$CACHE" 4G
 		"$B/epochfs-read" --threads "$THREADS" --seed "$r" "$D/mnt" | tee -a "$D/log" | rate >>"$D/a-cold"
 		"$B/epochfs-read" --threads "$THREADS" --seed "$((r + 100))" "$D/mnt" | tee -a "$D/log" | rate >>"$D/a-warm"
 		umount_http
-		mount_http "$port" "$D/cache" 4G
+		mount_http "$port" "$CACHE" 4G
 		"$B/epochfs-read" --threads "$THREADS" --seed "$((r + 200))" "$D/mnt" | tee -a "$D/log" | rate >>"$D/a-remount"
 		umount_http
 		shuffled "$D/list" "$r" >"$D/shuf"
@@ -146,18 +164,19 @@ for lat in $LATENCIES; do
 
 		# B: the seed written, read in its order (the order is saved for
 		# the run without the seed).
-		rm -rf "$D/cache"
-		mount_http "$port" "$D/cache" 4G
+		newcache
+		mount_http "$port" "$CACHE" 4G
 		echo "seed=$r sampler=randperm" >"$D/mnt/.epochfs/seed"
 		cp "$D/mnt/.epochfs/order" "$D/order"
+		c0=$(cpu_ticks)
 		"$B/epochfs-read" --threads "$THREADS" --order "$D/mnt/.epochfs/order" "$D/mnt" | tee -a "$D/log" | rate >>"$D/b-seed"
-		late=$(stat_field prefetch_late)
-		echo "$late" >>"$D/b-late"
+		echo "$c0 $(cpu_ticks)" | awk -v t="$TCK" -v n="$NFILES" '{print ($2-$1)/t*1000/n}' >>"$D/b-cpu"
+		stat_field prefetch_late >>"$D/b-late"
 		umount_http
 		[ "$(wc -l <"$D/order")" = "$NFILES" ] || echo "WARNING: the planned order has $(wc -l <"$D/order") paths, not $NFILES" >&2
 		# ... the same order, fresh cache, no seed
-		rm -rf "$D/cache"
-		mount_http "$port" "$D/cache" 4G
+		newcache
+		mount_http "$port" "$CACHE" 4G
 		"$B/epochfs-read" --threads "$THREADS" --order "$D/order" "$D/mnt" | tee -a "$D/log" | rate >>"$D/b-noseed"
 		umount_http
 		# ... the remote bound: every file, CONC requests in flight
@@ -170,7 +189,8 @@ for lat in $LATENCIES; do
 	A_ROWS+="| $lat ms | $ac | $aw | $ar | $acl | $(ratio "$ac" "$acl") | $(ratio "$aw" "$acl") | $(ratio "$ar" "$acl") | $errs |"$'\n'
 	bs=$(cut -d' ' -f1 "$D/b-seed" | median); bn=$(cut -d' ' -f1 "$D/b-noseed" | median)
 	bb=$(cut -d' ' -f1 "$D/b-bound" | median); bl=$(median <"$D/b-late")
-	B_ROWS+="| $lat ms | $bs | $bn | $bb | $(ratio "$bs" "$bb") | $(ratio "$bn" "$bb") | $(ratio "$bs" "$bn") | $bl |"$'\n'
+	bc=$(median <"$D/b-cpu")
+	B_ROWS+="| $lat ms | $bs | $bn | $bb | $(ratio "$bs" "$bb") | $(ratio "$bn" "$bb") | $(ratio "$bs" "$bn") | $bl | $(printf %.2f "$bc") |"$'\n'
 done
 
 # C: a cache of half the dataset, three epochs with the seed.  The cache size
@@ -179,8 +199,8 @@ done
 # floor is then half the dataset's bytes per epoch after the first.
 say "cache footprint of the whole dataset"
 port=${PORT[$C_LATENCY]}
-rm -rf "$D/cache"
-mount_http "$port" "$D/cache" 4G
+newcache
+mount_http "$port" "$CACHE" 4G
 "$B/epochfs-read" --threads "$THREADS" "$D/mnt" >>"$D/log" || true
 FOOT=$(stat_field cache_bytes)
 umount_http
@@ -189,8 +209,8 @@ HALF_DATA=$((DBYTES / 2))
 : >"$D/c1"; : >"$D/c2"; : >"$D/ctot"; : >"$D/cafter"; : >"$D/cwaste"
 for r in $(seq "$C_RUNS"); do
 	say "half cache ($HALF_CACHE bytes), 3 epochs with the seed, run $r/$C_RUNS"
-	rm -rf "$D/cache"
-	mount_http "$port" "$D/cache" "$HALF_CACHE"
+	newcache
+	mount_http "$port" "$CACHE" "$HALF_CACHE"
 	b0=$(stat_field backend_bytes) # the listing
 	echo "seed=$r sampler=randperm" >"$D/mnt/.epochfs/seed"
 	{ "$B/epochfs-read" --threads "$THREADS" --epochs 3 --drop-caches --order "$D/mnt/.epochfs/order" "$D/mnt" \
@@ -221,7 +241,7 @@ cat <<EOT
 
 Dataset: $NFILES files of $SIZE ($DBYTES bytes) in $CLASSES classes, served by nginx
 (JSON autoindex) behind tests/faultproxy.py; medians of $RUNS runs (C: $C_RUNS).
-epochfs: --cache-size 4G --backend-concurrency $CONC; $(nproc) CPUs.
+epochfs: --cache-size 4G --backend-concurrency $CONC; caches in $(df --output=fstype "$CR" | tail -1) ($CR); $(nproc) CPUs.
 
 ### A. Cold and warm epochs, files/s, $THREADS reader threads / $THREADS client requests in flight
 
@@ -230,8 +250,8 @@ epochfs: --cache-size 4G --backend-concurrency $CONC; $(nproc) CPUs.
 ${A_ROWS}
 ### B. Cold epoch, files/s: the seed written against no seed, against the remote bound ($CONC in flight)
 
-| added latency | epochfs, seed | epochfs, same order, no seed | client, $CONC in flight (bound) | seed / bound | no seed / bound | seed / no seed | prefetch_late (of $NFILES) |
-|---|---|---|---|---|---|---|---|
+| added latency | epochfs, seed | epochfs, same order, no seed | client, $CONC in flight (bound) | seed / bound | no seed / bound | seed / no seed | prefetch_late (of $NFILES) | daemon CPU per file, seed (ms) |
+|---|---|---|---|---|---|---|---|---|
 ${B_ROWS}
 ### C. Cache of half the dataset ($HALF_CACHE of $FOOT bytes), 3 epochs with the seed, $C_LATENCY ms
 
