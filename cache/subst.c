@@ -185,6 +185,9 @@ int subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct
 		return 1;
 	}
 	if (c->served[x] != 1 && !full(xo)) {
+		/* Claimed before the wait (which drops the lock), so that no other
+		 * open picks x as its substitute meanwhile. */
+		c->served[x] = 1;
 		wait_arrival(c, xo);
 		if (!full(xo) && (y = candidate(c, x, xa->parent)) != PLAN_NONE) {
 			c->redirect[y] = x;
