@@ -25,7 +25,7 @@ CORE_OBJ = $(CORE_SRC:%.c=$(O)/%.o)
 LIBCORE = $(B)/libepochfs-core.a
 TEST_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 
-.PHONY: all check unit demo bench install clean distclean asan valgrind deps-test
+.PHONY: all check unit demo bench bench-remote install clean distclean asan valgrind deps-test
 
 all: $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
 
@@ -77,6 +77,11 @@ demo: all
 bench: all
 	sh tools/install-deps.sh bench
 	B=$(B) sh tools/bench.sh
+
+# Remote benchmarks: nginx behind the latency proxy (docs/benchmarks-remote.md).
+bench-remote: all
+	sh tools/install-deps.sh bench
+	B=$(B) bash tools/bench-remote.sh
 
 # ASan+UBSan build of everything, then the whole suite against it.
 asan:
