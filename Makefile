@@ -25,6 +25,8 @@ CORE_OBJ = $(CORE_SRC:%.c=$(O)/%.o)
 LIBCORE = $(B)/libepochfs-core.a
 TEST_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 
+.SECONDARY:
+
 .PHONY: all check unit demo bench bench-remote install clean distclean asan valgrind deps-test
 
 all: $(B)/epochfs $(addprefix $(B)/,$(TOOLS))

@@ -54,18 +54,22 @@ static int sb_done(struct sbuf *b, char **out, size_t *len)
 	return 0;
 }
 
-/* Paths of a list of inodes, one per line.  Lock not held. */
-static int render_inos(struct cache *c, const uint64_t *inos, size_t n, char **out, size_t *len)
+/* Paths of a list of inodes, one per line; takes and frees inos (NULL:
+ * -ENOMEM).  Lock not held. */
+static int render_inos(struct cache *c, uint64_t *inos, size_t n, char **out, size_t *len)
 {
 	struct sbuf b = { 0 };
 	char path[KEY_MAX];
 
+	if (!inos)
+		return -ENOMEM;
 	for (size_t i = 0; i < n && !b.oom; i++) {
 		if (index_path(c->ix, c->ns.srcid, inos[i], path, sizeof(path)))
 			continue;
 		sb_add(&b, path, strlen(path));
 		sb_add(&b, "\n", 1);
 	}
+	free(inos);
 	return sb_done(&b, out, len);
 }
 
@@ -203,11 +207,7 @@ int ctl_manifest_render(struct cache *c, char **out, size_t *len)
 	for (uint32_t i = 0; inos && i < n; i++)
 		inos[i] = plan_manifest_ino(c->plan, i);
 	pthread_mutex_unlock(&c->lock);
-	if (!inos)
-		return -ENOMEM;
-	rc = render_inos(c, inos, n, out, len);
-	free(inos);
-	return rc;
+	return render_inos(c, inos, n, out, len);
 }
 
 int ctl_manifest_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
@@ -270,7 +270,6 @@ int ctl_order_render(struct cache *c, char **out, size_t *len)
 {
 	const uint32_t *ord;
 	uint64_t n, *inos;
-	int rc;
 
 	pthread_mutex_lock(&c->lock);
 	ord = plan_order(c->plan, &n);
@@ -278,11 +277,7 @@ int ctl_order_render(struct cache *c, char **out, size_t *len)
 	for (uint64_t i = 0; inos && i < n; i++)
 		inos[i] = plan_manifest_ino(c->plan, ord[i]);
 	pthread_mutex_unlock(&c->lock);
-	if (!inos)
-		return -ENOMEM;
-	rc = render_inos(c, inos, n, out, len);
-	free(inos);
-	return rc;
+	return render_inos(c, inos, n, out, len);
 }
 
 int ctl_order_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
