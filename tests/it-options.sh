@@ -1,0 +1,54 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The daemon's command line: --help and --version; a bad option, a missing
+# SOURCE, a cache dir that cannot be created: one line and exit status 2,
+# before mounting; without -f it daemonizes and exits 0 once mounted.
+# Also `make install PREFIX=DIR` puts the programs and man pages in DIR.
+. "$(dirname "$0")/lib.sh"
+require_fuse
+
+"$EPOCHFS" --help | grep -q "usage: epochfs" || fail "--help"
+"$EPOCHFS" --version | grep -q "^epochfs " || fail "--version"
+mkdir -p "$T/src" "$T/mnt"
+echo x >"$T/src/f"
+
+expect2() { # DESCRIPTION ARGS...
+	local what=$1 out rc
+	shift
+	out=$("$EPOCHFS" "$@" 2>&1)
+	rc=$?
+	[ $rc -eq 2 ] || fail "$what: exit $rc, expected 2 ($out)"
+	[ "$(echo "$out" | wc -l)" -eq 1 ] || fail "$what: more than one line: $out"
+	echo "$what: $out"
+	mountpoint -q "$T/mnt" && fail "$what: mounted anyway"
+	return 0
+}
+expect2 "unknown option" --bogus "$T/src" "$T/mnt"
+expect2 "bad size" --cache-size 12Q "$T/src" "$T/mnt"
+expect2 "bad -o size" -o cache_size=abc,allow_other "$T/src" "$T/mnt"
+expect2 "missing SOURCE" "$T/nonexistent" "$T/mnt"
+expect2 "missing MOUNTPOINT" "$T/src"
+expect2 "uncreatable cache dir" --cache-dir /proc/epochfs-cache "$T/src" "$T/mnt"
+
+log "daemon mode: the parent exits 0 once the mount is up"
+"$EPOCHFS" "$T/src" "$T/mnt" --cache-dir "$T/cache" --cache-size 16M || fail "daemon mode failed"
+MOUNTS+=("$T/mnt")
+mountpoint -q "$T/mnt" || fail "not mounted after the parent exited"
+[ "$(cat "$T/mnt/f")" = x ] || fail "read through the daemonized mount"
+grep -q "$T/src $T/mnt fuse.epochfs" /proc/mounts || fail "the mount does not name its source"
+fusermount3 -u "$T/mnt" || fail "unmount"
+
+log "a second daemon on a busy cache dir fails with status 1 and says why"
+"$EPOCHFS" "$T/src" "$T/mnt" --cache-dir "$T/cache" --cache-size 16M || fail "remount"
+mkdir -p "$T/mnt2"
+out=$("$EPOCHFS" "$T/src" "$T/mnt2" --cache-dir "$T/cache" --cache-size 16M 2>&1) &&
+	fail "second daemon on the same cache dir succeeded"
+echo "$out" | grep -q "in use by another epochfs daemon" || fail "unclear message: $out"
+fusermount3 -u "$T/mnt"
+
+log "make install PREFIX=DIR"
+make -s -C "$SRCDIR" B="$BUILDDIR" install PREFIX="$T/prefix" >/dev/null || fail "make install"
+for f in bin/epochfs bin/epochfs-stat bin/epochfs-ctl share/man/man1/epochfs.1; do
+	[ -e "$T/prefix/$f" ] || fail "make install did not install $f"
+done
+echo ok
