@@ -381,7 +381,9 @@ static int ensure_dir(struct ns_builder *b, uint64_t parent, const char *name, s
 		memcpy(&id, v.mv_data, sizeof(id));
 		put_be32(ik, b->srcid);
 		put_be64(ik + 4, id);
-		if (mdb_get(b->txn, b->ix->inode, &ikv, &iv) || !((struct inode_val *)iv.mv_data)->is_dir)
+		/* LMDB values are not aligned: read the flag byte, not the struct. */
+		if (mdb_get(b->txn, b->ix->inode, &ikv, &iv) || iv.mv_size < 1 ||
+		    !*(const uint8_t *)iv.mv_data)
 			return -EEXIST; /* a file of that name */
 		*ino = id;
 		return 0;
