@@ -167,7 +167,7 @@ static void mark_dirty(struct cache *c, struct obj *o)
 
 static uint64_t used_locked(const struct cache *c)
 {
-	return c->data_bytes + c->reserved + c->meta_bytes + c->meta_pending + META_HEADROOM;
+	return c->data_bytes + c->reserved + c->meta_bytes + c->meta_pending + META_HEADROOM(c->capacity);
 }
 
 /* Drop every stored chunk of o (which is unpinned and in no fetch):
@@ -421,6 +421,7 @@ static void flush_dirty(struct cache *c)
 		if (!v)
 			break;
 		evict_locked(c, (struct obj *)v);
+		atomic_fetch_add_explicit(&c->ctr.evictions_for_index, 1, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&c->lock);
 }
@@ -552,7 +553,7 @@ int cache_open(const struct cache_config *cfg, struct backend *be, struct cache 
 	log_info("cache %s: %llu objects, %llu of %llu bytes used", c->dir,
 		 (unsigned long long)c->cached_objs, (unsigned long long)used_locked(c),
 		 (unsigned long long)c->capacity);
-	if (c->meta_bytes + META_HEADROOM > c->capacity)
+	if (c->meta_bytes + META_HEADROOM(c->capacity) > c->capacity)
 		log_warn("cache size %llu is smaller than the index (%llu bytes): nothing will be cached",
 			 (unsigned long long)c->capacity, (unsigned long long)c->meta_bytes);
 	rc = -pthread_create(&c->flusher, NULL, flusher_main, c);
@@ -1412,6 +1413,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     "\"fetches\":%llu,\"fetch_bytes\":%llu,"
 		     "\"cache_bytes\":%llu,\"cache_data_bytes\":%llu,\"cache_meta_bytes\":%llu,"
 		     "\"cache_capacity\":%llu,\"cache_objects\":%llu,\"evictions\":%llu,"
+		     "\"evictions_for_index\":%llu,"
 		     "\"not_admitted\":%llu,\"verify_failures\":%llu,\"stale\":%llu,"
 		     "\"store_errors\":%llu,\"cache_degraded\":%d,"
 		     "\"planned\":%d,\"epoch\":%llu,\"position\":%llu,\"epoch_length\":%llu,"
@@ -1427,7 +1429,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     LD(c->ctr.fetches), LD(c->ctr.fetch_bytes),
 		     (unsigned long long)(data + meta), (unsigned long long)data,
 		     (unsigned long long)meta, (unsigned long long)cap, (unsigned long long)objs,
-		     LD(c->ctr.evictions), LD(c->ctr.not_admitted), LD(c->ctr.verify_failures),
+		     LD(c->ctr.evictions), LD(c->ctr.evictions_for_index), LD(c->ctr.not_admitted), LD(c->ctr.verify_failures),
 		     LD(c->ctr.stale), LD(c->ctr.store_errors), degraded, planned,
 		     (unsigned long long)epoch, (unsigned long long)pos, (unsigned long long)eplen,
 		     LD(c->prefetch_issued), LD(c->prefetch_used), LD(c->prefetch_late),

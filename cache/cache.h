@@ -41,6 +41,7 @@ void cache_config_init(struct cache_config *cfg);
 struct cache_counters {
 	atomic_uint_fast64_t opens, open_hits, reads, read_bytes, read_bytes_from_cache;
 	atomic_uint_fast64_t stall_ns, evictions, fetches, fetch_bytes;
+	atomic_uint_fast64_t evictions_for_index; /* to keep the bound as the index grew */
 	atomic_uint_fast64_t verify_failures, stale, store_errors, not_admitted;
 };
 

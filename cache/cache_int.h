@@ -16,7 +16,9 @@
 #define OBJ_PREFETCHING 4u  /* prefetch fetches in flight */
 #define OBJ_LATE 8u         /* opened while its prefetch was in flight */
 #define META_PER_RECORD 256ull
-#define META_HEADROOM (64ull << 10)
+/* Room kept for index growth between two measurements: 1% of the bound,
+ * at least 64 KiB, at most 64 MiB. */
+#define META_HEADROOM(cap) MIN(MAX((cap) / 100, 64ull << 10), 64ull << 20)
 #define KEY_MAX 4096
 
 struct fetch;

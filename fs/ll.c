@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 312
 #include <errno.h>
+#include <pthread.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,7 +392,7 @@ static struct ctl_handle *fh_ctl(struct fuse_file_info *fi)
 	return fi->fh & FH_CTL ? (struct ctl_handle *)(uintptr_t)(fi->fh & ~FH_CTL) : NULL;
 }
 
-static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+static void do_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct ctl_handle *h = fh_ctl(fi);
@@ -436,7 +437,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	cache_read_release(&rd);
 }
 
-static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+static void do_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
 	struct ctl_handle *h = fh_ctl(fi);
@@ -454,7 +455,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, size);
 }
 
-static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void do_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ctl_handle *h = fh_ctl(fi);
 	int rc = 0;
@@ -465,11 +466,42 @@ static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_err(req, -rc);
 }
 
+/* A handle is freed only when no request is using it: the kernel can send
+ * RELEASE while a READ of the same handle is still being served (a reader
+ * killed mid-read).  Requests on handles hold this lock shared; release
+ * takes it exclusive (writers first, so releases are not starved). */
+static pthread_rwlock_t fh_lock;
+
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	pthread_rwlock_rdlock(&fh_lock);
+	do_read(req, ino, size, off, fi);
+	pthread_rwlock_unlock(&fh_lock);
+}
+
+static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	pthread_rwlock_rdlock(&fh_lock);
+	do_write(req, ino, buf, size, off, fi);
+	pthread_rwlock_unlock(&fh_lock);
+}
+
+static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	pthread_rwlock_rdlock(&fh_lock);
+	do_flush(req, ino, fi);
+	pthread_rwlock_unlock(&fh_lock);
+}
+
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct ctl_handle *h = fh_ctl(fi);
 
 	(void)ino;
+	pthread_rwlock_wrlock(&fh_lock);
+	pthread_rwlock_unlock(&fh_lock);
 	if (h) {
 		ctl_commit(ctx(req)->cache, h);
 		ctl_close(h);
@@ -540,7 +572,13 @@ static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
+	pthread_rwlockattr_t ra;
+
 	(void)userdata;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&fh_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)

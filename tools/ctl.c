@@ -137,8 +137,10 @@ static int walk(const char *mnt, const char *rel, struct list *out)
 		rc = list_add(de->d_type == DT_DIR ? &dirs : &files, sub, strlen(sub));
 	}
 	closedir(d);
-	qsort(files.v, files.n, sizeof(char *), cmp_str);
-	qsort(dirs.v, dirs.n, sizeof(char *), cmp_str);
+	if (files.n)
+		qsort(files.v, files.n, sizeof(char *), cmp_str);
+	if (dirs.n)
+		qsort(dirs.v, dirs.n, sizeof(char *), cmp_str);
 	for (size_t i = 0; !rc && i < files.n; i++)
 		rc = list_add(out, files.v[i], strlen(files.v[i]));
 	for (size_t i = 0; !rc && i < dirs.n; i++)

@@ -603,6 +603,16 @@ static int find_mounts(char **out, int max)
 	return n;
 }
 
+/* Mount paths found in mountinfo, freed at exit. */
+static char *found[64];
+static int nfound;
+
+static void free_found(void)
+{
+	for (int i = 0; i < nfound; i++)
+		free(found[i]);
+}
+
 /* --watch: the last HIST intervals' hit rate and backend throughput. */
 #define HIST 90
 
@@ -738,6 +748,9 @@ int main(int argc, char **argv)
 		return watch(mnts[0], every);
 	if (!n) {
 		n = find_mounts(mnts, MAXMNT);
+		for (int i = 0; i < n && nfound < (int)ARRAY_SIZE(found); i++)
+			found[nfound++] = mnts[i];
+		atexit(free_found);
 		if (n < 0) {
 			fprintf(stderr, "epochfs-stat: /proc/self/mountinfo: %s\n", strerror(-n));
 			return 1;
