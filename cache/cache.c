@@ -233,63 +233,157 @@ static int lock_dir(struct cache *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* Listing.  Backends call back from threads of their own, but an LMDB write
+ * transaction belongs to the thread that began it: so the backend lists on a
+ * thread of its own into a bounded queue, and this thread fills the index. */
+#define LIST_QUEUE 4096
+
+struct list_item {
+	char *key;
+	struct backend_stat st;
+};
+
 struct list_ctx {
-	struct ns_builder *b;
-	uint64_t n, skipped;
-	uint64_t t0;
+	struct cache *c;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct list_item q[LIST_QUEUE];
+	unsigned head, n;
+	int done, list_rc, stop_rc;
 };
 
 static int list_cb(void *arg, const char *key, const struct backend_stat *st)
 {
 	struct list_ctx *lc = arg;
+	char *k = strdup(key);
+	int rc;
+
+	if (!k)
+		return -ENOMEM;
+	pthread_mutex_lock(&lc->lock);
+	while (lc->n == LIST_QUEUE && !lc->stop_rc)
+		pthread_cond_wait(&lc->cond, &lc->lock);
+	rc = lc->stop_rc;
+	if (!rc) {
+		struct list_item *it = &lc->q[(lc->head + lc->n++) % LIST_QUEUE];
+
+		it->key = k;
+		it->st = *st;
+		k = NULL;
+		pthread_cond_broadcast(&lc->cond);
+	}
+	pthread_mutex_unlock(&lc->lock);
+	free(k);
+	return rc;
+}
+
+static void *lister_main(void *arg)
+{
+	struct list_ctx *lc = arg;
+	int rc = lc->c->be->ops->list(lc->c->be, list_cb, lc);
+
+	pthread_mutex_lock(&lc->lock);
+	lc->done = 1;
+	lc->list_rc = rc;
+	pthread_cond_broadcast(&lc->cond);
+	pthread_mutex_unlock(&lc->lock);
+	return NULL;
+}
+
+/* Add one listed key; skipped keys are logged and counted, not errors. */
+static int list_add(struct ns_builder *b, const char *key, const struct backend_stat *st,
+		    uint64_t *n, uint64_t *skipped)
+{
 	int rc;
 
 	/* The control directory cannot be shadowed by the dataset. */
 	if (!strcmp(key, ".epochfs") || !strncmp(key, ".epochfs/", 9)) {
 		log_warn("listing: '%s' hidden by the control directory .epochfs", key);
-		lc->skipped++;
+		(*skipped)++;
 		return 0;
 	}
-	rc = index_ns_add(lc->b, key, st);
+	rc = index_ns_add(b, key, st);
 	if (rc == -EEXIST || rc == -ENAMETOOLONG) {
 		log_warn("listing: '%s' skipped (%s)", key,
 			 rc == -EEXIST ? "a file and a directory of the same name" : "name too long");
-		lc->skipped++;
+		(*skipped)++;
 		return 0;
 	}
 	if (rc)
 		return rc;
-	if (++lc->n % 100000 == 0)
-		log_info("listing: %llu files", (unsigned long long)lc->n);
+	if (++*n % 100000 == 0)
+		log_info("listing: %llu files", (unsigned long long)*n);
 	return 0;
 }
 
 static int build_namespace(struct cache *c, char *err, size_t errlen)
 {
-	struct list_ctx lc = { .t0 = now_ns() };
-	int rc;
+	struct list_ctx *lc;
+	struct ns_builder *b;
+	uint64_t t0 = now_ns(), n = 0, skipped = 0;
+	pthread_t th;
+	int rc, rc2 = 0;
 
-	rc = index_ns_begin(c->ix, c->be->url, &lc.b);
+	lc = ec_calloc(1, sizeof(*lc));
+	if (!lc)
+		return -ENOMEM;
+	lc->c = c;
+	pthread_mutex_init(&lc->lock, NULL);
+	pthread_cond_init(&lc->cond, NULL);
+	rc = index_ns_begin(c->ix, c->be->url, &b);
 	if (rc) {
 		snprintf(err, errlen, "index: cannot start a listing: %s", strerror(-rc));
-		return rc;
+		goto out;
 	}
-	rc = c->be->ops->list(c->be, list_cb, &lc);
+	rc = -pthread_create(&th, NULL, lister_main, lc);
 	if (rc) {
-		index_ns_abort(lc.b);
+		index_ns_abort(b);
+		goto out;
+	}
+	pthread_mutex_lock(&lc->lock);
+	for (;;) {
+		struct list_item it;
+
+		while (!lc->n && !lc->done)
+			pthread_cond_wait(&lc->cond, &lc->lock);
+		if (!lc->n)
+			break;
+		it = lc->q[lc->head];
+		lc->head = (lc->head + 1) % LIST_QUEUE;
+		lc->n--;
+		pthread_cond_broadcast(&lc->cond);
+		pthread_mutex_unlock(&lc->lock);
+		if (!rc2)
+			rc2 = list_add(b, it.key, &it.st, &n, &skipped);
+		free(it.key);
+		pthread_mutex_lock(&lc->lock);
+		if (rc2 && !lc->stop_rc) {
+			lc->stop_rc = rc2; /* the lister stops at its next entry */
+			pthread_cond_broadcast(&lc->cond);
+		}
+	}
+	pthread_mutex_unlock(&lc->lock);
+	pthread_join(th, NULL);
+	rc = rc2 ? rc2 : lc->list_rc;
+	if (rc) {
+		index_ns_abort(b);
 		if (!*err)
 			snprintf(err, errlen, "listing %s failed: %s", c->be->url, strerror(-rc));
-		return rc;
+		goto out;
 	}
-	rc = index_ns_commit(lc.b, &c->ns);
+	rc = index_ns_commit(b, &c->ns);
 	if (rc) {
 		snprintf(err, errlen, "index: cannot save the listing: %s", strerror(-rc));
-		return rc;
+		goto out;
 	}
 	log_info("listed %s: %llu files, %llu directories, %llu skipped, in %.2f s",
 		 c->be->url, (unsigned long long)c->ns.files, (unsigned long long)c->ns.dirs,
-		 (unsigned long long)lc.skipped, (double)(now_ns() - lc.t0) / 1e9);
-	return 0;
+		 (unsigned long long)skipped, (double)(now_ns() - t0) / 1e9);
+out:
+	pthread_mutex_destroy(&lc->lock);
+	pthread_cond_destroy(&lc->cond);
+	free(lc);
+	return rc;
 }
 
 static int load_cb(void *arg, const struct obj_rec *r)
