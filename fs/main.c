@@ -276,7 +276,7 @@ int main(int argc, char **argv)
 	}
 	fuse_loop_cfg_set_clone_fd(lc, 0);
 	fuse_loop_cfg_set_max_threads(lc, 32);
-	fuse_loop_cfg_set_idle_threads(lc, 16);
+	fuse_loop_cfg_set_idle_threads(lc, 8);
 	rc = fuse_session_loop_mt(g_se, lc);
 	if (rc < 0)
 		log_err("FUSE session ended with an error: %s", strerror(-rc));
