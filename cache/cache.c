@@ -868,71 +868,68 @@ static int obj_fd(struct cache *c, struct obj *o, int create)
 	return fd;
 }
 
-/* With substitution on: which file's bytes this open of ino serves. */
-static int pick_content(struct cache *c, uint64_t ino, struct ns_attr *a, uint64_t *content)
+int cache_identity(struct cache *c, uint64_t ino, struct ns_attr *a, char *key, size_t keylen,
+		   uint8_t cid[CID_LEN])
 {
-	char key[KEY_MAX];
-	uint8_t cid[CID_LEN];
+	int rc = index_getattr(c->ix, c->ns.srcid, ino, a);
+
+	if (!rc && a->is_dir)
+		rc = -EISDIR;
+	if (!rc)
+		rc = index_path(c->ix, c->ns.srcid, ino, key, keylen);
+	if (!rc)
+		content_id(c, key, a, cid);
+	return rc;
+}
+
+/* With substitution on: which file's bytes this open of ino (whose object
+ * is cid) serves; 0 or -errno. */
+static int pick_content(struct cache *c, uint64_t ino, const struct ns_attr *a,
+			const uint8_t *cid, uint64_t *content)
+{
 	struct obj *xo;
-	int rc, subst;
+	int rc;
 
 	*content = ino;
 	if (!c->cfg.substitute)
 		return 0;
-	rc = index_path(c->ix, c->ns.srcid, ino, key, sizeof(key));
-	if (rc)
-		return rc;
-	content_id(c, key, a, cid);
 	rc = obj_pin(c, cid, a->size, &xo);
 	if (rc)
 		return rc;
-	subst = subst_target(c, ino, a, xo, content);
+	subst_target(c, ino, a, xo, content);
 	obj_unpin(c, xo);
-	if (*content != ino) {
-		rc = index_getattr(c->ix, c->ns.srcid, *content, a);
-		if (rc)
-			return rc;
-	}
-	return subst;
+	return 0;
 }
 
 int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out)
 {
 	struct cache_file *f;
 	struct ns_attr a;
+	uint8_t cid[CID_LEN];
 	uint64_t content;
 	int rc, hit;
 
 	*out = NULL;
-	rc = index_getattr(c->ix, c->ns.srcid, ino, &a);
-	if (rc)
-		return rc;
-	if (a.is_dir)
-		return -EISDIR;
-	rc = pick_content(c, ino, &a, &content);
-	if (rc < 0)
-		return rc;
 	f = ec_calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
+	rc = cache_identity(c, ino, &a, f->key, sizeof(f->key), cid);
+	if (!rc)
+		rc = pick_content(c, ino, &a, cid, &content);
+	if (!rc && content != ino)
+		rc = cache_identity(c, content, &a, f->key, sizeof(f->key), cid);
+	if (rc)
+		goto fail;
 	f->c = c;
 	f->ino = content;
 	f->open_ino = ino;
 	f->substituted = content != ino;
-	rc = index_path(c->ix, c->ns.srcid, content, f->key, sizeof(f->key));
-	if (rc)
-		goto fail;
 	f->ident.size = a.size;
 	f->ident.mtime_ns = a.mtime_ns;
 	memcpy(f->ident.etag, a.etag, sizeof(a.etag));
-	{
-		uint8_t cid[CID_LEN];
-
-		content_id(c, f->key, &a, cid);
-		rc = obj_pin(c, cid, a.size, &f->o);
-		if (rc)
-			goto fail;
-	}
+	rc = obj_pin(c, cid, a.size, &f->o);
+	if (rc)
+		goto fail;
 	pthread_mutex_lock(&c->lock);
 	f->o->pe.freq++;
 	f->o->last_access_ns = wall_ns();
@@ -1409,14 +1406,9 @@ int cache_cached_bytes(struct cache *c, uint64_t ino, uint64_t *cached, uint64_t
 	struct obj *o;
 	int rc;
 
-	rc = index_getattr(c->ix, c->ns.srcid, ino, &a);
-	if (!rc && a.is_dir)
-		rc = -EISDIR;
-	if (!rc)
-		rc = index_path(c->ix, c->ns.srcid, ino, key, sizeof(key));
+	rc = cache_identity(c, ino, &a, key, sizeof(key), cid);
 	if (rc)
 		return rc;
-	content_id(c, key, &a, cid);
 	*size = a.size;
 	*cached = 0;
 	pthread_mutex_lock(&c->lock);
@@ -1560,12 +1552,6 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 struct obj *cache_table_get(struct cache *c, const uint8_t *cid)
 {
 	return table_get(c, cid);
-}
-
-void cache_content_id(const struct cache *c, const char *key, const struct ns_attr *a,
-		      uint8_t cid[CID_LEN])
-{
-	content_id(c, key, a, cid);
 }
 
 int cache_obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct obj **out)

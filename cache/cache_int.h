@@ -151,8 +151,10 @@ struct cache {
 
 /* cache.c */
 struct obj *cache_table_get(struct cache *c, const uint8_t *cid);
-void cache_content_id(const struct cache *c, const char *key, const struct ns_attr *a,
-		      uint8_t cid[CID_LEN]);
+/* The attributes, key and content id of a file's current version (from the
+ * snapshot, never the size a substituted handle shows).  -EISDIR, -ENOENT. */
+int cache_identity(struct cache *c, uint64_t ino, struct ns_attr *a, char *key, size_t keylen,
+		   uint8_t cid[CID_LEN]);
 int cache_obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct obj **out);
 void cache_obj_unpin(struct cache *c, struct obj *o);
 void cache_evict_obj_locked(struct cache *c, struct obj *o);
@@ -164,8 +166,8 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 		       const struct backend_stat *ident);
 
 /* subst.c */
-int subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct obj *xo,
-		 uint64_t *target);
+void subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct obj *xo,
+		  uint64_t *target);
 void subst_set_sample_locked(struct cache *c, struct obj *o, uint32_t i);
 void subst_forget_obj_locked(struct cache *c, struct obj *o);
 void subst_reset_locked(struct cache *c);

@@ -114,7 +114,7 @@ static int resolve_file(struct cache *c, const char *path, uint64_t *ino, char *
 
 	while (*path == '.' && path[1] == '/')
 		path += 2;
-	rc = *path && !memchr(path, '\0', 0) ? cache_resolve(c, path, &a) : -EINVAL;
+	rc = *path ? cache_resolve(c, path, &a) : -EINVAL;
 	if (rc || a.is_dir) {
 		snprintf(err, errlen, "'%.200s' is not a file of the mount", path);
 		return -EINVAL;
@@ -454,9 +454,8 @@ int ctl_evict_apply(struct cache *c, const char *data, size_t len, char *err, si
 	for (size_t i = 0; !rc && i < m; i++) {
 		struct obj *o;
 
-		if (cache_getattr(c, inos[i], &a) || index_path(c->ix, c->ns.srcid, inos[i], key, sizeof(key)))
+		if (cache_identity(c, inos[i], &a, key, sizeof(key), cid))
 			continue;
-		cache_content_id(c, key, &a, cid);
 		pthread_mutex_lock(&c->lock);
 		o = cache_table_get(c, cid);
 		if (o && o->npresent && !o->refs)
@@ -541,11 +540,8 @@ int ctl_importance_apply(struct cache *c, const char *data, size_t len, char *er
 		uint8_t cid[CID_LEN];
 		struct obj *o;
 
-		if (cache_getattr(c, inos[i], &a) ||
-		    index_path(c->ix, c->ns.srcid, inos[i], key, sizeof(key)))
-			continue;
-		cache_content_id(c, key, &a, cid);
-		if (cache_obj_pin(c, cid, a.size, &o))
+		if (cache_identity(c, inos[i], &a, key, sizeof(key), cid) ||
+		    cache_obj_pin(c, cid, a.size, &o))
 			continue;
 		pthread_mutex_lock(&c->lock);
 		o->pe.importance = scores[i];

@@ -87,19 +87,6 @@ void prefetch_rekey_locked(struct cache *c)
 		log_warn("out of memory re-sorting the cache policy");
 }
 
-/* The content id of manifest sample i (its inode's path and identity). */
-static int sample_cid(struct cache *c, uint64_t ino, uint8_t cid[CID_LEN], struct ns_attr *a,
-		      char *key, size_t keylen)
-{
-	int rc = cache_getattr(c, ino, a);
-
-	if (!rc)
-		rc = index_path(c->ix, c->ns.srcid, ino, key, keylen);
-	if (!rc)
-		cache_content_id(c, key, a, cid);
-	return rc;
-}
-
 /* Tell every in-memory object which sample it is (objects loaded at start
  * carry only a content id).  Lock not held. */
 static void resolve_samples(struct cache *c, uint64_t gen)
@@ -122,7 +109,7 @@ static void resolve_samples(struct cache *c, uint64_t gen)
 		}
 		ino = plan_manifest_ino(c->plan, i);
 		pthread_mutex_unlock(&c->lock);
-		if (sample_cid(c, ino, cid, &a, key, sizeof(key)))
+		if (cache_identity(c, ino, &a, key, sizeof(key), cid))
 			continue;
 		pthread_mutex_lock(&c->lock);
 		o = cache_table_get(c, cid);
@@ -153,7 +140,7 @@ static int consider(struct cache *c, uint64_t u)
 		i = subst_redirect_locked(c, i);
 	ino = plan_manifest_ino(c->plan, i);
 	pthread_mutex_unlock(&c->lock);
-	rc = sample_cid(c, ino, cid, &a, key, sizeof(key));
+	rc = cache_identity(c, ino, &a, key, sizeof(key), cid);
 	if (!rc)
 		rc = cache_obj_pin(c, cid, a.size, &o);
 	pthread_mutex_lock(&c->lock);

@@ -120,23 +120,9 @@ static uint32_t candidate(struct cache *c, uint32_t x, uint64_t xparent)
 		}
 		return y;
 	}
-	if (log_level_get() >= LOG_LVL_DEBUG) {
-		unsigned full_objs = 0, full_pending = 0, unmapped = 0;
-
-		for (size_t b = 0; b < c->nbuckets; b++)
-			for (struct obj *o = c->table[b]; o; o = o->hnext)
-				if (full(o)) {
-					full_objs++;
-					if (o->sample != PLAN_NONE && plan_pending(c->plan, o->sample))
-						full_pending++;
-					if (o->sample == PLAN_NONE || c->sample_obj[o->sample] != o)
-						unmapped++;
-				}
-		log_debug("substitution: none for %u (pos %llu/%llu): served %u, not cached %u, "
-			  "not pending %u, other dir %u; cached %u, of which pending %u, unmapped %u",
-			  x, (unsigned long long)pos, (unsigned long long)len, r_served, r_full,
-			  r_pending, r_dir, full_objs, full_pending, unmapped);
-	}
+	log_debug("substitution: none for %u (pos %llu/%llu): served %u, not cached %u, "
+		  "not pending %u, other dir %u", x, (unsigned long long)pos,
+		  (unsigned long long)len, r_served, r_full, r_pending, r_dir);
 	return PLAN_NONE;
 }
 
@@ -156,22 +142,21 @@ static void wait_arrival(struct cache *c, struct obj *o)
 			break;
 }
 
-int subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct obj *xo,
-		 uint64_t *target)
+void subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct obj *xo,
+		  uint64_t *target)
 {
 	uint32_t x, y;
-	int subst = 0;
 
 	*target = ino;
 	pthread_mutex_lock(&c->lock);
 	if (plan_mode(c->plan) == PLAN_OFF || ensure_arrays(c)) {
 		pthread_mutex_unlock(&c->lock);
-		return 0;
+		return;
 	}
 	x = plan_sample_of(c->plan, ino);
 	if (x == PLAN_NONE || x >= c->subst_n) {
 		pthread_mutex_unlock(&c->lock);
-		return 0;
+		return;
 	}
 	if (c->redirect[x] != PLAN_NONE) {
 		/* x lent its slot earlier: serve the content it owes. */
@@ -182,7 +167,7 @@ int subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct
 		*target = plan_manifest_ino(c->plan, y);
 		log_debug("substitution: sample %u pays back %u", x, y);
 		pthread_mutex_unlock(&c->lock);
-		return 1;
+		return;
 	}
 	if (c->served[x] != 1 && !full(xo)) {
 		/* Claimed before the wait (which drops the lock), so that no other
@@ -196,17 +181,15 @@ int subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct
 			c->debt++;
 			*target = plan_manifest_ino(c->plan, y);
 			log_debug("substitution: sample %u served %u's bytes", x, y);
-			subst = 1;
 			atomic_fetch_add_explicit(&c->substitutions, 1, memory_order_relaxed);
 			if (c->nep)
 				c->ep[(c->nep - 1) % EPOCH_HISTORY].substitutions++;
 			pthread_mutex_unlock(&c->lock);
-			return 1;
+			return;
 		}
 	}
 	c->served[x] = 1;
 	pthread_mutex_unlock(&c->lock);
-	return subst;
 }
 
 /* ---- sizes of open substituted handles, for stat ---- */
