@@ -1236,12 +1236,15 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 	*hold = NULL;
 	*is_fetch = 0;
 	*from_cache = 0;
+	/* One look under the lock: on a warm read that is all the locking. */
 	pthread_mutex_lock(&c->lock);
 	present = bit(o->present, k);
 	verified = bit(o->verified, k);
+	fd = o->fd;
 	pthread_mutex_unlock(&c->lock);
 	if (present) {
-		fd = obj_fd(c, o, 0);
+		if (fd < 0)
+			fd = obj_fd(c, o, 0);
 		if (fd >= 0 && verified) {
 			*seg = (struct cache_seg){ .fd = fd, .off = off, .len = len };
 			*from_cache = 1;

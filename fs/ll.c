@@ -5,7 +5,7 @@
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 312
 #include <errno.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,7 +223,6 @@ static int do_opendir(struct ll_ctx *x, fuse_ino_t ino, struct dir_handle **out)
 {
 	struct dir_handle *d = ec_calloc(1, sizeof(*d));
 	struct ns_attr self = { .ino = ino, .is_dir = 1 }, a;
-	uint64_t cino;
 	int rc;
 
 	if (!d)
@@ -237,7 +236,6 @@ static int do_opendir(struct ll_ctx *x, fuse_ino_t ino, struct dir_handle **out)
 			a.ino = i;
 			rc = dir_add(d, ctl_by_ino(i)->name, &a);
 		}
-		(void)cino;
 		goto out;
 	}
 	rc = cache_getattr(x->cache, ino, &a);
@@ -339,7 +337,46 @@ static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* ---- files ---- */
 
-#define FH_CTL 1ull
+/* An open file: a control file or a dataset file.  The kernel can send
+ * RELEASE while a READ of the same handle is still being served (a reader
+ * killed mid-read), so the handle is reference counted: the open holds one
+ * reference, each request on it another, and the last one frees it. */
+struct fh {
+	atomic_int refs;
+	struct ctl_handle *ctl;
+	struct cache_file *file;
+};
+
+static struct fh *fh_new(struct ctl_handle *ctl, struct cache_file *file)
+{
+	struct fh *h = ec_malloc(sizeof(*h));
+
+	if (!h)
+		return NULL;
+	atomic_init(&h->refs, 1);
+	h->ctl = ctl;
+	h->file = file;
+	return h;
+}
+
+static struct fh *fh_get(struct fuse_file_info *fi)
+{
+	struct fh *h = (struct fh *)(uintptr_t)fi->fh;
+
+	atomic_fetch_add(&h->refs, 1);
+	return h;
+}
+
+static void fh_put(struct fh *h)
+{
+	if (atomic_fetch_sub(&h->refs, 1) != 1)
+		return;
+	if (h->ctl)
+		ctl_close(h->ctl);
+	else
+		cache_file_close(h->file);
+	free(h);
+}
 
 static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -347,6 +384,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int writing = (fi->flags & O_ACCMODE) != O_RDONLY;
 	struct cache_file *f;
 	struct ctl_handle *h;
+	struct fh *fh;
 	int rc;
 
 	if (ctl_is_ino(ino)) {
@@ -359,11 +397,16 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, -rc);
 			return;
 		}
-		fi->fh = (uintptr_t)h | FH_CTL;
-		fi->direct_io = 1;
-		fi->nonseekable = 0;
-		if (fuse_reply_open(req, fi) == -ENOENT)
+		fh = fh_new(h, NULL);
+		if (!fh) {
 			ctl_close(h);
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		fi->fh = (uintptr_t)fh;
+		fi->direct_io = 1;
+		if (fuse_reply_open(req, fi) == -ENOENT)
+			fh_put(fh);
 		return;
 	}
 	if (writing) {
@@ -375,7 +418,13 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uintptr_t)f;
+	fh = fh_new(NULL, f);
+	if (!fh) {
+		cache_file_close(f);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fi->fh = (uintptr_t)fh;
 	if (cache_file_substituted(f)) {
 		/* Another file's bytes: never through (or into) the page cache. */
 		fi->direct_io = 1;
@@ -386,19 +435,13 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* Nothing to do at close of a dataset file: spare the round trip. */
 	fi->noflush = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		cache_file_close(f);
+		fh_put(fh);
 }
 
-static struct ctl_handle *fh_ctl(struct fuse_file_info *fi)
+static void do_read(fuse_req_t req, size_t size, off_t off, const struct fh *fh)
 {
-	return fi->fh & FH_CTL ? (struct ctl_handle *)(uintptr_t)(fi->fh & ~FH_CTL) : NULL;
-}
-
-static void do_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
-{
-	struct ctl_handle *h = fh_ctl(fi);
-	struct cache_file *f = (struct cache_file *)(uintptr_t)fi->fh;
+	struct ctl_handle *h = fh->ctl;
+	struct cache_file *f = fh->file;
 	struct {
 		struct fuse_bufvec v;
 		struct fuse_buf more[CACHE_MAX_SEGS];
@@ -406,7 +449,6 @@ static void do_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct cache_read rd;
 	ssize_t n;
 
-	(void)ino;
 	if (h) {
 		size_t o = MIN((size_t)off, h->len);
 
@@ -439,13 +481,11 @@ static void do_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	cache_read_release(&rd);
 }
 
-static void do_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		     struct fuse_file_info *fi)
+static void do_write(fuse_req_t req, const char *buf, size_t size, off_t off, const struct fh *fh)
 {
-	struct ctl_handle *h = fh_ctl(fi);
+	struct ctl_handle *h = fh->ctl;
 	int rc;
 
-	(void)ino;
 	if (!h) {
 		fuse_reply_err(req, EROFS);
 		return;
@@ -457,59 +497,53 @@ static void do_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 		fuse_reply_write(req, size);
 }
 
-static void do_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+static void do_flush(fuse_req_t req, const struct fh *fh)
 {
-	struct ctl_handle *h = fh_ctl(fi);
+	struct ctl_handle *h = fh->ctl;
 	int rc = 0;
 
-	(void)ino;
 	if (h)
 		rc = ctl_commit(ctx(req)->cache, h);
 	fuse_reply_err(req, -rc);
 }
 
-/* A handle is freed only when no request is using it: the kernel can send
- * RELEASE while a READ of the same handle is still being served (a reader
- * killed mid-read).  Requests on handles hold this lock shared; release
- * takes it exclusive (writers first, so releases are not starved). */
-static pthread_rwlock_t fh_lock;
-
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	pthread_rwlock_rdlock(&fh_lock);
-	do_read(req, ino, size, off, fi);
-	pthread_rwlock_unlock(&fh_lock);
+	struct fh *fh = fh_get(fi);
+
+	(void)ino;
+	do_read(req, size, off, fh);
+	fh_put(fh);
 }
 
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	pthread_rwlock_rdlock(&fh_lock);
-	do_write(req, ino, buf, size, off, fi);
-	pthread_rwlock_unlock(&fh_lock);
+	struct fh *fh = fh_get(fi);
+
+	(void)ino;
+	do_write(req, buf, size, off, fh);
+	fh_put(fh);
 }
 
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	pthread_rwlock_rdlock(&fh_lock);
-	do_flush(req, ino, fi);
-	pthread_rwlock_unlock(&fh_lock);
+	struct fh *fh = fh_get(fi);
+
+	(void)ino;
+	do_flush(req, fh);
+	fh_put(fh);
 }
 
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct ctl_handle *h = fh_ctl(fi);
+	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
 
 	(void)ino;
-	pthread_rwlock_wrlock(&fh_lock);
-	pthread_rwlock_unlock(&fh_lock);
-	if (h) {
-		ctl_commit(ctx(req)->cache, h);
-		ctl_close(h);
-	} else {
-		cache_file_close((struct cache_file *)(uintptr_t)fi->fh);
-	}
+	if (fh->ctl)
+		ctl_commit(ctx(req)->cache, fh->ctl);
+	fh_put(fh); /* the open's reference */
 	fuse_reply_err(req, 0);
 }
 
@@ -574,13 +608,7 @@ static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
-	pthread_rwlockattr_t ra;
-
 	(void)userdata;
-	pthread_rwlockattr_init(&ra);
-	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&fh_lock, &ra);
-	pthread_rwlockattr_destroy(&ra);
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
