@@ -27,7 +27,7 @@ TEST_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 
 .SECONDARY:
 
-.PHONY: all check unit demo bench bench-remote install clean distclean asan valgrind deps-test
+.PHONY: all check unit demo bench bench-remote install clean distclean asan valgrind
 
 all: $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
 

@@ -784,7 +784,6 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 {
 	struct obj_rec *r = NULL;
 	struct obj *o, *fresh = NULL;
-	uint32_t i;
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
@@ -823,7 +822,6 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 		policy_remove(c->pol, &o->pe);
 	pthread_mutex_unlock(&c->lock);
 	free(fresh);
-	(void)i;
 	*out = o;
 	return 0;
 }

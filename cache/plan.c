@@ -328,14 +328,12 @@ static void mark(struct plan *p, uint64_t q)
 		p->frontier++;
 }
 
-int plan_on_open(struct plan *p, uint32_t i)
+/* Sample i's first position in the current epoch not opened yet (a sample
+ * planned twice, as padding makes it, counts at each place), PLAN_NONE. */
+static uint32_t first_unopened(const struct plan *p, uint32_t i)
 {
-	uint32_t q;
+	uint32_t q = p->cur.pos[i];
 
-	if (p->mode == PLAN_OFF || !p->cur.valid || i >= p->n)
-		return 0;
-	q = p->cur.pos[i];
-	/* A sample planned twice (padding) counts at its first unopened place. */
 	while (q != PLAN_NONE && q < p->cur.len && p->opened[q]) {
 		uint64_t r;
 
@@ -343,6 +341,16 @@ int plan_on_open(struct plan *p, uint32_t i)
 			;
 		q = r < p->cur.len ? (uint32_t)r : PLAN_NONE;
 	}
+	return q;
+}
+
+int plan_on_open(struct plan *p, uint32_t i)
+{
+	uint32_t q;
+
+	if (p->mode == PLAN_OFF || !p->cur.valid || i >= p->n)
+		return 0;
+	q = first_unopened(p, i);
 	if (q != PLAN_NONE) {
 		mark(p, q);
 		if (p->nopened < p->cur.len)
@@ -353,7 +361,7 @@ int plan_on_open(struct plan *p, uint32_t i)
 	/* Opened again, or not planned this epoch: maybe the next has begun. */
 	if (p->cur.pos[i] != PLAN_NONE && p->nopened * 10 >= p->cur.len * 9 &&
 	    plan_set_epoch(p, p->cur.epoch + 1) == 0) {
-		if (p->cur.pos[i] != PLAN_NONE)
+		if (p->cur.valid && p->cur.pos[i] != PLAN_NONE)
 			mark(p, p->cur.pos[i]);
 		return 1;
 	}
@@ -367,14 +375,7 @@ uint64_t plan_next_use(const struct plan *p, uint32_t i)
 	if (p->mode == PLAN_OFF || i >= p->n)
 		return PLAN_NEVER;
 	if (p->cur.valid) {
-		q = p->cur.pos[i];
-		while (q != PLAN_NONE && q < p->cur.len && p->opened[q]) {
-			uint64_t r;
-
-			for (r = q + 1; r < p->cur.len && p->cur.ord[r] != i; r++)
-				;
-			q = r < p->cur.len ? (uint32_t)r : PLAN_NONE;
-		}
+		q = first_unopened(p, i);
 		if (q != PLAN_NONE)
 			return p->cur.epoch * STRIDE + q;
 	}
