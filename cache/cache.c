@@ -901,6 +901,11 @@ static int pick_content(struct cache *c, uint64_t ino, const struct ns_attr *a,
 
 int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out)
 {
+	return cache_file_open_ex(c, ino, 1, out);
+}
+
+int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_file **out)
+{
 	struct cache_file *f;
 	struct ns_attr a;
 	uint8_t cid[CID_LEN];
@@ -928,6 +933,10 @@ int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out)
 	rc = obj_pin(c, cid, a.size, &f->o);
 	if (rc)
 		goto fail;
+	if (!access) {
+		*out = f;
+		return 0;
+	}
 	pthread_mutex_lock(&c->lock);
 	f->o->pe.freq++;
 	f->o->last_access_ns = wall_ns();
@@ -955,6 +964,11 @@ fail:
 int cache_file_substituted(const struct cache_file *f)
 {
 	return f->substituted;
+}
+
+void cache_set_no_open(struct cache *c, int no_open)
+{
+	c->cfg.no_open = no_open;
 }
 
 int cache_substitute_mode(const struct cache *c)
@@ -1492,6 +1506,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 	pthread_mutex_unlock(&c->lock);
 	n = asprintf(&s,
 		     "{\"version\":1,\"source\":\"%s\",\"backend\":\"%s\",\"policy\":\"%s\","
+		     "\"open_mode\":\"%s\","
 		     "\"uptime_ns\":%llu,\"files\":%llu,"
 		     "\"opens\":%llu,\"open_hits\":%llu,\"reads\":%llu,\"read_bytes\":%llu,"
 		     "\"read_bytes_from_cache\":%llu,\"stall_ns\":%llu,"
@@ -1509,6 +1524,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     "\"epochs\":[",
 		     src, c->be->ops->name,
 		     policy_name(planned ? POLICY_BELADY : c->cfg.policy),
+		     c->cfg.no_open ? "no-open" : "open",
 		     (unsigned long long)(now_ns() - c->started_ns), (unsigned long long)c->ns.files,
 		     LD(c->ctr.opens), LD(c->ctr.open_hits), LD(c->ctr.reads), LD(c->ctr.read_bytes),
 		     LD(c->ctr.read_bytes_from_cache), LD(c->ctr.stall_ns),

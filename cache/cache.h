@@ -33,6 +33,7 @@ struct cache_config {
 	uint64_t prefetch_bytes;  /* bytes in flight (default 256 MiB) */
 	int substitute;           /* SUBST_OFF, SUBST_DIR, SUBST_ALL */
 	unsigned substitute_deadline_ms; /* wait this long for a prefetch first */
+	int no_open;              /* reported only: opens are counted at first reads */
 };
 
 void cache_config_init(struct cache_config *cfg);
@@ -69,11 +70,17 @@ uint64_t cache_nfiles(const struct cache *c);
 
 /* Open a regular file for reading.  -EISDIR, -ENOENT, -ENOMEM. */
 int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out);
+/* The same, for a read that is not an access of its own (the kernel's no-open
+ * mode opens nothing: each READ makes a handle, and only the read at offset 0
+ * counts as the open, for stats, access counts and the prefetcher). */
+int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_file **out);
 void cache_file_close(struct cache_file *f);
 uint64_t cache_file_size(const struct cache_file *f);
 /* The handle serves another file's bytes (substitution): no page cache. */
 int cache_file_substituted(const struct cache_file *f);
 int cache_substitute_mode(const struct cache *c);
+/* What the stats report as the open mode (the kernel may refuse no-open). */
+void cache_set_no_open(struct cache *c, int no_open);
 
 /* One piece of a read reply: bytes of a cache file (fd >= 0), or memory. */
 struct cache_seg {

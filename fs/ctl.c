@@ -4,9 +4,12 @@
  * half-applied, and a bad write fails with EINVAL and a logged reason. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "ctl.h"
 #include "../cache/control.h"
@@ -163,4 +166,262 @@ void ctl_close(struct ctl_handle *h)
 		return;
 	free(h->buf);
 	free(h);
+}
+
+/* ---- the kernel's no-open mode (--no-open) ----
+ *
+ * With no OPEN, FLUSH or RELEASE there are no handles: every request on a
+ * control file comes with fh 0.  Each file then has one implicit state: the
+ * last rendering (what GETATTR sizes and READ serves; its mtime changes when
+ * the content does, which makes the kernel drop its cached pages), and the
+ * write stream in progress.  A stream starts with a write at offset 0 (or a
+ * truncation) and is applied when it has been idle for CTL_IDLE_MS, when a
+ * new stream starts, or before any control file is looked at again. */
+
+#define CTL_IDLE_MS 100
+#define CTL_RERENDER_MS 100
+#define CTL_SMALL (64u << 10)
+
+struct ctl_slot {
+	struct ctl_handle *w;       /* the write stream in progress, or NULL */
+	uint64_t last_write_ns;
+	pid_t pid;                  /* the stream's writer */
+	char *snap;                 /* the last rendering */
+	size_t snap_len;
+	uint64_t snap_ns;           /* when it was made (0: never, or stale) */
+	pid_t snap_pid;             /* for whom */
+	uint64_t gen;               /* bumped when the rendering changes */
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+	int running, stop;
+	struct cache *c;
+	struct ctl_slot s[ARRAY_SIZE(files)];
+} np = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static struct ctl_slot *slot(uint64_t ino)
+{
+	const struct ctl_file *f = ctl_by_ino(ino);
+
+	return f ? &np.s[f - files] : NULL;
+}
+
+/* Apply a slot's stream (np.lock held). */
+static void np_commit(struct ctl_slot *s)
+{
+	if (!s->w)
+		return;
+	if (!s->w->failed)
+		ctl_commit(np.c, s->w);
+	ctl_close(s->w);
+	s->w = NULL;
+	s->snap_ns = 0; /* render again: the write may have changed it */
+}
+
+/* Before anything is read: apply the streams that are done.  A LOOKUP (a
+ * new open or stat by path) ends them all; a GETATTR ends those of other
+ * processes, once they have been idle for CTL_IDLE_MS, but not the
+ * requester's own: a writer's fstat must not cut its stream in two. */
+static void np_settle(pid_t pid, int lookup)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		struct ctl_slot *s = &np.s[i];
+
+		if (lookup) {
+			np_commit(s);
+			continue;
+		}
+		if (s->w && s->pid == pid &&
+		    mono_ns() < s->last_write_ns + CTL_IDLE_MS * 1000000ull)
+			continue;
+		while (s->w && !np.stop) {
+			uint64_t due = s->last_write_ns + CTL_IDLE_MS * 1000000ull, now = mono_ns();
+			struct timespec ts;
+
+			if (now >= due)
+				break;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += (long)(due - now);
+			ts.tv_sec += ts.tv_nsec / 1000000000l;
+			ts.tv_nsec %= 1000000000l;
+			pthread_cond_timedwait(&np.cond, &np.lock, &ts);
+		}
+		np_commit(s);
+	}
+}
+
+static void *np_thread(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&np.lock);
+	while (!np.stop) {
+		uint64_t now = mono_ns(), next = 0;
+		struct timespec ts;
+
+		for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+			struct ctl_slot *s = &np.s[i];
+			uint64_t due = s->last_write_ns + CTL_IDLE_MS * 1000000ull;
+
+			if (!s->w)
+				continue;
+			if (now >= due)
+				np_commit(s);
+			else if (!next || due < next)
+				next = due;
+		}
+		if (!next) {
+			pthread_cond_wait(&np.cond, &np.lock);
+			continue;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(next - now);
+		ts.tv_sec += ts.tv_nsec / 1000000000l;
+		ts.tv_nsec %= 1000000000l;
+		pthread_cond_timedwait(&np.cond, &np.lock, &ts);
+	}
+	pthread_mutex_unlock(&np.lock);
+	return NULL;
+}
+
+int ctl_nopen_start(struct cache *c)
+{
+	int rc;
+
+	np.c = c;
+	np.stop = 0;
+	rc = pthread_create(&np.thread, NULL, np_thread, NULL);
+	if (rc)
+		return -rc;
+	np.running = 1;
+	return 0;
+}
+
+void ctl_nopen_stop(void)
+{
+	if (!np.running)
+		return;
+	pthread_mutex_lock(&np.lock);
+	np.stop = 1;
+	pthread_cond_broadcast(&np.cond);
+	pthread_mutex_unlock(&np.lock);
+	pthread_join(np.thread, NULL);
+	np.running = 0;
+	pthread_mutex_lock(&np.lock);
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		np_commit(&np.s[i]);
+		free(np.s[i].snap);
+		np.s[i].snap = NULL;
+	}
+	pthread_mutex_unlock(&np.lock);
+}
+
+int ctl_nopen_attr(struct cache *c, uint64_t ino, pid_t pid, int lookup, uint64_t *size,
+		   uint64_t *gen)
+{
+	const struct ctl_file *f = ctl_by_ino(ino);
+	struct ctl_slot *s = slot(ino);
+	uint64_t now;
+	char *buf;
+	size_t len;
+	int rc = 0;
+
+	*size = *gen = 0;
+	if (!f)
+		return -ENOENT;
+	pthread_mutex_lock(&np.lock);
+	np_settle(pid, lookup);
+	now = mono_ns();
+	/* Render afresh for every look, except that one reader going through a
+	 * large file (a manifest of a million lines) in many read() calls gets
+	 * one rendering per CTL_RERENDER_MS: each read() brings a GETATTR. */
+	if (f->render && (!s->snap_ns || s->snap_len < CTL_SMALL || pid != s->snap_pid ||
+			  now - s->snap_ns >= CTL_RERENDER_MS * 1000000ull)) {
+		rc = f->render(c, &buf, &len);
+		if (!rc) {
+			if (len != s->snap_len || (len && memcmp(buf, s->snap, len)))
+				s->gen++;
+			free(s->snap);
+			s->snap = buf;
+			s->snap_len = len;
+			s->snap_ns = now;
+			s->snap_pid = pid;
+		}
+	}
+	*size = s->snap_len;
+	*gen = s->gen;
+	pthread_mutex_unlock(&np.lock);
+	return rc;
+}
+
+size_t ctl_nopen_read(uint64_t ino, uint64_t off, size_t len, char *out)
+{
+	struct ctl_slot *s = slot(ino);
+	size_t n = 0;
+
+	if (!s)
+		return 0;
+	pthread_mutex_lock(&np.lock);
+	if (off < s->snap_len) {
+		n = MIN(len, s->snap_len - (size_t)off);
+		memcpy(out, s->snap + off, n);
+	}
+	pthread_mutex_unlock(&np.lock);
+	return n;
+}
+
+/* A truncation (": > file", or the O_TRUNC of an open for writing) starts a
+ * new stream; for a file where empty means "the default", it is one. */
+int ctl_nopen_truncate(struct cache *c, uint64_t ino, pid_t pid)
+{
+	struct ctl_slot *s = slot(ino);
+	int rc;
+
+	if (!s)
+		return -ENOENT;
+	pthread_mutex_lock(&np.lock);
+	np_commit(s);
+	rc = ctl_open(c, ino, 1, 1, &s->w);
+	s->last_write_ns = mono_ns();
+	s->pid = pid;
+	pthread_cond_broadcast(&np.cond);
+	pthread_mutex_unlock(&np.lock);
+	return rc;
+}
+
+int ctl_nopen_write(struct cache *c, uint64_t ino, pid_t pid, uint64_t off, const char *data,
+		    size_t len)
+{
+	const struct ctl_file *f = ctl_by_ino(ino);
+	struct ctl_slot *s = slot(ino);
+	int rc = 0;
+
+	if (!f)
+		return -ENOENT;
+	if (!f->apply)
+		return -EACCES;
+	pthread_mutex_lock(&np.lock);
+	/* A write at offset 0 begins a new stream: the last one is complete. */
+	if (s->w && off == 0 && (s->w->len || s->w->failed))
+		np_commit(s);
+	if (!s->w)
+		rc = ctl_open(c, ino, 1, 0, &s->w);
+	if (!rc)
+		rc = ctl_write(c, s->w, off, data, len);
+	s->last_write_ns = mono_ns();
+	s->pid = pid;
+	s->snap_ns = 0;
+	pthread_cond_broadcast(&np.cond);
+	pthread_mutex_unlock(&np.lock);
+	return rc;
 }

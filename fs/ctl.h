@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../cache/cache.h"
 
@@ -50,5 +51,18 @@ int ctl_write(struct cache *c, struct ctl_handle *h, uint64_t off, const char *d
 /* Apply what was written (on flush); 0 or -EINVAL (logged). */
 int ctl_commit(struct cache *c, struct ctl_handle *h);
 void ctl_close(struct ctl_handle *h);
+
+/* The kernel's no-open mode (--no-open): no handles, one implicit state per
+ * control file (see ctl.c).  attr renders (at most every 100 ms) and gives the
+ * size and a generation that changes with the content; read serves that
+ * rendering; write and truncate feed the file's current write stream. */
+int ctl_nopen_start(struct cache *c);
+void ctl_nopen_stop(void);
+int ctl_nopen_attr(struct cache *c, uint64_t ino, pid_t pid, int lookup, uint64_t *size,
+		   uint64_t *gen);
+size_t ctl_nopen_read(uint64_t ino, uint64_t off, size_t len, char *out);
+int ctl_nopen_write(struct cache *c, uint64_t ino, pid_t pid, uint64_t off, const char *data,
+		    size_t len);
+int ctl_nopen_truncate(struct cache *c, uint64_t ino, pid_t pid);
 
 #endif

@@ -43,7 +43,10 @@ static void fill_stat(const struct ll_ctx *x, const struct ns_attr *a, struct st
 	st->st_atim = st->st_mtim;
 }
 
-static void ctl_stat(const struct ll_ctx *x, uint64_t ino, struct stat *st)
+/* pid: the requester, for the no-open mode's rendering; -1: do not render.
+ * lookup: a LOOKUP (see ctl_nopen_attr). */
+static void ctl_stat_ex(const struct ll_ctx *x, uint64_t ino, pid_t pid, int lookup,
+			struct stat *st)
 {
 	const struct ctl_file *f = ctl_by_ino(ino);
 
@@ -60,10 +63,27 @@ static void ctl_stat(const struct ll_ctx *x, uint64_t ino, struct stat *st)
 		/* Writable control files: only the mounting user. */
 		st->st_mode = S_IFREG | f->mode;
 		st->st_nlink = 1;
+		if (x->no_open && pid != -1) {
+			/* Reads go through the page cache: the size must be the
+			 * content's, and a new mtime makes the kernel drop pages
+			 * of an older rendering (auto_inval_data). */
+			uint64_t size, gen;
+
+			if (!ctl_nopen_attr(x->cache, ino, pid, lookup, &size, &gen)) {
+				st->st_size = (off_t)size;
+				st->st_mtim.tv_nsec = (long)(gen % 1000000000ull);
+				st->st_ctim = st->st_atim = st->st_mtim;
+			}
+		}
 	}
 }
 
-static int do_getattr(struct ll_ctx *x, fuse_ino_t ino, struct stat *st)
+static void ctl_stat(const struct ll_ctx *x, uint64_t ino, pid_t pid, struct stat *st)
+{
+	ctl_stat_ex(x, ino, pid, 0, st);
+}
+
+static int do_getattr(struct ll_ctx *x, fuse_ino_t ino, pid_t pid, struct stat *st)
 {
 	struct ns_attr a;
 	int rc;
@@ -71,7 +91,7 @@ static int do_getattr(struct ll_ctx *x, fuse_ino_t ino, struct stat *st)
 	if (ctl_is_ino(ino)) {
 		if (ino != CTL_DIR_INO && !ctl_by_ino(ino))
 			return -ENOENT;
-		ctl_stat(x, ino, st);
+		ctl_stat(x, ino, pid, st);
 		return 0;
 	}
 	rc = cache_getattr(x->cache, ino, &a);
@@ -81,7 +101,7 @@ static int do_getattr(struct ll_ctx *x, fuse_ino_t ino, struct stat *st)
 	return 0;
 }
 
-static int do_lookup(struct ll_ctx *x, fuse_ino_t parent, const char *name,
+static int do_lookup(struct ll_ctx *x, fuse_ino_t parent, const char *name, pid_t pid,
 		     struct fuse_entry_param *e)
 {
 	struct ns_attr a;
@@ -92,14 +112,14 @@ static int do_lookup(struct ll_ctx *x, fuse_ino_t parent, const char *name,
 	e->attr_timeout = x->timeout;
 	e->entry_timeout = x->timeout;
 	if (parent == FUSE_ROOT_ID && !strcmp(name, CTL_NAME)) {
-		ctl_stat(x, CTL_DIR_INO, &e->attr);
+		ctl_stat(x, CTL_DIR_INO, pid, &e->attr);
 		e->ino = CTL_DIR_INO;
 		return 0;
 	}
 	if (parent == CTL_DIR_INO) {
 		if (!ctl_by_name(name, &ino))
 			return -ENOENT;
-		ctl_stat(x, ino, &e->attr);
+		ctl_stat_ex(x, ino, pid, 1, &e->attr);
 		e->ino = ino;
 		e->attr_timeout = e->entry_timeout = 0;
 		return 0;
@@ -119,7 +139,7 @@ static int do_lookup(struct ll_ctx *x, fuse_ino_t parent, const char *name,
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
-	int rc = do_lookup(ctx(req), parent, name, &e);
+	int rc = do_lookup(ctx(req), parent, name, fuse_req_ctx(req)->pid, &e);
 
 	if (rc == -ENOENT && !ctl_is_ino(parent)) {
 		/* A stable miss in a read-only snapshot: let the kernel cache it. */
@@ -140,7 +160,7 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	int rc;
 
 	(void)fi;
-	rc = do_getattr(ctx(req), ino, &st);
+	rc = do_getattr(ctx(req), ino, fuse_req_ctx(req)->pid, &st);
 	if (rc)
 		fuse_reply_err(req, -rc);
 	else
@@ -165,7 +185,17 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 		fuse_reply_err(req, ctl_is_ino(ino) && ino != CTL_DIR_INO ? EACCES : EROFS);
 		return;
 	}
-	ctl_stat(ctx(req), ino, &st);
+	if (ctx(req)->no_open && (to_set & FUSE_SET_ATTR_SIZE)) {
+		int rc = ctl_nopen_truncate(ctx(req)->cache, ino, fuse_req_ctx(req)->pid);
+
+		if (rc) {
+			fuse_reply_err(req, -rc);
+			return;
+		}
+	}
+	ctl_stat(ctx(req), ino, -1, &st);
+	if (to_set & FUSE_SET_ATTR_SIZE)
+		st.st_size = 0;
 	fuse_reply_attr(req, &st, 0);
 }
 
@@ -293,7 +323,7 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 
 		memset(&e, 0, sizeof(e));
 		if (ctl_is_ino(de->ino))
-			ctl_stat(x, de->ino, &e.attr);
+			ctl_stat(x, de->ino, -1, &e.attr);
 		else
 			fill_stat(x, &de->attr, &e.attr);
 		if (plus) {
@@ -387,6 +417,12 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fh *fh;
 	int rc;
 
+	if (x->no_open) {
+		/* The kernel stops sending OPEN (and RELEASE) for good; every
+		 * request then comes with fh 0 (see ll_read, ll_write). */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
 	if (ctl_is_ino(ino)) {
 		if (writing && fuse_req_ctx(req)->uid != x->uid && fuse_req_ctx(req)->uid != 0) {
 			fuse_reply_err(req, EACCES);
@@ -507,12 +543,43 @@ static void do_flush(fuse_req_t req, const struct fh *fh)
 	fuse_reply_err(req, -rc);
 }
 
+/* A READ without a handle (no-open mode): a handle for this request only.
+ * The read at offset 0 is the file's open, for stats and the prefetcher. */
+static void read_nopen(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
+{
+	struct fh tmp = { 0 };
+	char *buf;
+	int rc;
+
+	if (ctl_is_ino(ino)) {
+		buf = ec_malloc(size ? size : 1);
+		if (!buf) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		fuse_reply_buf(req, buf, ctl_nopen_read(ino, (uint64_t)off, size, buf));
+		free(buf);
+		return;
+	}
+	rc = cache_file_open_ex(ctx(req)->cache, ino, off == 0, &tmp.file);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	do_read(req, size, off, &tmp);
+	cache_file_close(tmp.file);
+}
+
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fh *fh = fh_get(fi);
+	struct fh *fh;
 
-	(void)ino;
+	if (!fi->fh) {
+		read_nopen(req, ino, size, off);
+		return;
+	}
+	fh = fh_get(fi);
 	do_read(req, size, off, fh);
 	fh_put(fh);
 }
@@ -520,18 +587,36 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct fh *fh = fh_get(fi);
+	struct fh *fh;
+	int rc;
 
-	(void)ino;
+	if (!fi->fh) {
+		rc = ctl_is_ino(ino) ? ctl_nopen_write(ctx(req)->cache, ino, fuse_req_ctx(req)->pid,
+						       (uint64_t)off, buf, size)
+				     : -EROFS;
+		if (rc)
+			fuse_reply_err(req, -rc);
+		else
+			fuse_reply_write(req, size);
+		return;
+	}
+	fh = fh_get(fi);
 	do_write(req, buf, size, off, fh);
 	fh_put(fh);
 }
 
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fh *fh = fh_get(fi);
+	struct fh *fh;
 
 	(void)ino;
+	if (!fi->fh) {
+		/* No-open mode: nothing to do at close, and this tells the
+		 * kernel to stop asking. */
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	fh = fh_get(fi);
 	do_flush(req, fh);
 	fh_put(fh);
 }
@@ -541,6 +626,10 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct fh *fh = (struct fh *)(uintptr_t)fi->fh;
 
 	(void)ino;
+	if (!fh) { /* the open that switched the kernel to no-open mode */
+		fuse_reply_err(req, 0);
+		return;
+	}
 	if (fh->ctl)
 		ctl_commit(ctx(req)->cache, fh->ctl);
 	fh_put(fh); /* the open's reference */
@@ -608,7 +697,8 @@ static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	struct ll_ctx *x = userdata;
+
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
@@ -617,8 +707,23 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
 	/* O_TRUNC arrives with the open (": > .epochfs/manifest" means "empty"). */
-	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+	if (x->no_open && !(conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
+		log_warn("--no-open: this kernel always sends opens; using the normal mode");
+		x->no_open = 0;
+		cache_set_no_open(x->cache, 0);
+		ctl_nopen_stop();
+	}
+	if (x->no_open) {
+		/* Without OPEN the kernel would truncate locally only: ask for
+		 * the SETATTR that says a control file was truncated.  Control
+		 * files are read through the page cache: their new mtime must
+		 * drop the old pages. */
+		conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+		if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA)
+			conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+	} else if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) {
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	}
 	conn->max_readahead = CACHE_MAX_READ;
 	conn->max_read = CACHE_MAX_READ;
 	conn->max_background = 128;

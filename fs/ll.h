@@ -14,6 +14,7 @@ struct ll_ctx {
 	gid_t gid;
 	double timeout;     /* entry and attribute cache time */
 	time_t start_time;
+	int no_open;        /* --no-open: the kernel sends no OPEN/FLUSH/RELEASE */
 };
 
 extern const struct fuse_lowlevel_ops ll_ops;

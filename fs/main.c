@@ -226,6 +226,11 @@ int main(int argc, char **argv)
 	x.gid = getgid();
 	x.timeout = o.entry_timeout;
 	x.start_time = time(NULL);
+	x.no_open = o.no_open;
+	if (x.no_open && ctl_nopen_start(cache)) {
+		log_err("cannot start the control-file thread");
+		goto out_cache;
+	}
 	{
 		/* The source names the mount in mount, df and /proc/mounts. */
 		char fsname[1024];
@@ -293,6 +298,7 @@ out_inval:
 out_session:
 	fuse_session_destroy(g_se);
 	g_se = NULL;
+	ctl_nopen_stop(); /* applies a write stream still pending */
 out_args:
 	fuse_opt_free_args(&args);
 	free(fuse_o);

@@ -39,6 +39,9 @@ void opts_usage(FILE *out, const char *prog)
 		"  --no-sign               s3: anonymous requests\n"
 		"  --insecure              https: do not verify certificates\n"
 		"  --entry-timeout SECONDS kernel entry/attr cache time (default 86400)\n"
+		"  --no-open               the kernel sends no open or close: warm reads never\n"
+		"                          reach the daemon; opens are counted at the first\n"
+		"                          read that does (see epochfs(1)); no --substitute\n"
 		"  -f                      stay in the foreground\n"
 		"  -d                      debug log (implies -f)\n"
 		"  -o OPT[,OPT...]         the options above as keys, and FUSE options\n"
@@ -168,6 +171,9 @@ static int apply(struct epochfs_opts *o, const char *key, const char *val, char 
 		o->be.no_sign = 1;
 	} else if (!strcmp(k, "insecure")) {
 		o->be.insecure = 1;
+	} else if (!strcmp(k, "no-open")) {
+		o->no_open = 1;
+		o->cache.no_open = 1;
 	} else if (!strcmp(k, "debug")) {
 		o->debug = 1;
 		o->foreground = 1;
@@ -277,7 +283,7 @@ int opts_parse(int argc, char **argv, struct epochfs_opts *o, char *err, size_t 
 				val = eq + 1;
 			} else if (strcmp(key, "refresh") && strcmp(key, "s3-path-style") &&
 				   strcmp(key, "no-sign") && strcmp(key, "insecure") &&
-				   strcmp(key, "debug")) {
+				   strcmp(key, "debug") && strcmp(key, "no-open")) {
 				if (i + 1 >= argc)
 					return set_err(err, errlen, "option '%s' needs a value%s", a, "");
 				val = argv[++i];
@@ -301,6 +307,8 @@ int opts_parse(int argc, char **argv, struct epochfs_opts *o, char *err, size_t 
 		return set_err(err, errlen, "missing MOUNTPOINT (see --help)%s%s", "", "");
 	o->source = pos[0];
 	o->mountpoint = pos[1];
+	if (o->no_open && o->cache.substitute != SUBST_OFF)
+		return set_err(err, errlen, "--no-open and --substitute cannot be combined (substitution decides at open)%s%s", "", "");
 	if (!o->cache_dir) {
 		o->cache_dir = strdup("/var/cache/epochfs");
 		o->cache.cache_dir = o->cache_dir;

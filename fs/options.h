@@ -16,6 +16,7 @@ struct epochfs_opts {
 	struct cache_config cache;
 	struct backend_options be;
 	int foreground;
+	int no_open;              /* --no-open: the kernel's no-open mode */
 	int debug;
 	int help, version;
 	double entry_timeout;

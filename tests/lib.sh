@@ -51,7 +51,8 @@ mount_fs() {
 	local src=$1 mnt=$2 cache=$3 i
 	shift 3
 	mkdir -p "$mnt"
-	"$EPOCHFS" "$src" "$mnt" -f --cache-dir "$cache" "$@" >>"$T/daemon.log" 2>&1 &
+	# EPOCHFS_TEST_ARGS: daemon options for a whole run (e.g. --no-open).
+	"$EPOCHFS" "$src" "$mnt" -f --cache-dir "$cache" "$@" $EPOCHFS_TEST_ARGS >>"$T/daemon.log" 2>&1 &
 	DPID=$!
 	DPIDS+=("$DPID")
 	MOUNTS+=("$mnt")

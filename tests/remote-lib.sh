@@ -194,7 +194,8 @@ mount_epochfs() {
 	shift
 	MNT=$T/mnt
 	mkdir -p "$MNT" "${CACHE_DIR:=$T/cache}"
-	"$EPOCHFS" "$src" "$MNT" -f --cache-dir "$CACHE_DIR" --cache-size "${CACHE_SIZE:-1G}" "$@" \
+	# EPOCHFS_TEST_ARGS: daemon options for a whole run (e.g. --no-open).
+	"$EPOCHFS" "$src" "$MNT" -f --cache-dir "$CACHE_DIR" --cache-size "${CACHE_SIZE:-1G}" "$@" $EPOCHFS_TEST_ARGS \
 		>"$T/epochfs.log" 2>&1 &
 	EPOCHFS_PID=$!
 	PIDS+=($EPOCHFS_PID)

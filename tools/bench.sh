@@ -9,26 +9,29 @@ set -eu
 B=${B:-.}
 RUNS=${RUNS:-5}
 THREADS=${THREADS:-8}
+EPOCHS=${EPOCHS:-3}
 CLASSES=${CLASSES:-100}
 PER=${PER:-100}
 SMALL_FILES_CLASSES=${SMALL_FILES_CLASSES:-1000}
 D=$(mktemp -d /tmp/epochfs-bench.XXXXXX)
 PID=
 cleanup() {
-	for m in "$D/mnt" "$D/mnt2"; do
+	for m in "$D/mnt" "$D/mnt2" "$D/mnt3"; do
 		mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" || fusermount3 -uz "$m"; }
 	done
-	[ -n "$PID" ] && wait "$PID" 2>/dev/null || true
+	wait 2>/dev/null || true
 	rm -rf "$D"
 }
 trap cleanup EXIT INT TERM
 TCK=$(getconf CLK_TCK)
 
-mount_bg() { # SRC MNT CACHE
-	mkdir -p "$2"
-	"$B/epochfs" "$1" "$2" -f --cache-dir "$3" --cache-size 8G 2>>"$D/daemon.log" &
+mount_bg() { # SRC MNT CACHE [OPTIONS...]
+	local src=$1 mnt=$2 cache=$3
+	shift 3
+	mkdir -p "$mnt"
+	"$B/epochfs" "$src" "$mnt" -f --cache-dir "$cache" --cache-size 8G "$@" 2>>"$D/daemon.log" &
 	PID=$!
-	until [ -r "$2/.epochfs/stats" ]; do sleep 0.05; kill -0 $PID; done
+	until [ -r "$mnt/.epochfs/stats" ]; do sleep 0.05; kill -0 $PID; done
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
 hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$PID/status"; }
@@ -40,25 +43,43 @@ echo "== dataset: $CLASSES x $PER files of ~110 KB" >&2
 "$B/epochfs-gendata" --classes "$CLASSES" --per-class "$PER" --size 110K "$D/src" >&2
 NFILES=$((CLASSES * PER))
 mount_bg "$D/src" "$D/mnt" "$D/cache"
+PID_OPEN=$PID
 echo "== cold epoch through epochfs (fills the cache)" >&2
 "$B/epochfs-read" --threads "$THREADS" "$D/mnt" >&2
+mount_bg "$D/src" "$D/mnt3" "$D/cache3" --no-open
+PID_NOOPEN=$PID
+echo "== cold epoch through epochfs --no-open (fills its cache)" >&2
+"$B/epochfs-read" --threads "$THREADS" "$D/mnt3" >&2
 "$B/epochfs-read" --threads "$THREADS" "$D/src" >/dev/null   # the direct side warm too
 
-: >"$D/fs" ; : >"$D/direct" ; : >"$D/cpu"
-for r in $(seq "$RUNS"); do
+# Each run: EPOCHS warm epochs through each mount and straight from the
+# directory, in turn; the medians are over every epoch of every run.
+: >"$D/fs" ; : >"$D/fsno" ; : >"$D/direct" ; : >"$D/cpu" ; : >"$D/cpuno"
+warm() { # MNT PIDVAR OUT CPUOUT SEED
+	local c0 c1
+	PID=$2
 	c0=$(cpu_ticks)
-	"$B/epochfs-read" --threads "$THREADS" --seed "$r" "$D/mnt" | rate >>"$D/fs"
+	"$B/epochfs-read" --threads "$THREADS" --epochs "$EPOCHS" --seed "$5" "$1" | rate >>"$3"
 	c1=$(cpu_ticks)
-	echo "$c0 $c1" | awk -v t="$TCK" -v n="$NFILES" '{print ($2-$1)/t*1000/n}' >>"$D/cpu"
-	"$B/epochfs-read" --threads "$THREADS" --seed "$r" "$D/src" | rate >>"$D/direct"
+	echo "$c0 $c1" | awk -v t="$TCK" -v n="$((NFILES * EPOCHS))" '{print ($2-$1)/t*1000/n}' >>"$4"
+}
+for r in $(seq "$RUNS"); do
+	warm "$D/mnt" "$PID_OPEN" "$D/fs" "$D/cpu" "$r"
+	warm "$D/mnt3" "$PID_NOOPEN" "$D/fsno" "$D/cpuno" "$r"
+	"$B/epochfs-read" --threads "$THREADS" --epochs "$EPOCHS" --seed "$r" "$D/src" | rate >>"$D/direct"
 done
 fs_files=$(cut -d' ' -f1 "$D/fs" | median)
 fs_mb=$(cut -d' ' -f2 "$D/fs" | median)
+no_files=$(cut -d' ' -f1 "$D/fsno" | median)
+no_mb=$(cut -d' ' -f2 "$D/fsno" | median)
 di_files=$(cut -d' ' -f1 "$D/direct" | median)
 di_mb=$(cut -d' ' -f2 "$D/direct" | median)
 cpu=$(median <"$D/cpu")
+cpuno=$(median <"$D/cpuno")
+PID=$PID_OPEN
 hwm1=$(hwm_kb)
-fusermount3 -u "$D/mnt"; wait $PID; PID=
+fusermount3 -u "$D/mnt"; wait $PID_OPEN
+fusermount3 -u "$D/mnt3"; wait $PID_NOOPEN; PID=
 
 echo "== RSS scaling: $SMALL_FILES_CLASSES x 100 files of 512 bytes" >&2
 "$B/epochfs-gendata" --classes "$SMALL_FILES_CLASSES" --per-class 100 --size 512 "$D/small" >&2
@@ -71,16 +92,18 @@ fusermount3 -u "$D/mnt2"; wait $PID; PID=
 
 ratio_f=$(awk "BEGIN{printf \"%.2f\", $fs_files/$di_files}")
 ratio_m=$(awk "BEGIN{printf \"%.2f\", $fs_mb/$di_mb}")
+ratio_nf=$(awk "BEGIN{printf \"%.2f\", $no_files/$di_files}")
+ratio_nm=$(awk "BEGIN{printf \"%.2f\", $no_mb/$di_mb}")
 budget=$(awk "BEGIN{printf \"%.1f\", (64*1048576 + 150*$NSMALL)/1048576}")
 cat <<EOT
 
-### Warm epoch, $NFILES files of ~110 KB, $THREADS reader threads, median of $RUNS runs
+### Warm epoch, $NFILES files of ~110 KB, $THREADS reader threads, median of $RUNS runs x $EPOCHS epochs
 
-| measure | epochfs | direct | ratio |
-|---|---|---|---|
-| files/s | $fs_files | $di_files | $ratio_f |
-| MB/s | $fs_mb | $di_mb | $ratio_m |
-| daemon CPU per warm file | $(printf %.4f "$cpu") ms | | |
+| measure | epochfs | epochfs --no-open | direct | ratio | ratio --no-open |
+|---|---|---|---|---|---|
+| files/s | $fs_files | $no_files | $di_files | $ratio_f | $ratio_nf |
+| MB/s | $fs_mb | $no_mb | $di_mb | $ratio_m | $ratio_nm |
+| daemon CPU per warm file | $(printf %.4f "$cpu") ms | $(printf %.4f "$cpuno") ms | | | |
 | daemon peak RSS ($NFILES files) | $((hwm1 / 1024)) MiB | | |
 | daemon peak RSS ($NSMALL files, 2 epochs) | $((hwm2 / 1024)) MiB | budget 64 MiB + 150 B/file = $budget MiB | |
 EOT
