@@ -442,55 +442,62 @@ static int gc_cb(void *arg, const uint8_t cid[CID_LEN])
 	return drop;
 }
 
-/* Write dirty records in one transaction; free objects that hold nothing. */
+/* Records written per index transaction.  LMDB keeps the dirty pages of its
+ * largest transaction for reuse, and the records are copied out first: a
+ * batch bounds both (one transaction of a whole epoch's access counts held
+ * tens of MiB). */
+#define FLUSH_BATCH 256
+
+/* Write dirty records, FLUSH_BATCH per transaction; then free objects that
+ * hold nothing. */
 static void flush_dirty(struct cache *c)
 {
-	struct obj_rec **recs = NULL;
-	struct obj *o, *list, *next, **pp;
-	size_t n = 0, cap = 0, i;
+	struct obj_rec *recs[FLUSH_BATCH];
+	struct obj *o, **pp;
+	size_t n, i, todo = 0;
 	uint32_t k;
 	int rc;
 
+	/* What is dirty now, and no more: records dirtied meanwhile wait for
+	 * the next tick, so a busy reader cannot keep this loop going. */
 	pthread_mutex_lock(&c->lock);
-	list = c->dirty;
-	c->dirty = NULL;
-	for (o = list; o; o = o->dnext)
-		cap++;
-	if (cap)
-		recs = ec_calloc(cap, sizeof(*recs));
-	for (o = list; o; o = next) {
-		struct obj_rec *r;
-
-		next = o->dnext;
-		o->flags &= ~OBJ_DIRTY;
-		r = recs ? index_obj_alloc(o->nchunks) : NULL;
-		if (!r) {
-			mark_dirty(c, o); /* try again next time */
-			continue;
-		}
-		memcpy(r->cid, o->cid, CID_LEN);
-		r->size = o->size;
-		r->chunk_size = o->chunk_size;
-		r->access_count = o->pe.freq;
-		r->last_access_ns = o->last_access_ns;
-		r->importance = o->pe.importance;
-		r->next_use = o->pe.next_use;
-		for (k = 0; k < o->nchunks; k++)
-			if (bit(o->present, k)) {
-				r->present[k >> 3] |= (uint8_t)(1u << (k & 7));
-				r->sums[k] = o->sums[k];
-			}
-		recs[n++] = r;
-	}
+	for (o = c->dirty; o; o = o->dnext)
+		todo++;
 	pthread_mutex_unlock(&c->lock);
-	if (n) {
+	while (todo) {
+		n = 0;
+		pthread_mutex_lock(&c->lock);
+		while ((o = c->dirty) && n < FLUSH_BATCH && n < todo) {
+			struct obj_rec *r = index_obj_alloc(o->nchunks);
+
+			if (!r)
+				break; /* stays dirty: next time */
+			c->dirty = o->dnext;
+			o->flags &= ~OBJ_DIRTY;
+			memcpy(r->cid, o->cid, CID_LEN);
+			r->size = o->size;
+			r->chunk_size = o->chunk_size;
+			r->access_count = o->pe.freq;
+			r->last_access_ns = o->last_access_ns;
+			r->importance = o->pe.importance;
+			r->next_use = o->pe.next_use;
+			for (k = 0; k < o->nchunks; k++)
+				if (bit(o->present, k)) {
+					r->present[k >> 3] |= (uint8_t)(1u << (k & 7));
+					r->sums[k] = o->sums[k];
+				}
+			recs[n++] = r;
+		}
+		pthread_mutex_unlock(&c->lock);
+		if (!n)
+			break;
 		rc = index_obj_put_many(c->ix, recs, n);
 		if (rc)
 			log_warn("index: cannot save %zu records: %s", n, strerror(-rc));
+		for (i = 0; i < n; i++)
+			index_obj_free(recs[i]);
+		todo -= n;
 	}
-	for (i = 0; i < n; i++)
-		index_obj_free(recs[i]);
-	free(recs);
 
 	pthread_mutex_lock(&c->lock);
 	c->meta_bytes = index_disk_bytes(c->ix) + store_dir_bytes(c->st);
