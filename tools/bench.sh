@@ -85,9 +85,12 @@ echo "== RSS scaling: $SMALL_FILES_CLASSES x 100 files of 512 bytes" >&2
 "$B/epochfs-gendata" --classes "$SMALL_FILES_CLASSES" --per-class 100 --size 512 "$D/small" >&2
 NSMALL=$((SMALL_FILES_CLASSES * 100))
 mount_bg "$D/small" "$D/mnt2" "$D/cache2"
+rss0=$(awk '/^Rss:/ {print $2}' "/proc/$PID/smaps_rollup")
 "$B/epochfs-read" --threads "$THREADS" "$D/mnt2" >&2
 "$B/epochfs-read" --threads "$THREADS" "$D/mnt2" >&2
 hwm2=$(hwm_kb)
+anon2=$(awk '/^Anonymous:/ {print $2}' "/proc/$PID/smaps_rollup")
+rss2=$(awk '/^Rss:/ {print $2}' "/proc/$PID/smaps_rollup")
 fusermount3 -u "$D/mnt2"; wait $PID; PID=
 
 ratio_f=$(awk "BEGIN{printf \"%.2f\", $fs_files/$di_files}")
@@ -106,4 +109,6 @@ cat <<EOT
 | daemon CPU per warm file | $(printf %.4f "$cpu") ms | $(printf %.4f "$cpuno") ms | | | |
 | daemon peak RSS ($NFILES files) | $((hwm1 / 1024)) MiB | | |
 | daemon peak RSS ($NSMALL files, 2 epochs) | $((hwm2 / 1024)) MiB | budget 64 MiB + 150 B/file = $budget MiB | |
+| of which, at the end: anonymous / file-backed (LMDB map, libraries) | $((anon2 / 1024)) / $(((rss2 - anon2) / 1024)) MiB | | |
+| RSS per file above the freshly mounted daemon ($((rss0 / 1024)) MiB) | $(( (rss2 - rss0) * 1024 / NSMALL )) B | budget 150 B/file | |
 EOT
