@@ -118,6 +118,25 @@ START_TEST(test_o_lists)
 }
 END_TEST
 
+START_TEST(test_no_open)
+{
+	struct epochfs_opts o;
+
+	PARSE_OK(&o, "src", "mnt");
+	ck_assert_int_eq(o.no_open, 0);
+	opts_free(&o);
+	PARSE_OK(&o, "--no-open", "src", "mnt");
+	ck_assert_int_eq(o.no_open, 1);
+	ck_assert_int_eq(o.cache.no_open, 1);
+	ck_assert_str_eq(o.mountpoint, "mnt"); /* a flag: takes no value */
+	opts_free(&o);
+	PARSE_OK(&o, "src", "mnt", "-o", "no_open,allow_other", "--substitute=off");
+	ck_assert_int_eq(o.no_open, 1);
+	ck_assert_str_eq(o.fuse_opts, "allow_other");
+	opts_free(&o);
+}
+END_TEST
+
 /* Values given through -o outlive the parse (they point into a copy). */
 START_TEST(test_o_values_kept)
 {
@@ -205,6 +224,9 @@ static const char *const bad[][8] = {
 	{ "s", "m", "extra" },
 	{ "--cache-dir", "/c", "s" },
 	{ "--aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=1", "s", "m" },
+	/* substitution decides at open; no-open mode has none */
+	{ "--no-open", "--substitute=dir", "s", "m" },
+	{ "-o", "no_open,substitute=all", "s", "m" },
 };
 
 START_TEST(test_bad)
@@ -229,6 +251,7 @@ static Suite *options_suite(void)
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_long_options);
 	tcase_add_test(tc, test_o_lists);
+	tcase_add_test(tc, test_no_open);
 	tcase_add_test(tc, test_o_values_kept);
 	tcase_add_test(tc, test_help_version);
 	tcase_add_test(tc, test_usage);
