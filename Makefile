@@ -27,7 +27,7 @@ TEST_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 
 .SECONDARY:
 
-.PHONY: all check unit demo bench bench-remote install clean distclean asan valgrind
+.PHONY: all check unit demo bench bench-remote bench-subst install clean distclean asan valgrind
 
 all: $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
 
@@ -84,6 +84,11 @@ bench: all
 bench-remote: all
 	sh tools/install-deps.sh bench
 	B=$(B) bash tools/bench-remote.sh
+
+# Substitution through a bandwidth-capped backend (docs/benchmarks.md).
+bench-subst: all
+	sh tools/install-deps.sh bench
+	B=$(B) bash tools/bench-subst.sh
 
 # ASan+UBSan build of everything, then the whole suite against it.
 asan:

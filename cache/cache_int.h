@@ -136,11 +136,13 @@ struct cache {
 	unsigned nep;
 
 	/* substitution (subst.c) */
-	uint32_t *redirect;          /* sample -> sample whose bytes it serves */
-	uint8_t *served;             /* content served this epoch (2: owed) */
+	uint32_t *redirect;          /* slot (sample) -> content due there, if not its own */
+	uint32_t *lender;            /* content -> slot it is due at, if not its own
+				      * (shares redirect's allocation) */
+	uint8_t *served;             /* content served (or being served) this epoch */
 	struct obj **sample_obj;     /* sample -> in-memory object */
 	uint32_t subst_n;
-	uint64_t debt;
+	uint64_t debt;               /* contents due at another slot than their own */
 	atomic_uint_fast64_t substitutions;
 #define SUBST_OPEN_MAX 256
 	struct {
@@ -169,6 +171,12 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 void subst_target(struct cache *c, uint64_t ino, const struct ns_attr *xa, struct obj *xo,
 		  uint64_t *target);
 void subst_set_sample_locked(struct cache *c, struct obj *o, uint32_t i);
+/* The eviction key of sample i's content with substitution on (lock held). */
+uint64_t subst_key_locked(const struct cache *c, uint32_t i);
+/* With substitution on, make room for a prefetch (pe: its key, need: its
+ * bytes) by evicting only contents already served this epoch; 1 when there
+ * is room, 0 when the prefetch should wait (lock held). */
+int subst_make_room_locked(struct cache *c, const struct pol_entry *pe, uint64_t need);
 void subst_forget_obj_locked(struct cache *c, struct obj *o);
 void subst_reset_locked(struct cache *c);
 uint32_t subst_redirect_locked(const struct cache *c, uint32_t i);

@@ -409,16 +409,35 @@ int plan_pending(const struct plan *p, uint32_t i)
 	return u != PLAN_NEVER && u / STRIDE == p->cur.epoch;
 }
 
+/* A stable pseudo-random place in epoch e for sample i. */
+static uint64_t spread_place(uint64_t e, uint32_t i)
+{
+	uint64_t z = (uint64_t)i * 0x9e3779b97f4a7c15ull;
+
+	z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
+	z ^= z >> 29;
+	return e * STRIDE + z % (STRIDE / 2);
+}
+
 uint64_t plan_spread_key(const struct plan *p, uint32_t i)
 {
-	uint64_t u = plan_next_use(p, i), z;
+	uint64_t u = plan_next_use(p, i);
 
 	if (u == PLAN_NEVER || u / STRIDE == p->cur.epoch)
 		return u;
 	/* A later epoch: a stable pseudo-random place in it instead of the
 	 * real one, so that what is kept for it is spread over all of it. */
-	z = (uint64_t)i * 0x9e3779b97f4a7c15ull;
-	z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
-	z ^= z >> 29;
-	return u / STRIDE * STRIDE + z % (STRIDE / 2);
+	return spread_place(u / STRIDE, i);
+}
+
+uint64_t plan_spread_key_after(const struct plan *p, uint32_t i)
+{
+	if (p->mode == PLAN_OFF || i >= p->n || !p->next.valid || p->next.pos[i] == PLAN_NONE)
+		return PLAN_NEVER;
+	return spread_place(p->next.epoch, i);
+}
+
+int plan_use_current(const struct plan *p, uint64_t u)
+{
+	return p->cur.valid && u != PLAN_NEVER && u / STRIDE == p->cur.epoch;
 }

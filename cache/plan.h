@@ -60,6 +60,11 @@ uint64_t plan_next_use(const struct plan *p, uint32_t i);
 /* plan_next_use, except that a use in a later epoch is replaced by a stable
  * pseudo-random place in that epoch (for substitution: keep a spread stock). */
 uint64_t plan_spread_key(const struct plan *p, uint32_t i);
+/* The spread key of sample i's use in the next epoch, as if its uses in the
+ * current one were done (a content already served this epoch), PLAN_NEVER. */
+uint64_t plan_spread_key_after(const struct plan *p, uint32_t i);
+/* Use number u falls in the current epoch. */
+int plan_use_current(const struct plan *p, uint64_t u);
 /* The sample at absolute use number u (current or next epoch), PLAN_NONE. */
 uint32_t plan_sample_at(const struct plan *p, uint64_t u);
 /* u, or the first use of the next epoch when u is past the current one. */

@@ -41,7 +41,7 @@ void prefetch_epoch_begin_locked(struct cache *c)
 /* The eviction key of sample i under the plan. */
 static uint64_t key_of(const struct cache *c, uint32_t i)
 {
-	return c->cfg.substitute ? plan_spread_key(c->plan, i) : plan_next_use(c->plan, i);
+	return c->cfg.substitute ? subst_key_locked(c, i) : plan_next_use(c->plan, i);
 }
 
 void prefetch_on_open_locked(struct cache *c, struct obj *o, uint64_t ino, uint64_t content_ino)
@@ -136,7 +136,7 @@ static int consider(struct cache *c, uint64_t u)
 	if (i == PLAN_NONE)
 		return 0;
 	/* A slot lent to a substitution is where the owed content is read. */
-	if (subst_redirect_locked(c, i) != PLAN_NONE)
+	if (plan_use_current(c->plan, u) && subst_redirect_locked(c, i) != PLAN_NONE)
 		i = subst_redirect_locked(c, i);
 	ino = plan_manifest_ino(c->plan, i);
 	pthread_mutex_unlock(&c->lock);
@@ -162,7 +162,9 @@ static int consider(struct cache *c, uint64_t u)
 	}
 	/* Room for it, or something needed later than it to give up? */
 	need = (o->size + STORE_BLOCK - 1) / STORE_BLOCK * STORE_BLOCK + STORE_FILE_OVERHEAD;
-	if (cache_used_locked(c) + c->pf_inflight_bytes + need > c->capacity) {
+	if (c->cfg.substitute) {
+		ok = subst_make_room_locked(c, &o->pe, need);
+	} else if (cache_used_locked(c) + c->pf_inflight_bytes + need > c->capacity) {
 		incoming = o->pe;
 		if (!policy_victim(c->pol, &incoming))
 			ok = 0;

@@ -5,10 +5,10 @@ and check the substitution guarantee against the source directory:
 every file's content served exactly once, and only within its scope.
 usage: subst_reader.py MNT SRC SCOPE(dir|all|off) THREADS [STEP_MS]
 STEP_MS: each reader thread pauses this long after a file (a training step).
-Prints one JSON line: served, substituted, wrong_scope, missing, duplicates."""
-import collections, hashlib, json, os, sys, threading
+Prints one JSON line: served, substituted, wrong_scope, missing, duplicates,
+fstat_mismatch, and seconds (first open to last close, pauses included)."""
+import collections, hashlib, json, os, sys, threading, time
 
-import time
 mnt, src, scope, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 step = float(sys.argv[5]) / 1000 if len(sys.argv) > 5 else 0
 order = [l.rstrip("\n") for l in open(os.path.join(mnt, ".epochfs/order")) if l.strip()]
@@ -39,10 +39,12 @@ def work():
             time.sleep(step)
 
 ts = [threading.Thread(target=work) for _ in range(threads)]
+t0 = time.monotonic()
 for t in ts:
     t.start()
 for t in ts:
     t.join()
+seconds = time.monotonic() - t0
 
 want = collections.Counter()
 for p in order:
@@ -62,4 +64,4 @@ for i, h in enumerate(served):
 print(json.dumps({
     "served": len(served), "substituted": subst, "wrong_scope": wrong_scope,
     "missing": sum((want - got).values()), "duplicates": sum((got - want).values()),
-    "fstat_mismatch": sizes_ok.count(False)}))
+    "fstat_mismatch": sizes_ok.count(False), "seconds": round(seconds, 3)}))
