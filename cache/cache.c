@@ -120,7 +120,7 @@ static struct obj *obj_new(const uint8_t *cid, uint64_t size, uint32_t chunk_siz
 
 	if (n > UINT32_MAX)
 		return NULL;
-	o = ec_calloc(1, sizeof(*o) + 2 * bb + (size_t)n * 8 + 8);
+	o = ec_calloc(1, sizeof(*o) + 3 * bb + (size_t)n * 8 + 8);
 	if (!o)
 		return NULL;
 	memcpy(o->cid, cid, CID_LEN);
@@ -133,6 +133,7 @@ static struct obj *obj_new(const uint8_t *cid, uint64_t size, uint32_t chunk_siz
 	o->sums = (uint64_t *)(o + 1);
 	o->present = (uint8_t *)(o->sums + n);
 	o->verified = o->present + bb;
+	o->fetched = o->verified + bb;
 	return o;
 }
 
@@ -165,6 +166,22 @@ static void mark_dirty(struct cache *c, struct obj *o)
 	c->dirty = o;
 }
 
+/* File bytes of o's present chunks. */
+static uint64_t present_bytes(const struct obj *o)
+{
+	uint64_t b = 0;
+
+	for (uint32_t k = 0; o->npresent && k < o->nchunks; k++)
+		if (bit(o->present, k))
+			b += chunk_len(o, k);
+	return b;
+}
+
+struct epoch_stats *cache_epoch_locked(struct cache *c)
+{
+	return c->nep ? &c->ep[(c->nep - 1) % EPOCH_HISTORY] : NULL;
+}
+
 static uint64_t used_locked(const struct cache *c)
 {
 	return c->data_bytes + c->reserved + c->meta_bytes + c->meta_pending + META_HEADROOM(c->capacity);
@@ -176,9 +193,13 @@ static void evict_locked(struct cache *c, struct obj *o)
 {
 	if (o->flags & OBJ_PREFETCHED)
 		atomic_fetch_add_explicit(&c->prefetch_wasted, 1, memory_order_relaxed);
+	if (cache_epoch_locked(c) && plan_mode(c->plan) != PLAN_OFF &&
+	    plan_use_epoch(o->pe.next_use) == plan_epoch(c->plan))
+		cache_epoch_locked(c)->evicted_planned++;
 	o->flags &= ~OBJ_PREFETCHED;
 	policy_remove(c->pol, &o->pe);
 	store_obj_unlink(c->st, o->cid);
+	c->cached_bytes -= present_bytes(o);
 	c->data_bytes -= o->alloc;
 	o->alloc = 0;
 	memset(o->present, 0, ((size_t)o->nchunks + 7) / 8);
@@ -423,6 +444,7 @@ static int load_cb(void *arg, const struct obj_rec *r)
 	}
 	o->alloc = (uint64_t)blocks + STORE_FILE_OVERHEAD;
 	c->data_bytes += o->alloc;
+	c->cached_bytes += present_bytes(o);
 	c->cached_objs++;
 	table_put(c, o);
 	policy_insert(c->pol, &o->pe);
@@ -1022,6 +1044,12 @@ static void fetch_store(struct cache *c, struct fetch *fe)
 	pthread_mutex_unlock(&c->lock);
 	if (rc) {
 		atomic_fetch_add_explicit(&c->ctr.not_admitted, 1, memory_order_relaxed);
+		if (fe->prefetch) {
+			pthread_mutex_lock(&c->lock);
+			if (cache_epoch_locked(c))
+				cache_epoch_locked(c)->not_stored_prefetch++;
+			pthread_mutex_unlock(&c->lock);
+		}
 		return;
 	}
 	sum = store_checksum(fe->buf, fe->len);
@@ -1036,6 +1064,7 @@ static void fetch_store(struct cache *c, struct fetch *fe)
 		bit_set(o->verified, fe->chunk, 1);
 		o->sums[fe->chunk] = sum;
 		o->npresent++;
+		c->cached_bytes += fe->len;
 		o->alloc += need;
 		c->data_bytes += need;
 		mark_dirty(c, o);
@@ -1165,6 +1194,18 @@ static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k
 	o->refs++;
 	o->inflight++;
 	c->fetches_inflight++;
+	if (cache_epoch_locked(c)) {
+		struct epoch_stats *e = cache_epoch_locked(c);
+
+		if (o->fseq != c->nep) {
+			memset(o->fetched, 0, ((size_t)o->nchunks + 7) / 8);
+			o->fseq = c->nep;
+		}
+		e->fetched_bytes += len;
+		if (bit(o->fetched, k))
+			e->refetched_bytes += len;
+		bit_set(o->fetched, k, 1);
+	}
 	if (prefetch) {
 		c->pf_inflight++;
 		c->pf_inflight_bytes += len;
@@ -1271,6 +1312,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 
 			bit_set(o->present, k, 0);
 			o->npresent--;
+			c->cached_bytes -= len;
 			if (!o->npresent) {
 				c->cached_objs--;
 				give = o->alloc;
@@ -1467,7 +1509,7 @@ static void json_escape(const char *s, char *out, size_t len)
 int cache_stats_json(struct cache *c, char **out, size_t *len)
 {
 	const struct backend_counters *b = &c->be->counters;
-	uint64_t data, meta, objs, cap = c->capacity, epoch = 0, pos = 0, nep, eplen = 0, debt;
+	uint64_t data, meta, objs, fbytes, cap = c->capacity, epoch = 0, pos = 0, nep, eplen = 0, debt;
 	uint64_t bb_now = atomic_load(&b->bytes);
 	struct epoch_stats ep[EPOCH_HISTORY];
 	int degraded, planned;
@@ -1479,6 +1521,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 	data = c->data_bytes + c->reserved;
 	meta = c->meta_bytes;
 	objs = c->cached_objs;
+	fbytes = c->cached_bytes;
 	degraded = c->degraded;
 	planned = plan_mode(c->plan) != PLAN_OFF;
 	if (planned) {
@@ -1499,7 +1542,8 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     "\"backend_retries\":%llu,\"skipped_keys\":%llu,"
 		     "\"fetches\":%llu,\"fetch_bytes\":%llu,"
 		     "\"cache_bytes\":%llu,\"cache_data_bytes\":%llu,\"cache_meta_bytes\":%llu,"
-		     "\"cache_capacity\":%llu,\"cache_objects\":%llu,\"evictions\":%llu,"
+		     "\"cache_capacity\":%llu,\"cache_objects\":%llu,\"cache_file_bytes\":%llu,"
+		     "\"evictions\":%llu,"
 		     "\"evictions_for_index\":%llu,"
 		     "\"not_admitted\":%llu,\"verify_failures\":%llu,\"stale\":%llu,"
 		     "\"store_errors\":%llu,\"cache_degraded\":%d,"
@@ -1516,6 +1560,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     LD(c->ctr.fetches), LD(c->ctr.fetch_bytes),
 		     (unsigned long long)(data + meta), (unsigned long long)data,
 		     (unsigned long long)meta, (unsigned long long)cap, (unsigned long long)objs,
+		     (unsigned long long)fbytes,
 		     LD(c->ctr.evictions), LD(c->ctr.evictions_for_index), LD(c->ctr.not_admitted), LD(c->ctr.verify_failures),
 		     LD(c->ctr.stale), LD(c->ctr.store_errors), degraded, planned,
 		     (unsigned long long)epoch, (unsigned long long)pos, (unsigned long long)eplen,
@@ -1528,12 +1573,21 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		uint64_t end = i + 1 < nep ? ep[(i + 1) % EPOCH_HISTORY].backend_bytes_at_start : bb_now;
 
 		n = asprintf(&t, "%s%s{\"epoch\":%llu,\"opens\":%llu,\"open_hits\":%llu,"
-				 "\"backend_bytes\":%llu,\"substitutions\":%llu}",
+				 "\"backend_bytes\":%llu,\"substitutions\":%llu,"
+				 "\"cached_objects_at_start\":%llu,\"cached_bytes_at_start\":%llu,"
+				 "\"fetched_bytes\":%llu,\"refetched_bytes\":%llu,"
+				 "\"prefetched_ahead\":%llu,\"evicted_planned\":%llu,"
+				 "\"not_stored_prefetch\":%llu}",
 			     s, i > (nep > EPOCH_HISTORY ? nep - EPOCH_HISTORY : 0) ? "," : "",
 			     (unsigned long long)e->epoch, (unsigned long long)e->opens,
 			     (unsigned long long)e->open_hits,
 			     (unsigned long long)(end - e->backend_bytes_at_start),
-			     (unsigned long long)e->substitutions);
+			     (unsigned long long)e->substitutions,
+			     (unsigned long long)e->cached_objects_at_start,
+			     (unsigned long long)e->cached_bytes_at_start,
+			     (unsigned long long)e->fetched_bytes, (unsigned long long)e->refetched_bytes,
+			     (unsigned long long)e->prefetched_ahead, (unsigned long long)e->evicted_planned,
+			     (unsigned long long)e->not_stored_prefetch);
 		free(s);
 		if (n < 0)
 			return -ENOMEM;

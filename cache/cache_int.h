@@ -42,6 +42,8 @@ struct obj {
 	struct fetch *fetches;
 	uint8_t *present;         /* chunk bits */
 	uint8_t *verified;        /* checked since this daemon started */
+	uint8_t *fetched;         /* fetched during epoch record fseq - 1 */
+	uint64_t fseq;
 	uint64_t *sums;
 };
 
@@ -76,6 +78,13 @@ struct cache_file {
 #define EPOCH_HISTORY 16
 struct epoch_stats {
 	uint64_t epoch, opens, open_hits, backend_bytes_at_start, substitutions;
+	/* Where the backend bytes of an epoch went (issue 4's accounting). */
+	uint64_t cached_objects_at_start, cached_bytes_at_start;
+	uint64_t fetched_bytes;      /* chunks asked of the backend */
+	uint64_t refetched_bytes;    /* ... that had been fetched already this epoch */
+	uint64_t prefetched_ahead;   /* prefetches for a later epoch's use */
+	uint64_t evicted_planned;    /* evictions of objects still planned this epoch */
+	uint64_t not_stored_prefetch; /* prefetched chunks the cache did not keep */
 };
 
 struct cache {
@@ -99,6 +108,7 @@ struct cache {
 	uint64_t meta_bytes;     /* index + directories, as last measured */
 	uint64_t meta_pending;   /* growth allowance since then */
 	uint64_t cached_objs;
+	uint64_t cached_bytes;   /* file bytes of the present chunks */
 	int degraded;            /* ENOSPC seen: store nothing for a while */
 	uint64_t degraded_until;
 
@@ -189,5 +199,7 @@ int prefetch_ensure_manifest(struct cache *c);
 int prefetch_default_manifest(struct cache *c, uint64_t **inos, uint32_t *n);
 /* Start a per-epoch stats record (lock held). */
 void prefetch_epoch_begin_locked(struct cache *c);
+/* The current per-epoch stats record, NULL before the first (lock held). */
+struct epoch_stats *cache_epoch_locked(struct cache *c);
 
 #endif

@@ -317,6 +317,11 @@ uint64_t plan_now(const struct plan *p)
 	return p->cur.epoch * STRIDE + p->frontier;
 }
 
+uint64_t plan_use_epoch(uint64_t u)
+{
+	return u == PLAN_NEVER ? UINT64_MAX : u / STRIDE;
+}
+
 /* Mark position q of the current epoch opened and move the low-water mark. */
 static void mark(struct plan *p, uint64_t q)
 {

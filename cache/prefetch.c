@@ -35,6 +35,8 @@ void prefetch_epoch_begin_locked(struct cache *c)
 	memset(e, 0, sizeof(*e));
 	e->epoch = plan_epoch(c->plan);
 	e->backend_bytes_at_start = atomic_load(&c->be->counters.bytes);
+	e->cached_objects_at_start = c->cached_objs;
+	e->cached_bytes_at_start = c->cached_bytes;
 	c->nep++;
 }
 
@@ -173,8 +175,14 @@ static int consider(struct cache *c, uint64_t u)
 		ident.size = a.size;
 		ident.mtime_ns = a.mtime_ns;
 		memcpy(ident.etag, a.etag, sizeof(ident.etag));
-		if (cache_prefetch_obj(c, o, ino, key, &ident) > 0)
+		if (cache_prefetch_obj(c, o, ino, key, &ident) > 0) {
 			atomic_fetch_add_explicit(&c->prefetch_issued, 1, memory_order_relaxed);
+			pthread_mutex_lock(&c->lock);
+			if (gen == c->plan_gen && cache_epoch_locked(c) &&
+			    plan_use_epoch(o->pe.next_use) > plan_epoch(c->plan))
+				cache_epoch_locked(c)->prefetched_ahead++;
+			pthread_mutex_unlock(&c->lock);
+		}
 	}
 	cache_obj_unpin(c, o);
 	pthread_mutex_lock(&c->lock);
