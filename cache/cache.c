@@ -44,6 +44,7 @@
 #include "util.h"
 
 static void *store_worker(void *arg);
+static void fetch_put(struct cache *c, struct fetch *fe);
 
 void cache_config_init(struct cache_config *cfg)
 {
@@ -231,6 +232,35 @@ static int reserve_locked(struct cache *c, struct obj *o, uint64_t bytes)
 		evict_locked(c, (struct obj *)v);
 	}
 	c->reserved += bytes;
+	return 0;
+}
+
+/* Reserve bytes for a prefetch of o (keyed by its next use), evicting only
+ * objects whose next use falls in a later epoch than o's.  Stricter than
+ * Belady's "needed later", on purpose: a read that is not prefetched is
+ * still served (from memory, uncached), so displacing an object needed in
+ * the same epoch only moves a fetch from o to it, and adds one.  Objects
+ * needed in a later epoch can make room: o, once read, is one of them, and
+ * the cache is as full at the next epoch's start either way.  0, or -ENOSPC
+ * (no room it may take).  Lock held. */
+static int reserve_prefetch_locked(struct cache *c, struct obj *o, uint64_t bytes)
+{
+	uint64_t epoch = plan_use_epoch(o->pe.next_use);
+	struct pol_entry *v;
+
+	if (c->degraded) {
+		if (now_ns() < c->degraded_until)
+			return -ENOSPC;
+		c->degraded = 0;
+	}
+	while (used_locked(c) + bytes > c->capacity) {
+		v = policy_victim(c->pol, NULL);
+		if (!v || plan_use_epoch(v->next_use) <= epoch)
+			return -ENOSPC;
+		evict_locked(c, (struct obj *)v);
+	}
+	c->reserved += bytes;
+	o->resv += bytes;
 	return 0;
 }
 
@@ -850,18 +880,25 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 
 static void obj_unpin(struct cache *c, struct obj *o)
 {
+	struct fetch *held = NULL, *next;
 	int fd = -1;
 
 	pthread_mutex_lock(&c->lock);
 	if (--o->refs == 0) {
 		fd = o->fd;
 		o->fd = -1;
+		held = o->held;
+		o->held = NULL;
 		if (o->npresent)
 			policy_insert(c->pol, &o->pe);
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (fd >= 0)
 		close(fd);
+	for (; held; held = next) {
+		next = held->next;
+		fetch_put(c, held);
+	}
 }
 
 /* The store fd of a pinned object, opened on first need. */
@@ -1040,7 +1077,16 @@ static void fetch_store(struct cache *c, struct fetch *fe)
 
 	pthread_mutex_lock(&c->lock);
 	need = round_block(fe->len) + (o->alloc ? 0 : STORE_FILE_OVERHEAD);
-	rc = reserve_locked(c, o, need);
+	if (o->resv >= need) {
+		/* Reserved when the prefetch was issued: stored whatever the
+		 * object's key has become since (a reader may have opened it). */
+		o->resv -= need;
+		rc = 0;
+	} else {
+		c->reserved -= o->resv;
+		o->resv = 0;
+		rc = reserve_locked(c, o, need);
+	}
 	pthread_mutex_unlock(&c->lock);
 	if (rc) {
 		atomic_fetch_add_explicit(&c->ctr.not_admitted, 1, memory_order_relaxed);
@@ -1137,6 +1183,17 @@ static void *store_worker(void *arg)
 		fe->settled = 1;
 		o->inflight--;
 		c->fetches_inflight--;
+		if (!o->inflight && o->resv) {
+			c->reserved -= o->resv; /* failed or unneeded fetches */
+			o->resv = 0;
+		}
+		if (fe->result == (ssize_t)fe->len && !bit(o->present, fe->chunk) && o->refs > 1) {
+			/* Not stored, but the object is open: keep the bytes for
+			 * its reads, which would otherwise fetch them again. */
+			fe->refs++;
+			fe->next = o->held;
+			o->held = fe;
+		}
 		if (fe->prefetch) {
 			c->pf_inflight--;
 			c->pf_inflight_bytes -= fe->len;
@@ -1202,6 +1259,8 @@ static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k
 			o->fseq = c->nep;
 		}
 		e->fetched_bytes += len;
+		if (prefetch && plan_use_epoch(o->pe.next_use) > plan_epoch(c->plan))
+			e->prefetched_ahead_bytes += len;
 		if (bit(o->fetched, k))
 			e->refetched_bytes += len;
 		bit_set(o->fetched, k, 1);
@@ -1235,8 +1294,33 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 	uint32_t k = 0;
 
 	while (k < o->nchunks) {
+		uint64_t need = 0;
+		uint32_t kk;
+		int want = 0;
+
 		pthread_mutex_lock(&c->lock);
-		for (; k < o->nchunks && n < (int)ARRAY_SIZE(batch); k++) {
+		/* Room for this batch first: what it would fetch. */
+		for (kk = k; kk < o->nchunks && want < (int)ARRAY_SIZE(batch); kk++) {
+			if (bit(o->present, kk))
+				continue;
+			for (fe = o->fetches; fe && fe->chunk != kk; fe = fe->next)
+				;
+			if (fe)
+				continue;
+			need += round_block(chunk_len(o, kk));
+			want++;
+		}
+		if (!want) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		if (!o->alloc && !o->resv)
+			need += STORE_FILE_OVERHEAD;
+		if (reserve_prefetch_locked(c, o, need)) {
+			pthread_mutex_unlock(&c->lock);
+			return total ? total : -ENOSPC;
+		}
+		for (; k < kk; k++) {
 			if (bit(o->present, k))
 				continue;
 			for (fe = o->fetches; fe && fe->chunk != k; fe = fe->next)
@@ -1247,6 +1331,15 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 			if (!fe)
 				break;
 			batch[n++] = fe;
+		}
+		if (k < kk) {
+			/* Out of memory.  What is reserved is given back when the
+			 * object's last fetch settles, or now if none is in flight. */
+			if (!o->inflight) {
+				c->reserved -= o->resv;
+				o->resv = 0;
+			}
+			k = o->nchunks;
 		}
 		pthread_mutex_unlock(&c->lock);
 		for (int i = 0; i < n; i++)
@@ -1335,6 +1428,16 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 		if (bit(o->present, k)) { /* settled in the meantime */
 			pthread_mutex_unlock(&c->lock);
 			return chunk_get(f, k, seg, hold, is_fetch, from_cache);
+		}
+		for (fe = o->held; fe && fe->chunk != k; fe = fe->next)
+			;
+		if (fe) { /* fetched while open, not stored */
+			fe->refs++;
+			pthread_mutex_unlock(&c->lock);
+			*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len, .buf = fe->buf };
+			*hold = fe;
+			*is_fetch = 1;
+			return 0;
 		}
 		fe = fetch_new_locked(c, o, k, f->ino, f->key, &f->ident, 0);
 		if (!fe) {
@@ -1576,7 +1679,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 				 "\"backend_bytes\":%llu,\"substitutions\":%llu,"
 				 "\"cached_objects_at_start\":%llu,\"cached_bytes_at_start\":%llu,"
 				 "\"fetched_bytes\":%llu,\"refetched_bytes\":%llu,"
-				 "\"prefetched_ahead\":%llu,\"evicted_planned\":%llu,"
+				 "\"prefetched_ahead_bytes\":%llu,\"evicted_planned\":%llu,"
 				 "\"not_stored_prefetch\":%llu}",
 			     s, i > (nep > EPOCH_HISTORY ? nep - EPOCH_HISTORY : 0) ? "," : "",
 			     (unsigned long long)e->epoch, (unsigned long long)e->opens,
@@ -1586,7 +1689,8 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 			     (unsigned long long)e->cached_objects_at_start,
 			     (unsigned long long)e->cached_bytes_at_start,
 			     (unsigned long long)e->fetched_bytes, (unsigned long long)e->refetched_bytes,
-			     (unsigned long long)e->prefetched_ahead, (unsigned long long)e->evicted_planned,
+			     (unsigned long long)e->prefetched_ahead_bytes,
+			     (unsigned long long)e->evicted_planned,
 			     (unsigned long long)e->not_stored_prefetch);
 		free(s);
 		if (n < 0)

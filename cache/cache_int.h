@@ -36,6 +36,8 @@ struct obj {
 	uint32_t flags;
 	int fd;                   /* store file, open while pinned */
 	uint64_t alloc;           /* bytes accounted to this object */
+	uint64_t resv;            /* bytes reserved for its prefetches in flight */
+	struct fetch *held;       /* fetched chunks not stored, kept while pinned */
 	int64_t last_access_ns;
 	uint32_t sample;          /* manifest index, PLAN_NONE */
 	uint32_t inflight;        /* fetches in flight */
@@ -48,7 +50,7 @@ struct obj {
 };
 
 struct fetch {
-	struct fetch *next;       /* on the object */
+	struct fetch *next;       /* on the object (in flight, then held) */
 	struct fetch *qnext;      /* on the completion queue */
 	struct cache *c;
 	struct obj *o;
@@ -82,7 +84,7 @@ struct epoch_stats {
 	uint64_t cached_objects_at_start, cached_bytes_at_start;
 	uint64_t fetched_bytes;      /* chunks asked of the backend */
 	uint64_t refetched_bytes;    /* ... that had been fetched already this epoch */
-	uint64_t prefetched_ahead;   /* prefetches for a later epoch's use */
+	uint64_t prefetched_ahead_bytes; /* ... by prefetches for a later epoch */
 	uint64_t evicted_planned;    /* evictions of objects still planned this epoch */
 	uint64_t not_stored_prefetch; /* prefetched chunks the cache did not keep */
 };
@@ -170,8 +172,9 @@ void cache_obj_unpin(struct cache *c, struct obj *o);
 void cache_evict_obj_locked(struct cache *c, struct obj *o);
 void cache_mark_dirty(struct cache *c, struct obj *o);
 uint64_t cache_used_locked(const struct cache *c);
-/* Start fetching every missing chunk of pinned o as a prefetch; returns the
- * number of fetches started, or a negative errno. */
+/* Start fetching every missing chunk of pinned o as a prefetch, its room
+ * reserved first (see reserve_prefetch_locked); returns the number of
+ * fetches started, -ENOSPC when there is no room it may take. */
 int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char *key,
 		       const struct backend_stat *ident);
 
