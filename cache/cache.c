@@ -1197,13 +1197,14 @@ static void *store_worker(void *arg)
 		if (fe->prefetch) {
 			c->pf_inflight--;
 			c->pf_inflight_bytes -= fe->len;
-			if (!o->inflight) {
-				o->flags &= ~OBJ_PREFETCHING;
-				if (o->npresent == o->nchunks && !(o->flags & OBJ_LATE))
-					o->flags |= OBJ_PREFETCHED;
-				o->flags &= ~OBJ_LATE;
-			}
 			pthread_cond_signal(&c->pf_cond);
+		}
+		if (!o->inflight && (o->flags & OBJ_PREFETCHING)) {
+			o->flags &= ~OBJ_PREFETCHING;
+			c->pf_objs--;
+			if (o->npresent == o->nchunks && !(o->flags & OBJ_LATE))
+				o->flags |= OBJ_PREFETCHED;
+			o->flags &= ~OBJ_LATE;
 		}
 		pthread_cond_broadcast(&c->fetch_cond);
 		pthread_mutex_unlock(&c->lock);
@@ -1268,6 +1269,8 @@ static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k
 	if (prefetch) {
 		c->pf_inflight++;
 		c->pf_inflight_bytes += len;
+		if (!(o->flags & OBJ_PREFETCHING))
+			c->pf_objs++;
 		o->flags |= OBJ_PREFETCHING;
 	}
 	return fe;

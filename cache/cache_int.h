@@ -139,6 +139,7 @@ struct cache {
 	uint64_t manifest_gen, resolved_gen;
 	pthread_cond_t pf_cond;
 	uint64_t pf_inflight_bytes, pf_inflight;
+	uint64_t pf_objs;            /* objects with prefetches in flight */
 	uint64_t fetches_inflight;
 	uint64_t pf_max_bytes;
 	unsigned pf_max;

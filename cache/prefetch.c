@@ -38,8 +38,9 @@ void prefetch_epoch_begin_locked(struct cache *c)
 	memset(e, 0, sizeof(*e));
 	e->epoch = plan_epoch(c->plan);
 	e->backend_bytes_at_start = atomic_load(&c->be->counters.bytes);
-	e->cached_objects_at_start = c->cached_objs;
-	e->cached_bytes_at_start = c->cached_bytes;
+	/* Prefetches in flight count: fetched before, stored when they land. */
+	e->cached_objects_at_start = c->cached_objs + c->pf_objs;
+	e->cached_bytes_at_start = c->cached_bytes + c->pf_inflight_bytes;
 	c->nep++;
 }
 

@@ -15,6 +15,7 @@ command -v python3 >/dev/null || skip "python3 missing"
 SRC=$T/src
 gen "$SRC" 10 50 110K
 DBYTES=$(find "$SRC" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+MAXF=$(find "$SRC" -type f -printf '%s\n' | sort -n | tail -1)
 
 log "footprint of the whole dataset in the cache"
 mount_fs "$SRC" "$T/mnt" "$T/full" --cache-size 1G
@@ -32,10 +33,13 @@ echo "seed=11 sampler=randperm" >"$T/mnt/.epochfs/seed" || fail "seed write"
 cp "$T/mnt/.epochfs/stats" "$T/stats.json"
 umount_fs "$T/mnt"
 
-python3 - "$T/stats.json" "$DBYTES" <<'PY' || fail "the epochs fetched more than they had to"
+python3 - "$T/stats.json" "$DBYTES" "$MAXF" <<'PY' || fail "the epochs fetched more than they had to"
 import json, sys
 s = json.load(open(sys.argv[1]))
 dataset = int(sys.argv[2])
+# The files still being read when the plan moves on (at the epoch's last
+# open, 8 reader threads) may be fetched after it: a file each at most.
+slack = 8 * int(sys.argv[3])
 ep = {e["epoch"]: e for e in s["epochs"]}
 ok = True
 for i in (1, 2):
@@ -54,7 +58,7 @@ for i in (1, 2):
         print("epoch %d: objects still planned were evicted" % i); ok = False
     if e["not_stored_prefetch"] or e["refetched_bytes"]:
         print("epoch %d: prefetches not stored or chunks fetched twice" % i); ok = False
-    if own > floor:
+    if own > floor + slack:
         print("epoch %d: more than the floor" % i); ok = False
     if e["cached_objects_at_start"] < 200:
         print("epoch %d: the cache was not full at its start" % i); ok = False
