@@ -1036,6 +1036,13 @@ uint64_t cache_file_size(const struct cache_file *f)
 	return f->o->size;
 }
 
+static void fetch_free(struct fetch *fe)
+{
+	pthread_cond_destroy(&fe->done);
+	free(fe->buf);
+	free(fe);
+}
+
 static void fetch_put(struct cache *c, struct fetch *fe)
 {
 	int last;
@@ -1043,10 +1050,8 @@ static void fetch_put(struct cache *c, struct fetch *fe)
 	pthread_mutex_lock(&c->lock);
 	last = --fe->refs == 0;
 	pthread_mutex_unlock(&c->lock);
-	if (last) {
-		free(fe->buf);
-		free(fe);
-	}
+	if (last)
+		fetch_free(fe);
 }
 
 /* Backend thread: queue the completion for a store worker. */
@@ -1068,11 +1073,11 @@ static void fetch_done(struct backend_req *req)
 }
 
 /* Store a fetched chunk if the policy admits it; mark it present. */
-static void fetch_store(struct cache *c, struct fetch *fe)
+static void fetch_store_and_lock(struct cache *c, struct fetch *fe)
 {
 	struct obj *o = fe->o;
 	uint64_t need, sum;
-	int fd, rc;
+	int fd, rc, created = 0;
 	static atomic_int enospc_logged;
 
 	pthread_mutex_lock(&c->lock);
@@ -1087,21 +1092,35 @@ static void fetch_store(struct cache *c, struct fetch *fe)
 		o->resv = 0;
 		rc = reserve_locked(c, o, need);
 	}
-	pthread_mutex_unlock(&c->lock);
 	if (rc) {
 		atomic_fetch_add_explicit(&c->ctr.not_admitted, 1, memory_order_relaxed);
-		if (fe->prefetch) {
-			pthread_mutex_lock(&c->lock);
-			if (cache_epoch_locked(c))
-				cache_epoch_locked(c)->not_stored_prefetch++;
-			pthread_mutex_unlock(&c->lock);
-		}
+		if (fe->prefetch && cache_epoch_locked(c))
+			cache_epoch_locked(c)->not_stored_prefetch++;
 		return;
 	}
+	fd = o->fd;
+	pthread_mutex_unlock(&c->lock);
 	sum = store_checksum(fe->buf, fe->len);
-	fd = obj_fd(c, o, 1);
+	if (fd < 0) {
+		fd = store_obj_open(c->st, o->cid, 1);
+		created = fd >= 0;
+	}
 	rc = fd < 0 ? fd : store_write(fd, (uint64_t)fe->chunk * o->chunk_size, fe->buf, fe->len);
+	if (rc == -ENOSPC) {
+		store_punch(fd, (uint64_t)fe->chunk * o->chunk_size, fe->len);
+		log_once(enospc_logged, LOG_LVL_WARN,
+			 "cache disk full (ENOSPC) in %s: serving reads from the source uncached", c->dir);
+	} else if (rc) {
+		atomic_fetch_add_explicit(&c->ctr.store_errors, 1, memory_order_relaxed);
+		log_warn("cache store write failed: %s", strerror(-rc));
+	}
 	pthread_mutex_lock(&c->lock);
+	if (created) {
+		if (o->fd < 0)
+			o->fd = fd; /* closed when the object is unpinned */
+		else
+			close(fd); /* another worker opened it meanwhile */
+	}
 	c->reserved -= need;
 	if (rc == 0 && !bit(o->present, fe->chunk)) {
 		if (!o->npresent)
@@ -1117,15 +1136,6 @@ static void fetch_store(struct cache *c, struct fetch *fe)
 	} else if (rc == -ENOSPC) {
 		c->degraded = 1;
 		c->degraded_until = now_ns() + 30ull * 1000000000ull;
-	}
-	pthread_mutex_unlock(&c->lock);
-	if (rc == -ENOSPC) {
-		store_punch(fd, (uint64_t)fe->chunk * o->chunk_size, fe->len);
-		log_once(enospc_logged, LOG_LVL_WARN,
-			 "cache disk full (ENOSPC) in %s: serving reads from the source uncached", c->dir);
-	} else if (rc) {
-		atomic_fetch_add_explicit(&c->ctr.store_errors, 1, memory_order_relaxed);
-		log_warn("cache store write failed: %s", strerror(-rc));
 	}
 }
 
@@ -1143,12 +1153,15 @@ static void source_changed(struct cache *c, uint64_t ino, const char *key, uint6
 		c->inval(c->inval_arg, ino);
 }
 
-/* Store worker: settle completed fetches. */
+/* Store worker: settle completed fetches.  Per fetch: one critical section
+ * to take it off the queue, one to reserve room, and one to record the
+ * chunk, settle the fetch, wake its waiters and drop its references. */
 static void *store_worker(void *arg)
 {
 	struct cache *c = arg;
-	struct fetch *fe;
+	struct fetch *fe, *held, *next;
 	struct obj *o;
+	int fd, last;
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
@@ -1165,16 +1178,18 @@ static void *store_worker(void *arg)
 		o = fe->o;
 		if (fe->result == (ssize_t)fe->len) {
 			atomic_fetch_add_explicit(&c->ctr.fetch_bytes, fe->len, memory_order_relaxed);
-			fetch_store(c, fe);
-		} else if (fe->result == -ESTALE) {
-			source_changed(c, fe->ino, fe->key, o->size, &fe->req.current);
-		} else if (fe->result >= 0) {
-			log_warn("%s: source returned %zd bytes of chunk %u, expected %zu", fe->key,
-				 fe->result, fe->chunk, fe->len);
-			fe->result = -EIO;
+			fetch_store_and_lock(c, fe);
+		} else {
+			if (fe->result == -ESTALE) {
+				source_changed(c, fe->ino, fe->key, o->size, &fe->req.current);
+			} else if (fe->result >= 0) {
+				log_warn("%s: source returned %zd bytes of chunk %u, expected %zu",
+					 fe->key, fe->result, fe->chunk, fe->len);
+				fe->result = -EIO;
+			}
+			pthread_mutex_lock(&c->lock);
 		}
 
-		pthread_mutex_lock(&c->lock);
 		for (struct fetch **pp = &o->fetches; *pp; pp = &(*pp)->next)
 			if (*pp == fe) {
 				*pp = fe->next;
@@ -1206,10 +1221,32 @@ static void *store_worker(void *arg)
 				o->flags |= OBJ_PREFETCHED;
 			o->flags &= ~OBJ_LATE;
 		}
-		pthread_cond_broadcast(&c->fetch_cond);
+		pthread_cond_broadcast(&fe->done);
+		/* subst.c waits on fetch_cond for an object's arrival, and
+		 * cache_close for the last fetch to settle. */
+		if (c->cfg.substitute || !c->fetches_inflight)
+			pthread_cond_broadcast(&c->fetch_cond);
+		/* The fetch's pin on the object (obj_unpin) and its reference. */
+		fd = -1;
+		held = NULL;
+		if (--o->refs == 0) {
+			fd = o->fd;
+			o->fd = -1;
+			held = o->held;
+			o->held = NULL;
+			if (o->npresent)
+				policy_insert(c->pol, &o->pe);
+		}
+		last = --fe->refs == 0;
 		pthread_mutex_unlock(&c->lock);
-		obj_unpin(c, o);
-		fetch_put(c, fe);
+		if (fd >= 0)
+			close(fd);
+		for (; held; held = next) {
+			next = held->next;
+			fetch_put(c, held);
+		}
+		if (last)
+			fetch_free(fe);
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -1232,6 +1269,7 @@ static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k
 		free(fe);
 		return NULL;
 	}
+	pthread_cond_init(&fe->done, NULL);
 	fe->c = c;
 	fe->o = o;
 	fe->chunk = k;
@@ -1457,7 +1495,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 	t0 = now_ns();
 	pthread_mutex_lock(&c->lock);
 	while (!fe->settled)
-		pthread_cond_wait(&c->fetch_cond, &c->lock);
+		pthread_cond_wait(&fe->done, &c->lock);
 	rc = fe->result < 0 ? (int)fe->result : 0;
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add_explicit(&c->ctr.stall_ns, now_ns() - t0, memory_order_relaxed);

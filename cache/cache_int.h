@@ -57,6 +57,7 @@ struct fetch {
 	uint32_t chunk;
 	int refs;                 /* waiters + the fetch itself until settled */
 	int settled;              /* stored (or not) and off the object */
+	pthread_cond_t done;      /* signalled when settled */
 	int prefetch;
 	ssize_t result;
 	size_t len;
