@@ -46,6 +46,11 @@
 static void *store_worker(void *arg);
 static void fetch_put(struct cache *c, struct fetch *fe);
 
+/* Chunks fetched for an open file and not stored are kept for its next
+ * reads: at most this many per object (the latest), this much in all. */
+#define HELD_PER_OBJ 2
+#define HELD_MAX_BYTES (64ull << 20)
+
 void cache_config_init(struct cache_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -878,6 +883,17 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 	return 0;
 }
 
+/* o's held chunks, off the object and the count; put them unlocked. */
+static struct fetch *take_held_locked(struct cache *c, struct obj *o)
+{
+	struct fetch *held = o->held;
+
+	for (struct fetch *fe = held; fe; fe = fe->next)
+		c->held_bytes -= fe->len;
+	o->held = NULL;
+	return held;
+}
+
 static void obj_unpin(struct cache *c, struct obj *o)
 {
 	struct fetch *held = NULL, *next;
@@ -887,8 +903,7 @@ static void obj_unpin(struct cache *c, struct obj *o)
 	if (--o->refs == 0) {
 		fd = o->fd;
 		o->fd = -1;
-		held = o->held;
-		o->held = NULL;
+		held = take_held_locked(c, o);
 		if (o->npresent)
 			policy_insert(c->pol, &o->pe);
 	}
@@ -1159,7 +1174,7 @@ static void source_changed(struct cache *c, uint64_t ino, const char *key, uint6
 static void *store_worker(void *arg)
 {
 	struct cache *c = arg;
-	struct fetch *fe, *held, *next;
+	struct fetch *fe, *held, *next, *drop;
 	struct obj *o;
 	int fd, last;
 
@@ -1202,12 +1217,25 @@ static void *store_worker(void *arg)
 			c->reserved -= o->resv; /* failed or unneeded fetches */
 			o->resv = 0;
 		}
-		if (fe->result == (ssize_t)fe->len && !bit(o->present, fe->chunk) && o->refs > 1) {
+		drop = NULL;
+		if (fe->result == (ssize_t)fe->len && !bit(o->present, fe->chunk) && o->refs > 1 &&
+		    c->held_bytes + fe->len <= HELD_MAX_BYTES) {
 			/* Not stored, but the object is open: keep the bytes for
 			 * its reads, which would otherwise fetch them again. */
+			struct fetch **pp = &o->held;
+			int n = 0;
+
+			for (; *pp && ++n < HELD_PER_OBJ; pp = &(*pp)->next)
+				;
+			if (*pp) { /* the oldest goes */
+				drop = *pp;
+				*pp = NULL;
+				c->held_bytes -= drop->len;
+			}
 			fe->refs++;
 			fe->next = o->held;
 			o->held = fe;
+			c->held_bytes += fe->len;
 		}
 		if (fe->prefetch) {
 			c->pf_inflight--;
@@ -1232,8 +1260,7 @@ static void *store_worker(void *arg)
 		if (--o->refs == 0) {
 			fd = o->fd;
 			o->fd = -1;
-			held = o->held;
-			o->held = NULL;
+			held = take_held_locked(c, o);
 			if (o->npresent)
 				policy_insert(c->pol, &o->pe);
 		}
@@ -1241,6 +1268,8 @@ static void *store_worker(void *arg)
 		pthread_mutex_unlock(&c->lock);
 		if (fd >= 0)
 			close(fd);
+		if (drop)
+			fetch_put(c, drop);
 		for (; held; held = next) {
 			next = held->next;
 			fetch_put(c, held);

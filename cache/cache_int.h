@@ -112,6 +112,7 @@ struct cache {
 	uint64_t meta_pending;   /* growth allowance since then */
 	uint64_t cached_objs;
 	uint64_t cached_bytes;   /* file bytes of the present chunks */
+	uint64_t held_bytes;     /* fetched chunks kept in memory for open files */
 	int degraded;            /* ENOSPC seen: store nothing for a while */
 	uint64_t degraded_until;
 
