@@ -12,6 +12,8 @@
 #                against the same order without the seed (fresh cache), and
 #                against the remote bound: the client with CONC (the
 #                --backend-concurrency) concurrent requests.
+#                With BASE=DIR, the seeded run is also made with DIR/epochfs
+#                (another build), interleaved, for a same-invocation ratio.
 #   C (issue 4)  a cache of half the dataset, three epochs with the seed:
 #                backend bytes per epoch after the first / half the dataset.
 #
@@ -82,7 +84,7 @@ stat_field() { # NAME: a number from MNT/.epochfs/stats
 # mount_http PORT CACHEDIR CACHESIZE: mount $D/mnt in the background, wait for it.
 mount_http() {
 	mkdir -p "$D/mnt"
-	"$B/epochfs" "http://127.0.0.1:$1/" "$D/mnt" -f --cache-dir "$2" --cache-size "$3" \
+	"${DAEMON:-$B/epochfs}" "http://127.0.0.1:$1/" "$D/mnt" -f --cache-dir "$2" --cache-size "$3" \
 		--backend-concurrency "$CONC" 2>>"$D/daemon.log" &
 	PID=$!
 	until [ -r "$D/mnt/.epochfs/stats" ]; do
@@ -141,11 +143,11 @@ for lat in $LATENCIES $C_LATENCY; do
 	wait_port "${PORT[$lat]}"
 done
 
-A_ROWS= ; B_ROWS= ; C_ROWS=
+A_ROWS= ; B_ROWS= ; C_ROWS= ; BASE_ROWS=
 for lat in $LATENCIES; do
 	port=${PORT[$lat]}
 	: >"$D/a-cold"; : >"$D/a-warm"; : >"$D/a-remount"; : >"$D/a-client"
-	: >"$D/b-seed"; : >"$D/b-noseed"; : >"$D/b-bound"; : >"$D/b-late"; : >"$D/b-cpu"
+	: >"$D/b-seed"; : >"$D/b-noseed"; : >"$D/b-bound"; : >"$D/b-late"; : >"$D/b-cpu"; : >"$D/b-base"; : >"$D/b-basecpu"
 	for r in $(seq "$RUNS"); do
 		say "latency $lat ms, run $r/$RUNS"
 		# A: cold (a new cache, epochfs-read's own shuffle), warm (the page
@@ -174,6 +176,16 @@ for lat in $LATENCIES; do
 		stat_field prefetch_late >>"$D/b-late"
 		umount_http
 		[ "$(wc -l <"$D/order")" = "$NFILES" ] || echo "WARNING: the planned order has $(wc -l <"$D/order") paths, not $NFILES" >&2
+		if [ -n "${BASE:-}" ]; then
+			# ... the same with the daemon of another build, interleaved
+			newcache
+			DAEMON=$BASE/epochfs mount_http "$port" "$CACHE" 4G
+			echo "seed=$r sampler=randperm" >"$D/mnt/.epochfs/seed"
+			c0=$(cpu_ticks)
+			"$B/epochfs-read" --threads "$THREADS" --order "$D/mnt/.epochfs/order" "$D/mnt" | tee -a "$D/log" | rate >>"$D/b-base"
+			echo "$c0 $(cpu_ticks)" | awk -v t="$TCK" -v n="$NFILES" '{print ($2-$1)/t*1000/n}' >>"$D/b-basecpu"
+			umount_http
+		fi
 		# ... the same order, fresh cache, no seed
 		newcache
 		mount_http "$port" "$CACHE" 4G
@@ -191,6 +203,10 @@ for lat in $LATENCIES; do
 	bb=$(cut -d' ' -f1 "$D/b-bound" | median); bl=$(median <"$D/b-late")
 	bc=$(median <"$D/b-cpu")
 	B_ROWS+="| $lat ms | $bs | $bn | $bb | $(ratio "$bs" "$bb") | $(ratio "$bn" "$bb") | $(ratio "$bs" "$bn") | $bl | $(printf %.2f "$bc") |"$'\n'
+	if [ -n "${BASE:-}" ]; then
+		ba=$(cut -d' ' -f1 "$D/b-base" | median); bac=$(median <"$D/b-basecpu")
+		BASE_ROWS+="| $lat ms | $bs | $ba | $bb | $(ratio "$bs" "$bb") | $(ratio "$ba" "$bb") | $(printf %.2f "$bc") | $(printf %.2f "$bac") |"$'\n'
+	fi
 done
 
 # C: a cache of half the dataset, three epochs with the seed.  Two ways to
@@ -291,6 +307,9 @@ ${A_ROWS}
 | added latency | epochfs, seed | epochfs, same order, no seed | client, $CONC in flight (bound) | seed / bound | no seed / bound | seed / no seed | prefetch_late (of $NFILES) | daemon CPU per file, seed (ms) |
 |---|---|---|---|---|---|---|---|---|
 ${B_ROWS}
+$( [ -n "${BASE:-}" ] && printf '%s\n' "The seeded cold epoch with this build and with BASE=$BASE, interleaved (a new cache each):" "" \
+	"| added latency | seed, this build | seed, BASE | bound | this build / bound | BASE / bound | daemon CPU per file, this build (ms) | same, BASE (ms) |" \
+	"|---|---|---|---|---|---|---|---|" "${BASE_ROWS}" "" )
 ### C. Cache of half the dataset, 3 epochs with the seed, $C_LATENCY ms
 
 Whole dataset in the cache: $FOOT bytes ($FOOT_DATA data, $FOOT_META index and directories).
