@@ -916,17 +916,12 @@ static void obj_unpin(struct cache *c, struct obj *o)
 	}
 }
 
-/* The store fd of a pinned object, opened on first need. */
-static int obj_fd(struct cache *c, struct obj *o, int create)
+/* Open the store file of a pinned object whose fd was found closed; kept
+ * until the object is unpinned. */
+static int obj_fd(struct cache *c, struct obj *o)
 {
-	int fd;
+	int fd = store_obj_open(c->st, o->cid, 0);
 
-	pthread_mutex_lock(&c->lock);
-	fd = o->fd;
-	pthread_mutex_unlock(&c->lock);
-	if (fd >= 0)
-		return fd;
-	fd = store_obj_open(c->st, o->cid, create);
 	if (fd < 0)
 		return fd;
 	pthread_mutex_lock(&c->lock);
@@ -1446,7 +1441,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 	pthread_mutex_unlock(&c->lock);
 	if (present) {
 		if (fd < 0)
-			fd = obj_fd(c, o, 0);
+			fd = obj_fd(c, o);
 		if (fd >= 0 && verified) {
 			*seg = (struct cache_seg){ .fd = fd, .off = off, .len = len };
 			*from_cache = 1;
