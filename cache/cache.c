@@ -50,6 +50,9 @@ static void fetch_put(struct cache *c, struct fetch *fe);
  * reads: at most this many per object (the latest), this much in all. */
 #define HELD_PER_OBJ 2
 #define HELD_MAX_BYTES (64ull << 20)
+/* Store files of prefetched objects kept open from the write to their first
+ * read (which would otherwise open them again). */
+#define IDLE_FDS_MAX 256
 
 void cache_config_init(struct cache_config *cfg)
 {
@@ -205,6 +208,12 @@ static void evict_locked(struct cache *c, struct obj *o)
 	o->flags &= ~OBJ_PREFETCHED;
 	policy_remove(c->pol, &o->pe);
 	store_obj_unlink(c->st, o->cid);
+	if (o->flags & OBJ_IDLEFD) {
+		close(o->fd);
+		o->fd = -1;
+		o->flags &= ~OBJ_IDLEFD;
+		c->idle_fds--;
+	}
 	c->cached_bytes -= present_bytes(o);
 	c->data_bytes -= o->alloc;
 	o->alloc = 0;
@@ -875,12 +884,32 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 			c->meta_pending += META_PER_RECORD;
 		}
 	}
-	if (o->refs++ == 0)
+	if (o->refs++ == 0) {
 		policy_remove(c->pol, &o->pe);
+		if (o->flags & OBJ_IDLEFD) {
+			o->flags &= ~OBJ_IDLEFD;
+			c->idle_fds--;
+		}
+	}
 	pthread_mutex_unlock(&c->lock);
 	free(fresh);
 	*out = o;
 	return 0;
+}
+
+/* o was just unpinned: the store fd to close (unlocked), or -1 when there
+ * is none or it is kept for the first read of a prefetched object. */
+static int unpinned_fd_locked(struct cache *c, struct obj *o)
+{
+	int fd = o->fd;
+
+	if (fd >= 0 && (o->flags & OBJ_PREFETCHED) && o->npresent && c->idle_fds < IDLE_FDS_MAX) {
+		o->flags |= OBJ_IDLEFD;
+		c->idle_fds++;
+		return -1;
+	}
+	o->fd = -1;
+	return fd;
 }
 
 /* o's held chunks, off the object and the count; put them unlocked. */
@@ -901,8 +930,7 @@ static void obj_unpin(struct cache *c, struct obj *o)
 
 	pthread_mutex_lock(&c->lock);
 	if (--o->refs == 0) {
-		fd = o->fd;
-		o->fd = -1;
+		fd = unpinned_fd_locked(c, o);
 		held = take_held_locked(c, o);
 		if (o->npresent)
 			policy_insert(c->pol, &o->pe);
@@ -1253,8 +1281,7 @@ static void *store_worker(void *arg)
 		fd = -1;
 		held = NULL;
 		if (--o->refs == 0) {
-			fd = o->fd;
-			o->fd = -1;
+			fd = unpinned_fd_locked(c, o);
 			held = take_held_locked(c, o);
 			if (o->npresent)
 				policy_insert(c->pol, &o->pe);

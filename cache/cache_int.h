@@ -15,6 +15,7 @@
 #define OBJ_PREFETCHED 2u   /* arrived by prefetch, not opened since */
 #define OBJ_PREFETCHING 4u  /* prefetch fetches in flight */
 #define OBJ_LATE 8u         /* opened while its prefetch was in flight */
+#define OBJ_IDLEFD 16u      /* unpinned, store file kept open for its first read */
 #define META_PER_RECORD 256ull
 /* Room kept for index growth between two measurements: 1% of the bound,
  * at least 64 KiB, at most 64 MiB. */
@@ -113,6 +114,7 @@ struct cache {
 	uint64_t cached_objs;
 	uint64_t cached_bytes;   /* file bytes of the present chunks */
 	uint64_t held_bytes;     /* fetched chunks kept in memory for open files */
+	unsigned idle_fds;       /* store files kept open by OBJ_IDLEFD objects */
 	int degraded;            /* ENOSPC seen: store nothing for a while */
 	uint64_t degraded_until;
 
