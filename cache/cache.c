@@ -44,6 +44,15 @@
 #include "util.h"
 
 static void *store_worker(void *arg);
+static void fetch_put(struct cache *c, struct fetch *fe);
+
+/* Chunks fetched for an open file and not stored are kept for its next
+ * reads: at most this many per object (the latest), this much in all. */
+#define HELD_PER_OBJ 2
+#define HELD_MAX_BYTES (64ull << 20)
+/* Store files of prefetched objects kept open from the write to their first
+ * read (which would otherwise open them again). */
+#define IDLE_FDS_MAX 256
 
 void cache_config_init(struct cache_config *cfg)
 {
@@ -120,7 +129,7 @@ static struct obj *obj_new(const uint8_t *cid, uint64_t size, uint32_t chunk_siz
 
 	if (n > UINT32_MAX)
 		return NULL;
-	o = ec_calloc(1, sizeof(*o) + 2 * bb + (size_t)n * 8 + 8);
+	o = ec_calloc(1, sizeof(*o) + 3 * bb + (size_t)n * 8 + 8);
 	if (!o)
 		return NULL;
 	memcpy(o->cid, cid, CID_LEN);
@@ -133,6 +142,7 @@ static struct obj *obj_new(const uint8_t *cid, uint64_t size, uint32_t chunk_siz
 	o->sums = (uint64_t *)(o + 1);
 	o->present = (uint8_t *)(o->sums + n);
 	o->verified = o->present + bb;
+	o->fetched = o->verified + bb;
 	return o;
 }
 
@@ -165,6 +175,22 @@ static void mark_dirty(struct cache *c, struct obj *o)
 	c->dirty = o;
 }
 
+/* File bytes of o's present chunks. */
+static uint64_t present_bytes(const struct obj *o)
+{
+	uint64_t b = 0;
+
+	for (uint32_t k = 0; o->npresent && k < o->nchunks; k++)
+		if (bit(o->present, k))
+			b += chunk_len(o, k);
+	return b;
+}
+
+struct epoch_stats *cache_epoch_locked(struct cache *c)
+{
+	return c->nep ? &c->ep[(c->nep - 1) % EPOCH_HISTORY] : NULL;
+}
+
 static uint64_t used_locked(const struct cache *c)
 {
 	return c->data_bytes + c->reserved + c->meta_bytes + c->meta_pending + META_HEADROOM(c->capacity);
@@ -176,9 +202,19 @@ static void evict_locked(struct cache *c, struct obj *o)
 {
 	if (o->flags & OBJ_PREFETCHED)
 		atomic_fetch_add_explicit(&c->prefetch_wasted, 1, memory_order_relaxed);
+	if (cache_epoch_locked(c) && plan_mode(c->plan) != PLAN_OFF &&
+	    plan_use_epoch(o->pe.next_use) == plan_epoch(c->plan))
+		cache_epoch_locked(c)->evicted_planned++;
 	o->flags &= ~OBJ_PREFETCHED;
 	policy_remove(c->pol, &o->pe);
 	store_obj_unlink(c->st, o->cid);
+	if (o->flags & OBJ_IDLEFD) {
+		close(o->fd);
+		o->fd = -1;
+		o->flags &= ~OBJ_IDLEFD;
+		c->idle_fds--;
+	}
+	c->cached_bytes -= present_bytes(o);
 	c->data_bytes -= o->alloc;
 	o->alloc = 0;
 	memset(o->present, 0, ((size_t)o->nchunks + 7) / 8);
@@ -210,6 +246,35 @@ static int reserve_locked(struct cache *c, struct obj *o, uint64_t bytes)
 		evict_locked(c, (struct obj *)v);
 	}
 	c->reserved += bytes;
+	return 0;
+}
+
+/* Reserve bytes for a prefetch of o (keyed by its next use), evicting only
+ * objects whose next use falls in a later epoch than o's.  Stricter than
+ * Belady's "needed later", on purpose: a read that is not prefetched is
+ * still served (from memory, uncached), so displacing an object needed in
+ * the same epoch only moves a fetch from o to it, and adds one.  Objects
+ * needed in a later epoch can make room: o, once read, is one of them, and
+ * the cache is as full at the next epoch's start either way.  0, or -ENOSPC
+ * (no room it may take).  Lock held. */
+static int reserve_prefetch_locked(struct cache *c, struct obj *o, uint64_t bytes)
+{
+	uint64_t epoch = plan_use_epoch(o->pe.next_use);
+	struct pol_entry *v;
+
+	if (c->degraded) {
+		if (now_ns() < c->degraded_until)
+			return -ENOSPC;
+		c->degraded = 0;
+	}
+	while (used_locked(c) + bytes > c->capacity) {
+		v = policy_victim(c->pol, NULL);
+		if (!v || plan_use_epoch(v->next_use) <= epoch)
+			return -ENOSPC;
+		evict_locked(c, (struct obj *)v);
+	}
+	c->reserved += bytes;
+	o->resv += bytes;
 	return 0;
 }
 
@@ -423,6 +488,7 @@ static int load_cb(void *arg, const struct obj_rec *r)
 	}
 	o->alloc = (uint64_t)blocks + STORE_FILE_OVERHEAD;
 	c->data_bytes += o->alloc;
+	c->cached_bytes += present_bytes(o);
 	c->cached_objs++;
 	table_put(c, o);
 	policy_insert(c->pol, &o->pe);
@@ -825,41 +891,72 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 			c->meta_pending += META_PER_RECORD;
 		}
 	}
-	if (o->refs++ == 0)
+	if (o->refs++ == 0) {
 		policy_remove(c->pol, &o->pe);
+		if (o->flags & OBJ_IDLEFD) {
+			o->flags &= ~OBJ_IDLEFD;
+			c->idle_fds--;
+		}
+	}
 	pthread_mutex_unlock(&c->lock);
 	free(fresh);
 	*out = o;
 	return 0;
 }
 
+/* o was just unpinned: the store fd to close (unlocked), or -1 when there
+ * is none or it is kept for the first read of a prefetched object. */
+static int unpinned_fd_locked(struct cache *c, struct obj *o)
+{
+	int fd = o->fd;
+
+	if (fd >= 0 && (o->flags & OBJ_PREFETCHED) && o->npresent && c->idle_fds < IDLE_FDS_MAX) {
+		o->flags |= OBJ_IDLEFD;
+		c->idle_fds++;
+		return -1;
+	}
+	o->fd = -1;
+	return fd;
+}
+
+/* o's held chunks, off the object and the count; put them unlocked. */
+static struct fetch *take_held_locked(struct cache *c, struct obj *o)
+{
+	struct fetch *held = o->held;
+
+	for (struct fetch *fe = held; fe; fe = fe->next)
+		c->held_bytes -= fe->len;
+	o->held = NULL;
+	return held;
+}
+
 static void obj_unpin(struct cache *c, struct obj *o)
 {
+	struct fetch *held = NULL, *next;
 	int fd = -1;
 
 	pthread_mutex_lock(&c->lock);
 	if (--o->refs == 0) {
-		fd = o->fd;
-		o->fd = -1;
+		fd = unpinned_fd_locked(c, o);
+		held = take_held_locked(c, o);
 		if (o->npresent)
 			policy_insert(c->pol, &o->pe);
 	}
 	pthread_mutex_unlock(&c->lock);
 	if (fd >= 0)
 		close(fd);
+	for (; held; held = next) {
+		next = held->next;
+		fetch_put(c, held);
+	}
 }
 
-/* The store fd of a pinned object, opened on first need. */
-static int obj_fd(struct cache *c, struct obj *o, int create)
+/* Open the store file of a pinned object whose fd was found closed; kept
+ * until the object is unpinned. */
+static int obj_fd(struct cache *c, struct obj *o)
 {
-	int fd;
+	int fd = store_obj_open(c->st, o->cid, 0);
 
-	pthread_mutex_lock(&c->lock);
-	fd = o->fd;
-	pthread_mutex_unlock(&c->lock);
-	if (fd >= 0)
-		return fd;
-	fd = store_obj_open(c->st, o->cid, create);
 	if (fd < 0)
 		return fd;
 	pthread_mutex_lock(&c->lock);
@@ -998,6 +1095,13 @@ uint64_t cache_file_size(const struct cache_file *f)
 	return f->o->size;
 }
 
+static void fetch_free(struct fetch *fe)
+{
+	pthread_cond_destroy(&fe->done);
+	free(fe->buf);
+	free(fe);
+}
+
 static void fetch_put(struct cache *c, struct fetch *fe)
 {
 	int last;
@@ -1005,10 +1109,8 @@ static void fetch_put(struct cache *c, struct fetch *fe)
 	pthread_mutex_lock(&c->lock);
 	last = --fe->refs == 0;
 	pthread_mutex_unlock(&c->lock);
-	if (last) {
-		free(fe->buf);
-		free(fe);
-	}
+	if (last)
+		fetch_free(fe);
 }
 
 /* Backend thread: queue the completion for a store worker. */
@@ -1030,25 +1132,54 @@ static void fetch_done(struct backend_req *req)
 }
 
 /* Store a fetched chunk if the policy admits it; mark it present. */
-static void fetch_store(struct cache *c, struct fetch *fe)
+static void fetch_store_and_lock(struct cache *c, struct fetch *fe)
 {
 	struct obj *o = fe->o;
 	uint64_t need, sum;
-	int fd, rc;
+	int fd, rc, created = 0;
 	static atomic_int enospc_logged;
 
 	pthread_mutex_lock(&c->lock);
 	need = round_block(fe->len) + (o->alloc ? 0 : STORE_FILE_OVERHEAD);
-	rc = reserve_locked(c, o, need);
-	pthread_mutex_unlock(&c->lock);
+	if (o->resv >= need) {
+		/* Reserved when the prefetch was issued: stored whatever the
+		 * object's key has become since (a reader may have opened it). */
+		o->resv -= need;
+		rc = 0;
+	} else {
+		c->reserved -= o->resv;
+		o->resv = 0;
+		rc = reserve_locked(c, o, need);
+	}
 	if (rc) {
 		atomic_fetch_add_explicit(&c->ctr.not_admitted, 1, memory_order_relaxed);
+		if (fe->prefetch && cache_epoch_locked(c))
+			cache_epoch_locked(c)->not_stored_prefetch++;
 		return;
 	}
+	fd = o->fd;
+	pthread_mutex_unlock(&c->lock);
 	sum = store_checksum(fe->buf, fe->len);
-	fd = obj_fd(c, o, 1);
+	if (fd < 0) {
+		fd = store_obj_open(c->st, o->cid, 1);
+		created = fd >= 0;
+	}
 	rc = fd < 0 ? fd : store_write(fd, (uint64_t)fe->chunk * o->chunk_size, fe->buf, fe->len);
+	if (rc == -ENOSPC) {
+		store_punch(fd, (uint64_t)fe->chunk * o->chunk_size, fe->len);
+		log_once(enospc_logged, LOG_LVL_WARN,
+			 "cache disk full (ENOSPC) in %s: serving reads from the source uncached", c->dir);
+	} else if (rc) {
+		atomic_fetch_add_explicit(&c->ctr.store_errors, 1, memory_order_relaxed);
+		log_warn("cache store write failed: %s", strerror(-rc));
+	}
 	pthread_mutex_lock(&c->lock);
+	if (created) {
+		if (o->fd < 0)
+			o->fd = fd; /* closed when the object is unpinned */
+		else
+			close(fd); /* another worker opened it meanwhile */
+	}
 	c->reserved -= need;
 	if (rc == 0 && !bit(o->present, fe->chunk)) {
 		if (!o->npresent)
@@ -1057,21 +1188,13 @@ static void fetch_store(struct cache *c, struct fetch *fe)
 		bit_set(o->verified, fe->chunk, 1);
 		o->sums[fe->chunk] = sum;
 		o->npresent++;
+		c->cached_bytes += fe->len;
 		o->alloc += need;
 		c->data_bytes += need;
 		mark_dirty(c, o);
 	} else if (rc == -ENOSPC) {
 		c->degraded = 1;
 		c->degraded_until = now_ns() + 30ull * 1000000000ull;
-	}
-	pthread_mutex_unlock(&c->lock);
-	if (rc == -ENOSPC) {
-		store_punch(fd, (uint64_t)fe->chunk * o->chunk_size, fe->len);
-		log_once(enospc_logged, LOG_LVL_WARN,
-			 "cache disk full (ENOSPC) in %s: serving reads from the source uncached", c->dir);
-	} else if (rc) {
-		atomic_fetch_add_explicit(&c->ctr.store_errors, 1, memory_order_relaxed);
-		log_warn("cache store write failed: %s", strerror(-rc));
 	}
 }
 
@@ -1089,12 +1212,15 @@ static void source_changed(struct cache *c, uint64_t ino, const char *key, uint6
 		c->inval(c->inval_arg, ino);
 }
 
-/* Store worker: settle completed fetches. */
+/* Store worker: settle completed fetches.  Per fetch: one critical section
+ * to take it off the queue, one to reserve room, and one to record the
+ * chunk, settle the fetch, wake its waiters and drop its references. */
 static void *store_worker(void *arg)
 {
 	struct cache *c = arg;
-	struct fetch *fe;
+	struct fetch *fe, *held, *next, *drop;
 	struct obj *o;
+	int fd, last;
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
@@ -1111,16 +1237,18 @@ static void *store_worker(void *arg)
 		o = fe->o;
 		if (fe->result == (ssize_t)fe->len) {
 			atomic_fetch_add_explicit(&c->ctr.fetch_bytes, fe->len, memory_order_relaxed);
-			fetch_store(c, fe);
-		} else if (fe->result == -ESTALE) {
-			source_changed(c, fe->ino, fe->key, o->size, &fe->req.current);
-		} else if (fe->result >= 0) {
-			log_warn("%s: source returned %zd bytes of chunk %u, expected %zu", fe->key,
-				 fe->result, fe->chunk, fe->len);
-			fe->result = -EIO;
+			fetch_store_and_lock(c, fe);
+		} else {
+			if (fe->result == -ESTALE) {
+				source_changed(c, fe->ino, fe->key, o->size, &fe->req.current);
+			} else if (fe->result >= 0) {
+				log_warn("%s: source returned %zd bytes of chunk %u, expected %zu",
+					 fe->key, fe->result, fe->chunk, fe->len);
+				fe->result = -EIO;
+			}
+			pthread_mutex_lock(&c->lock);
 		}
 
-		pthread_mutex_lock(&c->lock);
 		for (struct fetch **pp = &o->fetches; *pp; pp = &(*pp)->next)
 			if (*pp == fe) {
 				*pp = fe->next;
@@ -1129,21 +1257,68 @@ static void *store_worker(void *arg)
 		fe->settled = 1;
 		o->inflight--;
 		c->fetches_inflight--;
+		if (!o->inflight && o->resv) {
+			c->reserved -= o->resv; /* failed or unneeded fetches */
+			o->resv = 0;
+		}
+		drop = NULL;
+		if (fe->result == (ssize_t)fe->len && !bit(o->present, fe->chunk) && o->refs > 1 &&
+		    c->held_bytes + fe->len <= HELD_MAX_BYTES) {
+			/* Not stored, but the object is open: keep the bytes for
+			 * its reads, which would otherwise fetch them again. */
+			struct fetch **pp = &o->held;
+			int n = 0;
+
+			for (; *pp && ++n < HELD_PER_OBJ; pp = &(*pp)->next)
+				;
+			if (*pp) { /* the oldest goes */
+				drop = *pp;
+				*pp = NULL;
+				c->held_bytes -= drop->len;
+			}
+			fe->refs++;
+			fe->next = o->held;
+			o->held = fe;
+			c->held_bytes += fe->len;
+		}
 		if (fe->prefetch) {
 			c->pf_inflight--;
 			c->pf_inflight_bytes -= fe->len;
-			if (!o->inflight) {
-				o->flags &= ~OBJ_PREFETCHING;
-				if (o->npresent == o->nchunks && !(o->flags & OBJ_LATE))
-					o->flags |= OBJ_PREFETCHED;
-				o->flags &= ~OBJ_LATE;
-			}
 			pthread_cond_signal(&c->pf_cond);
 		}
-		pthread_cond_broadcast(&c->fetch_cond);
+		if (!o->inflight && (o->flags & OBJ_PREFETCHING)) {
+			o->flags &= ~OBJ_PREFETCHING;
+			c->pf_objs--;
+			if (o->npresent == o->nchunks && !(o->flags & OBJ_LATE))
+				o->flags |= OBJ_PREFETCHED;
+			o->flags &= ~OBJ_LATE;
+		}
+		pthread_cond_broadcast(&fe->done);
+		/* subst.c waits on fetch_cond for an object's arrival, and
+		 * cache_close for the last fetch to settle. */
+		if (c->cfg.substitute || !c->fetches_inflight)
+			pthread_cond_broadcast(&c->fetch_cond);
+		/* The fetch's pin on the object (obj_unpin) and its reference. */
+		fd = -1;
+		held = NULL;
+		if (--o->refs == 0) {
+			fd = unpinned_fd_locked(c, o);
+			held = take_held_locked(c, o);
+			if (o->npresent)
+				policy_insert(c->pol, &o->pe);
+		}
+		last = --fe->refs == 0;
 		pthread_mutex_unlock(&c->lock);
-		obj_unpin(c, o);
-		fetch_put(c, fe);
+		if (fd >= 0)
+			close(fd);
+		if (drop)
+			fetch_put(c, drop);
+		for (; held; held = next) {
+			next = held->next;
+			fetch_put(c, held);
+		}
+		if (last)
+			fetch_free(fe);
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -1166,6 +1341,7 @@ static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k
 		free(fe);
 		return NULL;
 	}
+	pthread_cond_init(&fe->done, NULL);
 	fe->c = c;
 	fe->o = o;
 	fe->chunk = k;
@@ -1186,9 +1362,25 @@ static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k
 	o->refs++;
 	o->inflight++;
 	c->fetches_inflight++;
+	if (cache_epoch_locked(c)) {
+		struct epoch_stats *e = cache_epoch_locked(c);
+
+		if (o->fseq != c->nep) {
+			memset(o->fetched, 0, ((size_t)o->nchunks + 7) / 8);
+			o->fseq = c->nep;
+		}
+		e->fetched_bytes += len;
+		if (prefetch && plan_use_epoch(o->pe.next_use) > plan_epoch(c->plan))
+			e->prefetched_ahead_bytes += len;
+		if (bit(o->fetched, k))
+			e->refetched_bytes += len;
+		bit_set(o->fetched, k, 1);
+	}
 	if (prefetch) {
 		c->pf_inflight++;
 		c->pf_inflight_bytes += len;
+		if (!(o->flags & OBJ_PREFETCHING))
+			c->pf_objs++;
 		o->flags |= OBJ_PREFETCHING;
 	}
 	return fe;
@@ -1215,8 +1407,33 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 	uint32_t k = 0;
 
 	while (k < o->nchunks) {
+		uint64_t need = 0;
+		uint32_t kk;
+		int want = 0;
+
 		pthread_mutex_lock(&c->lock);
-		for (; k < o->nchunks && n < (int)ARRAY_SIZE(batch); k++) {
+		/* Room for this batch first: what it would fetch. */
+		for (kk = k; kk < o->nchunks && want < (int)ARRAY_SIZE(batch); kk++) {
+			if (bit(o->present, kk))
+				continue;
+			for (fe = o->fetches; fe && fe->chunk != kk; fe = fe->next)
+				;
+			if (fe)
+				continue;
+			need += round_block(chunk_len(o, kk));
+			want++;
+		}
+		if (!want) {
+			pthread_mutex_unlock(&c->lock);
+			break;
+		}
+		if (!o->alloc && !o->resv)
+			need += STORE_FILE_OVERHEAD;
+		if (reserve_prefetch_locked(c, o, need)) {
+			pthread_mutex_unlock(&c->lock);
+			return total ? total : -ENOSPC;
+		}
+		for (; k < kk; k++) {
 			if (bit(o->present, k))
 				continue;
 			for (fe = o->fetches; fe && fe->chunk != k; fe = fe->next)
@@ -1227,6 +1444,15 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 			if (!fe)
 				break;
 			batch[n++] = fe;
+		}
+		if (k < kk) {
+			/* Out of memory.  What is reserved is given back when the
+			 * object's last fetch settles, or now if none is in flight. */
+			if (!o->inflight) {
+				c->reserved -= o->resv;
+				o->resv = 0;
+			}
+			k = o->nchunks;
 		}
 		pthread_mutex_unlock(&c->lock);
 		for (int i = 0; i < n; i++)
@@ -1263,7 +1489,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 	pthread_mutex_unlock(&c->lock);
 	if (present) {
 		if (fd < 0)
-			fd = obj_fd(c, o, 0);
+			fd = obj_fd(c, o);
 		if (fd >= 0 && verified) {
 			*seg = (struct cache_seg){ .fd = fd, .off = off, .len = len };
 			*from_cache = 1;
@@ -1292,6 +1518,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 
 			bit_set(o->present, k, 0);
 			o->npresent--;
+			c->cached_bytes -= len;
 			if (!o->npresent) {
 				c->cached_objs--;
 				give = o->alloc;
@@ -1315,6 +1542,16 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 			pthread_mutex_unlock(&c->lock);
 			return chunk_get(f, k, seg, hold, is_fetch, from_cache);
 		}
+		for (fe = o->held; fe && fe->chunk != k; fe = fe->next)
+			;
+		if (fe) { /* fetched while open, not stored */
+			fe->refs++;
+			pthread_mutex_unlock(&c->lock);
+			*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len, .buf = fe->buf };
+			*hold = fe;
+			*is_fetch = 1;
+			return 0;
+		}
 		fe = fetch_new_locked(c, o, k, f->ino, f->key, &f->ident, 0);
 		if (!fe) {
 			pthread_mutex_unlock(&c->lock);
@@ -1330,7 +1567,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 	t0 = now_ns();
 	pthread_mutex_lock(&c->lock);
 	while (!fe->settled)
-		pthread_cond_wait(&c->fetch_cond, &c->lock);
+		pthread_cond_wait(&fe->done, &c->lock);
 	rc = fe->result < 0 ? (int)fe->result : 0;
 	pthread_mutex_unlock(&c->lock);
 	atomic_fetch_add_explicit(&c->ctr.stall_ns, now_ns() - t0, memory_order_relaxed);
@@ -1488,7 +1725,7 @@ static void json_escape(const char *s, char *out, size_t len)
 int cache_stats_json(struct cache *c, char **out, size_t *len)
 {
 	const struct backend_counters *b = &c->be->counters;
-	uint64_t data, meta, objs, cap = c->capacity, epoch = 0, pos = 0, nep, eplen = 0, debt;
+	uint64_t data, meta, objs, fbytes, cap = c->capacity, epoch = 0, pos = 0, nep, eplen = 0, debt;
 	uint64_t bb_now = atomic_load(&b->bytes);
 	struct epoch_stats ep[EPOCH_HISTORY];
 	int degraded, planned;
@@ -1500,6 +1737,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 	data = c->data_bytes + c->reserved;
 	meta = c->meta_bytes;
 	objs = c->cached_objs;
+	fbytes = c->cached_bytes;
 	degraded = c->degraded;
 	planned = plan_mode(c->plan) != PLAN_OFF;
 	if (planned) {
@@ -1521,7 +1759,8 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     "\"backend_retries\":%llu,\"skipped_keys\":%llu,"
 		     "\"fetches\":%llu,\"fetch_bytes\":%llu,"
 		     "\"cache_bytes\":%llu,\"cache_data_bytes\":%llu,\"cache_meta_bytes\":%llu,"
-		     "\"cache_capacity\":%llu,\"cache_objects\":%llu,\"evictions\":%llu,"
+		     "\"cache_capacity\":%llu,\"cache_objects\":%llu,\"cache_file_bytes\":%llu,"
+		     "\"evictions\":%llu,"
 		     "\"evictions_for_index\":%llu,"
 		     "\"not_admitted\":%llu,\"verify_failures\":%llu,\"stale\":%llu,"
 		     "\"store_errors\":%llu,\"cache_degraded\":%d,"
@@ -1539,6 +1778,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		     LD(c->ctr.fetches), LD(c->ctr.fetch_bytes),
 		     (unsigned long long)(data + meta), (unsigned long long)data,
 		     (unsigned long long)meta, (unsigned long long)cap, (unsigned long long)objs,
+		     (unsigned long long)fbytes,
 		     LD(c->ctr.evictions), LD(c->ctr.evictions_for_index), LD(c->ctr.not_admitted), LD(c->ctr.verify_failures),
 		     LD(c->ctr.stale), LD(c->ctr.store_errors), degraded, planned,
 		     (unsigned long long)epoch, (unsigned long long)pos, (unsigned long long)eplen,
@@ -1551,12 +1791,22 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		uint64_t end = i + 1 < nep ? ep[(i + 1) % EPOCH_HISTORY].backend_bytes_at_start : bb_now;
 
 		n = asprintf(&t, "%s%s{\"epoch\":%llu,\"opens\":%llu,\"open_hits\":%llu,"
-				 "\"backend_bytes\":%llu,\"substitutions\":%llu}",
+				 "\"backend_bytes\":%llu,\"substitutions\":%llu,"
+				 "\"cached_objects_at_start\":%llu,\"cached_bytes_at_start\":%llu,"
+				 "\"fetched_bytes\":%llu,\"refetched_bytes\":%llu,"
+				 "\"prefetched_ahead_bytes\":%llu,\"evicted_planned\":%llu,"
+				 "\"not_stored_prefetch\":%llu}",
 			     s, i > (nep > EPOCH_HISTORY ? nep - EPOCH_HISTORY : 0) ? "," : "",
 			     (unsigned long long)e->epoch, (unsigned long long)e->opens,
 			     (unsigned long long)e->open_hits,
 			     (unsigned long long)(end - e->backend_bytes_at_start),
-			     (unsigned long long)e->substitutions);
+			     (unsigned long long)e->substitutions,
+			     (unsigned long long)e->cached_objects_at_start,
+			     (unsigned long long)e->cached_bytes_at_start,
+			     (unsigned long long)e->fetched_bytes, (unsigned long long)e->refetched_bytes,
+			     (unsigned long long)e->prefetched_ahead_bytes,
+			     (unsigned long long)e->evicted_planned,
+			     (unsigned long long)e->not_stored_prefetch);
 		free(s);
 		if (n < 0)
 			return -ENOMEM;

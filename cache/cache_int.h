@@ -15,6 +15,7 @@
 #define OBJ_PREFETCHED 2u   /* arrived by prefetch, not opened since */
 #define OBJ_PREFETCHING 4u  /* prefetch fetches in flight */
 #define OBJ_LATE 8u         /* opened while its prefetch was in flight */
+#define OBJ_IDLEFD 16u      /* unpinned, store file kept open for its first read */
 #define META_PER_RECORD 256ull
 /* Room kept for index growth between two measurements: 1% of the bound,
  * at least 64 KiB, at most 64 MiB. */
@@ -36,23 +37,28 @@ struct obj {
 	uint32_t flags;
 	int fd;                   /* store file, open while pinned */
 	uint64_t alloc;           /* bytes accounted to this object */
+	uint64_t resv;            /* bytes reserved for its prefetches in flight */
+	struct fetch *held;       /* fetched chunks not stored, kept while pinned */
 	int64_t last_access_ns;
 	uint32_t sample;          /* manifest index, PLAN_NONE */
 	uint32_t inflight;        /* fetches in flight */
 	struct fetch *fetches;
 	uint8_t *present;         /* chunk bits */
 	uint8_t *verified;        /* checked since this daemon started */
+	uint8_t *fetched;         /* fetched during epoch record fseq - 1 */
+	uint64_t fseq;
 	uint64_t *sums;
 };
 
 struct fetch {
-	struct fetch *next;       /* on the object */
+	struct fetch *next;       /* on the object (in flight, then held) */
 	struct fetch *qnext;      /* on the completion queue */
 	struct cache *c;
 	struct obj *o;
 	uint32_t chunk;
 	int refs;                 /* waiters + the fetch itself until settled */
 	int settled;              /* stored (or not) and off the object */
+	pthread_cond_t done;      /* signalled when settled */
 	int prefetch;
 	ssize_t result;
 	size_t len;
@@ -76,6 +82,13 @@ struct cache_file {
 #define EPOCH_HISTORY 16
 struct epoch_stats {
 	uint64_t epoch, opens, open_hits, backend_bytes_at_start, substitutions;
+	/* Where the backend bytes of an epoch went (issue 4's accounting). */
+	uint64_t cached_objects_at_start, cached_bytes_at_start;
+	uint64_t fetched_bytes;      /* chunks asked of the backend */
+	uint64_t refetched_bytes;    /* ... that had been fetched already this epoch */
+	uint64_t prefetched_ahead_bytes; /* ... by prefetches for a later epoch */
+	uint64_t evicted_planned;    /* evictions of objects still planned this epoch */
+	uint64_t not_stored_prefetch; /* prefetched chunks the cache did not keep */
 };
 
 struct cache {
@@ -99,6 +112,9 @@ struct cache {
 	uint64_t meta_bytes;     /* index + directories, as last measured */
 	uint64_t meta_pending;   /* growth allowance since then */
 	uint64_t cached_objs;
+	uint64_t cached_bytes;   /* file bytes of the present chunks */
+	uint64_t held_bytes;     /* fetched chunks kept in memory for open files */
+	unsigned idle_fds;       /* store files kept open by OBJ_IDLEFD objects */
 	int degraded;            /* ENOSPC seen: store nothing for a while */
 	uint64_t degraded_until;
 
@@ -127,6 +143,7 @@ struct cache {
 	uint64_t manifest_gen, resolved_gen;
 	pthread_cond_t pf_cond;
 	uint64_t pf_inflight_bytes, pf_inflight;
+	uint64_t pf_objs;            /* objects with prefetches in flight */
 	uint64_t fetches_inflight;
 	uint64_t pf_max_bytes;
 	unsigned pf_max;
@@ -162,8 +179,9 @@ void cache_obj_unpin(struct cache *c, struct obj *o);
 void cache_evict_obj_locked(struct cache *c, struct obj *o);
 void cache_mark_dirty(struct cache *c, struct obj *o);
 uint64_t cache_used_locked(const struct cache *c);
-/* Start fetching every missing chunk of pinned o as a prefetch; returns the
- * number of fetches started, or a negative errno. */
+/* Start fetching every missing chunk of pinned o as a prefetch, its room
+ * reserved first (see reserve_prefetch_locked); returns the number of
+ * fetches started, -ENOSPC when there is no room it may take. */
 int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char *key,
 		       const struct backend_stat *ident);
 
@@ -197,5 +215,7 @@ int prefetch_ensure_manifest(struct cache *c);
 int prefetch_default_manifest(struct cache *c, uint64_t **inos, uint32_t *n);
 /* Start a per-epoch stats record (lock held). */
 void prefetch_epoch_begin_locked(struct cache *c);
+/* The current per-epoch stats record, NULL before the first (lock held). */
+struct epoch_stats *cache_epoch_locked(struct cache *c);
 
 #endif

@@ -25,6 +25,8 @@ struct epoch_order {
 	uint32_t *ord;   /* sample indices in read order */
 	uint64_t len;
 	uint32_t *pos;   /* sample -> first position, PLAN_NONE */
+	uint32_t *again; /* position -> the sample's next position, PLAN_NONE;
+			  * NULL when no sample is planned twice */
 	uint64_t epoch;
 	int valid;
 };
@@ -58,6 +60,7 @@ static void eo_free(struct epoch_order *e)
 {
 	free(e->ord);
 	free(e->pos);
+	free(e->again);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -164,8 +167,8 @@ static int eo_make(struct plan *p, uint64_t e, struct epoch_order *eo)
 {
 	struct order_spec s;
 	uint64_t len;
-	uint32_t *ord = NULL, *pos;
-	int rc;
+	uint32_t *ord = NULL, *pos, *again = NULL;
+	int rc, dup = 0;
 
 	memset(eo, 0, sizeof(*eo));
 	if (p->mode == PLAN_SEED) {
@@ -200,8 +203,30 @@ static int eo_make(struct plan *p, uint64_t e, struct epoch_order *eo)
 	}
 	memset(pos, 0xff, (size_t)p->n * sizeof(*pos));
 	for (uint64_t i = len; i-- > 0;)
-		if (ord[i] < p->n)
+		if (ord[i] < p->n) {
+			dup |= pos[ord[i]] != PLAN_NONE;
 			pos[ord[i]] = (uint32_t)i;
+		}
+	if (dup) {
+		/* Padding or sampling with replacement: chain each position to
+		 * the sample's next one, so that finding its first unopened
+		 * position does not scan the order. */
+		again = ec_malloc((size_t)len * sizeof(*again) + 4);
+		if (!again) {
+			free(ord);
+			free(pos);
+			return -ENOMEM;
+		}
+		memset(pos, 0xff, (size_t)p->n * sizeof(*pos));
+		for (uint64_t i = len; i-- > 0;) {
+			again[i] = PLAN_NONE;
+			if (ord[i] < p->n) {
+				again[i] = pos[ord[i]];
+				pos[ord[i]] = (uint32_t)i;
+			}
+		}
+	}
+	eo->again = again;
 	eo->ord = ord;
 	eo->len = len;
 	eo->pos = pos;
@@ -317,6 +342,11 @@ uint64_t plan_now(const struct plan *p)
 	return p->cur.epoch * STRIDE + p->frontier;
 }
 
+uint64_t plan_use_epoch(uint64_t u)
+{
+	return u == PLAN_NEVER ? UINT64_MAX : u / STRIDE;
+}
+
 /* Mark position q of the current epoch opened and move the low-water mark. */
 static void mark(struct plan *p, uint64_t q)
 {
@@ -334,13 +364,8 @@ static uint32_t first_unopened(const struct plan *p, uint32_t i)
 {
 	uint32_t q = p->cur.pos[i];
 
-	while (q != PLAN_NONE && q < p->cur.len && p->opened[q]) {
-		uint64_t r;
-
-		for (r = q + 1; r < p->cur.len && p->cur.ord[r] != i; r++)
-			;
-		q = r < p->cur.len ? (uint32_t)r : PLAN_NONE;
-	}
+	while (q != PLAN_NONE && q < p->cur.len && p->opened[q])
+		q = p->cur.again ? p->cur.again[q] : PLAN_NONE;
 	return q;
 }
 

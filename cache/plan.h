@@ -73,5 +73,7 @@ uint64_t plan_normalize(const struct plan *p, uint64_t u);
 int plan_pending(const struct plan *p, uint32_t i);
 /* Absolute use number of the current position. */
 uint64_t plan_now(const struct plan *p);
+/* The epoch of use number u; UINT64_MAX for PLAN_NEVER. */
+uint64_t plan_use_epoch(uint64_t u);
 
 #endif

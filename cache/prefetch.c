@@ -4,10 +4,13 @@
  * Told the order (cache/plan.c), one thread walks the plan from the readers'
  * position forward, across the epoch boundary when the next epoch is known,
  * and starts fetches for what is not cached, nearest use first, keeping at
- * most pf_max fetches and pf_max_bytes in flight.  It stops at the first
- * sample that the cache could only take by evicting something needed sooner
- * (Belady: nothing is fetched whose next use is later than that of all it
- * would displace), and waits for the readers to move.
+ * most pf_max fetches and pf_max_bytes in flight.  The room for a prefetch
+ * is reserved when it is issued, and may be taken only from objects whose
+ * next use is in a later epoch than the prefetched one's (so nothing is
+ * fetched whose next use is later than that of what it displaces, and
+ * nothing is displaced that this epoch still needs: docs/policy.md).  It
+ * stops at the first sample it finds no such room for, and waits for the
+ * readers to move.
  *
  * While a plan is in force the eviction policy is BELADY: each cached
  * object's key is its next use.  Keys change only when the object is opened
@@ -35,6 +38,9 @@ void prefetch_epoch_begin_locked(struct cache *c)
 	memset(e, 0, sizeof(*e));
 	e->epoch = plan_epoch(c->plan);
 	e->backend_bytes_at_start = atomic_load(&c->be->counters.bytes);
+	/* Prefetches in flight count: fetched before, stored when they land. */
+	e->cached_objects_at_start = c->cached_objs + c->pf_objs;
+	e->cached_bytes_at_start = c->cached_bytes + c->pf_inflight_bytes;
 	c->nep++;
 }
 
@@ -123,13 +129,12 @@ static void resolve_samples(struct cache *c, uint64_t gen)
  * Returns 1 to go on to the next position, 0 to stop for now. */
 static int consider(struct cache *c, uint64_t u)
 {
-	struct pol_entry incoming;
 	uint8_t cid[CID_LEN];
 	struct ns_attr a;
 	char key[KEY_MAX];
 	struct backend_stat ident;
 	struct obj *o;
-	uint64_t ino, need, gen = c->plan_gen;
+	uint64_t ino, gen = c->plan_gen;
 	uint32_t i = plan_sample_at(c->plan, u);
 	int rc, ok = 1;
 
@@ -160,24 +165,28 @@ static int consider(struct cache *c, uint64_t u)
 		pthread_mutex_lock(&c->lock);
 		return 1;
 	}
-	/* Room for it, or something needed later than it to give up? */
-	need = (o->size + STORE_BLOCK - 1) / STORE_BLOCK * STORE_BLOCK + STORE_FILE_OVERHEAD;
-	if (c->cfg.substitute) {
-		ok = subst_make_room_locked(c, &o->pe, need);
-	} else if (cache_used_locked(c) + c->pf_inflight_bytes + need > c->capacity) {
-		incoming = o->pe;
-		if (!policy_victim(c->pol, &incoming))
-			ok = 0;
+	/* With substitution, room comes only from contents already served in
+	 * this epoch (subst.c); either way cache_prefetch_obj reserves it. */
+	if (c->cfg.substitute &&
+	    !subst_make_room_locked(c, &o->pe, (o->size + STORE_BLOCK - 1) / STORE_BLOCK *
+							STORE_BLOCK + STORE_FILE_OVERHEAD)) {
+		pthread_mutex_unlock(&c->lock);
+		cache_obj_unpin(c, o);
+		pthread_mutex_lock(&c->lock);
+		return 0;
 	}
 	pthread_mutex_unlock(&c->lock);
-	if (ok) {
-		memset(&ident, 0, sizeof(ident));
-		ident.size = a.size;
-		ident.mtime_ns = a.mtime_ns;
-		memcpy(ident.etag, a.etag, sizeof(ident.etag));
-		if (cache_prefetch_obj(c, o, ino, key, &ident) > 0)
-			atomic_fetch_add_explicit(&c->prefetch_issued, 1, memory_order_relaxed);
-	}
+	memset(&ident, 0, sizeof(ident));
+	ident.size = a.size;
+	ident.mtime_ns = a.mtime_ns;
+	memcpy(ident.etag, a.etag, sizeof(ident.etag));
+	/* Room is reserved now, taken only from objects needed in a later
+	 * epoch (cache.c, reserve_prefetch_locked); none: stop here. */
+	rc = cache_prefetch_obj(c, o, ino, key, &ident);
+	if (rc > 0)
+		atomic_fetch_add_explicit(&c->prefetch_issued, 1, memory_order_relaxed);
+	else if (rc == -ENOSPC)
+		ok = 0;
 	cache_obj_unpin(c, o);
 	pthread_mutex_lock(&c->lock);
 	return ok;

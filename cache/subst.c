@@ -164,7 +164,8 @@ int subst_make_room_locked(struct cache *c, const struct pol_entry *pe, uint64_t
 {
 	struct pol_entry *v;
 
-	while (cache_used_locked(c) + c->pf_inflight_bytes + need > c->capacity) {
+	/* Prefetches in flight hold reservations, counted in what is used. */
+	while (cache_used_locked(c) + need > c->capacity) {
 		if (!plan_use_current(c->plan, pe->next_use))
 			return 0;
 		v = policy_victim(c->pol, pe);
