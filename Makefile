@@ -103,7 +103,7 @@ install: all
 	if [ -d docs/man ]; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
 
 clean:
-	rm -rf $(B)/obj $(B)/tests/check_* build-asan $(LIBCORE) $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
+	rm -rf $(B)/obj $(TEST_BINS) build-asan $(LIBCORE) $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
 
 distclean: clean
 	rm -rf config.mk config.h config.log config.status configure autom4te.cache
