@@ -382,6 +382,7 @@ if has L; then
 		mkdir -p "$D/s3data"
 		node --openssl-legacy-provider "$S3RVER" -d "$D/s3data" -a 127.0.0.1 -p "$S3_PORT" -s \
 			--no-vhost-buckets >"$D/s3rver.log" 2>&1 &
+		S3PID=$!
 		SPIDS+=($!)
 		wait_port "$S3_PORT"
 		export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1
@@ -403,7 +404,10 @@ if has L; then
 	for r in $(seq "$LIST_RUNS"); do
 		say "listing, run $r/$LIST_RUNS"
 		if [ $S3OK = 1 ]; then
+			# ... and the CPU time s3rver (one node process) spends on it
+			c0=$(awk '{print $14 + $15}' "/proc/$S3PID/stat")
 			lclient s3-direct - s3 --endpoint "http://127.0.0.1:$S3_PORT" --bucket lbkt --prefix ds
+			awk -v c0="$c0" -v t="$TCK" '{printf "%.2f\n", ($14 + $15 - c0) / t}' "/proc/$S3PID/stat" >>"$D/l-s3-cpu"
 			for m in default nodelay; do
 				ep=http://127.0.0.1:${LPORT[s3-$m]}
 				lclient "s3-$m-client" "s3-$m" s3 --endpoint "$ep" --bucket lbkt --prefix ds
@@ -429,7 +433,7 @@ if has L; then
 				what="HTTP (nginx), JSON autoindex"; bc=-; be=-
 			fi
 			[ $m = default ] && px=default || px=--nodelay
-			L_ROWS+="| $what | $px | $(lmed $b-direct) | $(lmed "$b-$m-client") | $bc | $(lmed "$b-$m-byfolder") | **$(lmed "$b-$m-ready")** | $(lmed "$b-$m-list") | $be | $(lmed "$b-$m-find") | $(lmed "$b-$m-req") | $(lmed "$b-$m-remount") | $(lmed "$b-$m-rereq") |"$'\n'
+			L_ROWS+="| $what | $px | $(lmed $b-direct) | $(lmed $b-cpu) | $(lmed "$b-$m-client") | $bc | $(lmed "$b-$m-byfolder") | **$(lmed "$b-$m-ready")** | $(lmed "$b-$m-list") | $be | $(lmed "$b-$m-find") | $(lmed "$b-$m-req") | $(lmed "$b-$m-remount") | $(lmed "$b-$m-rereq") |"$'\n'
 		done
 	done
 fi
@@ -479,8 +483,8 @@ a remount of that cache.  Requests: backend_requests after the mount.
 "Beyond the server": the listing's time minus the server's own time for its
 requests (logged by the proxy), per run: the latency, the proxy and the client.
 
-| backend | proxy | server alone (plain client, no proxy) | plain client through the proxy | its time beyond the server | plain client by folder, 8 in flight | **epochfs: start to mounted** | epochfs listing (daemon log) | its time beyond the server | then find of every file | requests | remount: start to mounted | remount requests |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| backend | proxy | server alone (plain client, no proxy) | server's CPU time for it | plain client through the proxy | its time beyond the server | plain client by folder, 8 in flight | **epochfs: start to mounted** | epochfs listing (daemon log) | its time beyond the server | then find of every file | requests | remount: start to mounted | remount requests |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${L_ROWS}
 EOT
 fi
