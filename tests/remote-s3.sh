@@ -24,6 +24,15 @@ compare_tree "$T/data" "$MNT" 8 || fail "bytes differ"
 [ "$(stat_field backend_errors)" = 0 ] || fail "backend errors: $(cat "$MNT/.epochfs/stats")"
 umount_epochfs || fail "unmount failed"
 
+log "a remount of the unchanged bucket uses the index's snapshot, no listing"
+EPOCHFS_S3_MAX_KEYS=16 mount_epochfs s3://bkt/ds --s3-endpoint "$EP" --s3-path-style ||
+	fail "remount failed: $(cat "$T/epochfs.log")"
+grep -q "using the snapshot" "$T/epochfs.log" || fail "listed again: $(cat "$T/epochfs.log")"
+# the one-key probe of the credentials is the only request
+[ "$(stat_field backend_requests)" = 1 ] || fail "remount requests: $(cat "$MNT/.epochfs/stats")"
+[ "$(count_files "$MNT")" = "$want" ] || fail "the snapshot shows $(count_files "$MNT") objects, want $want"
+umount_epochfs || fail "unmount failed"
+
 log "wrong credentials"
 MNT=
 for creds in "S3RVER:wrong-secret" "NOBODY:S3RVER"; do
