@@ -228,17 +228,26 @@ static void evict_locked(struct cache *c, struct obj *o)
 	atomic_fetch_add_explicit(&c->ctr.evictions, 1, memory_order_relaxed);
 }
 
+/* The cache disk was full a moment ago: admit nothing until the pause ends.
+ * Lock held. */
+static int degraded_locked(struct cache *c)
+{
+	if (c->degraded) {
+		if (now_ns() < c->degraded_until)
+			return 1;
+		c->degraded = 0;
+	}
+	return 0;
+}
+
 /* Reserve bytes for a chunk of o, evicting what the policy allows.
  * 0 when reserved; -ENOSPC when o is not admitted.  Lock held. */
 static int reserve_locked(struct cache *c, struct obj *o, uint64_t bytes)
 {
 	struct pol_entry *v;
 
-	if (c->degraded) {
-		if (now_ns() < c->degraded_until)
-			return -ENOSPC;
-		c->degraded = 0;
-	}
+	if (degraded_locked(c))
+		return -ENOSPC;
 	while (used_locked(c) + bytes > c->capacity) {
 		v = policy_victim(c->pol, &o->pe);
 		if (!v)
@@ -262,11 +271,8 @@ static int reserve_prefetch_locked(struct cache *c, struct obj *o, uint64_t byte
 	uint64_t epoch = plan_use_epoch(o->pe.next_use);
 	struct pol_entry *v;
 
-	if (c->degraded) {
-		if (now_ns() < c->degraded_until)
-			return -ENOSPC;
-		c->degraded = 0;
-	}
+	if (degraded_locked(c))
+		return -ENOSPC;
 	while (used_locked(c) + bytes > c->capacity) {
 		v = policy_victim(c->pol, NULL);
 		if (!v || plan_use_epoch(v->next_use) <= epoch)

@@ -217,6 +217,19 @@ static struct ctl_slot *slot(uint64_t ino)
 	return f ? &np.s[f - files] : NULL;
 }
 
+/* Wait on np.cond for at most ns (np.lock held). */
+static void np_wait(uint64_t ns)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec += (long)(ns % 1000000000ull);
+	ts.tv_sec += ts.tv_nsec / 1000000000l;
+	ts.tv_nsec %= 1000000000l;
+	pthread_cond_timedwait(&np.cond, &np.lock, &ts);
+}
+
 /* Apply a slot's stream (np.lock held). */
 static void np_commit(struct ctl_slot *s)
 {
@@ -247,15 +260,10 @@ static void np_settle(pid_t pid, int lookup)
 			continue;
 		while (s->w && !np.stop) {
 			uint64_t due = s->last_write_ns + CTL_IDLE_MS * 1000000ull, now = mono_ns();
-			struct timespec ts;
 
 			if (now >= due)
 				break;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += (long)(due - now);
-			ts.tv_sec += ts.tv_nsec / 1000000000l;
-			ts.tv_nsec %= 1000000000l;
-			pthread_cond_timedwait(&np.cond, &np.lock, &ts);
+			np_wait(due - now);
 		}
 		np_commit(s);
 	}
@@ -267,7 +275,6 @@ static void *np_thread(void *arg)
 	pthread_mutex_lock(&np.lock);
 	while (!np.stop) {
 		uint64_t now = mono_ns(), next = 0;
-		struct timespec ts;
 
 		for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 			struct ctl_slot *s = &np.s[i];
@@ -284,11 +291,7 @@ static void *np_thread(void *arg)
 			pthread_cond_wait(&np.cond, &np.lock);
 			continue;
 		}
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)(next - now);
-		ts.tv_sec += ts.tv_nsec / 1000000000l;
-		ts.tv_nsec %= 1000000000l;
-		pthread_cond_timedwait(&np.cond, &np.lock, &ts);
+		np_wait(next - now);
 	}
 	pthread_mutex_unlock(&np.lock);
 	return NULL;
