@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,13 +179,14 @@ void ctl_close(struct ctl_handle *h)
  * truncation) and is applied when it has been idle for CTL_IDLE_MS, when a
  * new stream starts, or before any control file is looked at again. */
 
-#define CTL_IDLE_MS 100
+#define CTL_IDLE_MS 1000
 #define CTL_RERENDER_MS 100
 #define CTL_SMALL (64u << 10)
 
 struct ctl_slot {
 	struct ctl_handle *w;       /* the write stream in progress, or NULL */
 	uint64_t last_write_ns;
+	atomic_int writing;         /* WRITEs of this file being handled */
 	pid_t pid;                  /* the stream's writer */
 	char *snap;                 /* the last rendering */
 	size_t snap_len;
@@ -200,7 +202,7 @@ static struct {
 	int running, stop;
 	struct cache *c;
 	struct ctl_slot s[ARRAY_SIZE(files)];
-} np = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+} np = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static uint64_t mono_ns(void)
 {
@@ -222,7 +224,7 @@ static void np_wait(uint64_t ns)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* np.cond runs on this clock */
 	ts.tv_sec += (time_t)(ns / 1000000000ull);
 	ts.tv_nsec += (long)(ns % 1000000000ull);
 	ts.tv_sec += ts.tv_nsec / 1000000000l;
@@ -240,31 +242,47 @@ static void np_commit(struct ctl_slot *s)
 	ctl_close(s->w);
 	s->w = NULL;
 	s->snap_ns = 0; /* render again: the write may have changed it */
+	s->gen++;       /* and drop the written bytes from the page cache */
 }
 
-/* Before anything is read: apply the streams that are done.  A LOOKUP (a
- * new open or stat by path) ends them all; a GETATTR ends those of other
- * processes, once they have been idle for CTL_IDLE_MS, but not the
- * requester's own: a writer's fstat must not cut its stream in two. */
-static void np_settle(pid_t pid, int lookup)
+/* Nothing of the stream is left to apply (a one-line file applies at the
+ * newline): it needs no waiting for. */
+static int np_empty(const struct ctl_slot *s)
+{
+	return !s->w || (!s->w->wrote && !s->w->len);
+}
+
+/* The stream has seen no WRITE for CTL_IDLE_MS and none is being handled. */
+static int np_idle(struct ctl_slot *s)
+{
+	return !atomic_load(&s->writing) &&
+	       mono_ns() >= s->last_write_ns + CTL_IDLE_MS * 1000000ull;
+}
+
+/* Before a control file is looked at, apply the streams that are done:
+ * those with nothing left to apply at once; the requester's own stream of
+ * the file it looks up (a new open or stat by path ends it; its fstat does
+ * not, so as not to cut its stream in two); every other stream once it has
+ * been idle (waited for: a reader after a writer sees what was written).
+ * only: the looked-up file, or NULL for a GETATTR (all files). */
+static void np_settle(pid_t pid, const struct ctl_slot *only)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
 		struct ctl_slot *s = &np.s[i];
 
-		if (lookup) {
+		if (!s->w)
+			continue;
+		if (np_empty(s)) {
 			np_commit(s);
 			continue;
 		}
-		if (s->w && s->pid == pid &&
-		    mono_ns() < s->last_write_ns + CTL_IDLE_MS * 1000000ull)
+		if (s->pid == pid) {
+			if (s == only)
+				np_commit(s);
 			continue;
-		while (s->w && !np.stop) {
-			uint64_t due = s->last_write_ns + CTL_IDLE_MS * 1000000ull, now = mono_ns();
-
-			if (now >= due)
-				break;
-			np_wait(due - now);
 		}
+		while (s->w && !np.stop && !np_idle(s))
+			np_wait(CTL_IDLE_MS * 1000000ull / 10);
 		np_commit(s);
 	}
 }
@@ -282,10 +300,10 @@ static void *np_thread(void *arg)
 
 			if (!s->w)
 				continue;
-			if (now >= due)
+			if (np_empty(s) || np_idle(s))
 				np_commit(s);
 			else if (!next || due < next)
-				next = due;
+				next = due > now ? due : now + CTL_IDLE_MS * 1000000ull / 10;
 		}
 		if (!next) {
 			pthread_cond_wait(&np.cond, &np.lock);
@@ -301,8 +319,14 @@ int ctl_nopen_start(struct cache *c)
 {
 	int rc;
 
+	pthread_condattr_t ca;
+
 	np.c = c;
 	np.stop = 0;
+	if (pthread_condattr_init(&ca) || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) ||
+	    pthread_cond_init(&np.cond, &ca))
+		return -ENOMEM;
+	pthread_condattr_destroy(&ca);
 	rc = pthread_create(&np.thread, NULL, np_thread, NULL);
 	if (rc)
 		return -rc;
@@ -343,7 +367,7 @@ int ctl_nopen_attr(struct cache *c, uint64_t ino, pid_t pid, int lookup, uint64_
 	if (!f)
 		return -ENOENT;
 	pthread_mutex_lock(&np.lock);
-	np_settle(pid, lookup);
+	np_settle(pid, lookup ? s : NULL);
 	now = mono_ns();
 	/* Render afresh for every look, except that one reader going through a
 	 * large file (a manifest of a million lines) in many read() calls gets
@@ -395,6 +419,7 @@ int ctl_nopen_truncate(struct cache *c, uint64_t ino, pid_t pid)
 	pthread_mutex_lock(&np.lock);
 	np_commit(s);
 	rc = ctl_open(c, ino, 1, 1, &s->w);
+	s->gen++;
 	s->last_write_ns = mono_ns();
 	s->pid = pid;
 	pthread_cond_broadcast(&np.cond);
@@ -413,6 +438,7 @@ int ctl_nopen_write(struct cache *c, uint64_t ino, pid_t pid, uint64_t off, cons
 		return -ENOENT;
 	if (!f->apply)
 		return -EACCES;
+	atomic_fetch_add(&s->writing, 1); /* before the lock: not idle meanwhile */
 	pthread_mutex_lock(&np.lock);
 	/* A write at offset 0 begins a new stream: the last one is complete. */
 	if (s->w && off == 0 && (s->w->len || s->w->failed))
@@ -424,6 +450,7 @@ int ctl_nopen_write(struct cache *c, uint64_t ino, pid_t pid, uint64_t off, cons
 	s->last_write_ns = mono_ns();
 	s->pid = pid;
 	s->snap_ns = 0;
+	atomic_fetch_sub(&s->writing, 1);
 	pthread_cond_broadcast(&np.cond);
 	pthread_mutex_unlock(&np.lock);
 	return rc;

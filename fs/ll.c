@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #define FUSE_USE_VERSION 312
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <fuse_lowlevel.h>
 #include <stdio.h>
@@ -24,6 +25,50 @@
 static struct ll_ctx *ctx(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
+}
+
+/* Files changed at the source whose new attributes the kernel has not been
+ * given yet.  With opens, a handle keeps the identity it was opened with and
+ * a read of a changed file fails with EIO; without, each READ would take the
+ * new identity while the kernel still reads to the old size: new bytes, then
+ * zeros.  So until a GETATTR or LOOKUP has answered with the new attributes
+ * (the kernel asks after the invalidation), such READs fail with EIO. */
+#define CHANGED_MAX 256
+static struct {
+	pthread_mutex_t lock;
+	atomic_int n;
+	uint64_t ino[CHANGED_MAX];
+} changed = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+void ll_changed(uint64_t ino)
+{
+	pthread_mutex_lock(&changed.lock);
+	if (atomic_load(&changed.n) < CHANGED_MAX)
+		changed.ino[atomic_fetch_add(&changed.n, 1)] = ino;
+	else /* full (256 files changed at once): one mark is overwritten */
+		changed.ino[ino % CHANGED_MAX] = ino;
+	pthread_mutex_unlock(&changed.lock);
+}
+
+/* Is ino marked?  clear: and remove the mark (its attributes were sent). */
+static int changed_test(uint64_t ino, int clear)
+{
+	int found = 0;
+
+	if (!atomic_load_explicit(&changed.n, memory_order_relaxed))
+		return 0;
+	pthread_mutex_lock(&changed.lock);
+	for (int i = 0; i < atomic_load(&changed.n); i++)
+		if (changed.ino[i] == ino) {
+			found = 1;
+			if (clear) {
+				changed.ino[i] = changed.ino[atomic_load(&changed.n) - 1];
+				atomic_fetch_sub(&changed.n, 1);
+				i--;
+			}
+		}
+	pthread_mutex_unlock(&changed.lock);
+	return found;
 }
 
 static void fill_stat(const struct ll_ctx *x, const struct ns_attr *a, struct stat *st)
@@ -98,6 +143,8 @@ static int do_getattr(struct ll_ctx *x, fuse_ino_t ino, pid_t pid, struct stat *
 	if (rc)
 		return rc;
 	fill_stat(x, &a, st);
+	if (x->no_open)
+		changed_test(ino, 1); /* the kernel now has the new attributes */
 	return 0;
 }
 
@@ -131,6 +178,8 @@ static int do_lookup(struct ll_ctx *x, fuse_ino_t parent, const char *name, pid_
 		return rc;
 	fill_stat(x, &a, &e->attr);
 	e->ino = a.ino;
+	if (x->no_open)
+		changed_test(a.ino, 1);
 	if (!a.is_dir && cache_substitute_mode(x->cache))
 		e->attr_timeout = 0; /* sizes follow substituted handles */
 	return 0;
@@ -559,6 +608,10 @@ static void read_nopen(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
 		}
 		fuse_reply_buf(req, buf, ctl_nopen_read(ino, (uint64_t)off, size, buf));
 		free(buf);
+		return;
+	}
+	if (changed_test(ino, 0)) {
+		fuse_reply_err(req, EIO);
 		return;
 	}
 	rc = cache_file_open_ex(ctx(req)->cache, ino, off == 0, &tmp.file);

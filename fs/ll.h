@@ -19,4 +19,8 @@ struct ll_ctx {
 
 extern const struct fuse_lowlevel_ops ll_ops;
 
+/* A file changed at the source: in no-open mode its READs fail with EIO
+ * until the kernel has been given its new attributes (see ll.c). */
+void ll_changed(uint64_t ino);
+
 #endif

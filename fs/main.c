@@ -67,6 +67,7 @@ static void *inval_main(void *arg)
 static void inval_hook(void *arg, uint64_t ino)
 {
 	(void)arg;
+	ll_changed(ino);
 	pthread_mutex_lock(&inval.lock);
 	if (inval.n < INVAL_QUEUE) {
 		inval.q[(inval.head + inval.n++) % INVAL_QUEUE] = ino;
