@@ -34,14 +34,23 @@ echo "after the cold epoch: opens $opens1, reads $reads1, files $n"
 [ "$opens1" -ge "$n" ] || fail "only $opens1 opens counted for $n files"
 
 log "warm epoch: served by the kernel's page cache, the daemon sees no read"
+# Files whose pages the host took back already (fincore, util-linux-extra)
+# are read again, rightly: they are counted and allowed for.
+gone=0
+if command -v fincore >/dev/null; then
+	gone=$(cd "$T/mnt" && find . -path ./.epochfs -prune -o -type f -print0 |
+		xargs -0 fincore -nb -o RES,SIZE | awk '$1 < $2 {k++} END {print k + 0}')
+fi
+echo "files not wholly in the page cache before the warm epoch: $gone"
 read_verify "$T/mnt" "$T/src" 8 1
 reads2=$(stat_field reads) opens2=$(stat_field opens)
 echo "warm epoch: reads $reads1 -> $reads2, opens $opens1 -> $opens2"
 # Not one READ is the design, but the machines these run on take page cache
 # back on their own (docs/decisions.md): a file evicted between the epochs
 # is read again, rightly.  A warm epoch that goes to the daemon for more than
-# 1 file in 20 is what this mode exists to prevent.
-[ $((opens2 - opens1)) -le $((n / 20)) ] ||
+# 1 file in 20 (beyond those already gone) is what this mode exists to
+# prevent.
+[ $((opens2 - opens1)) -le $((gone + n / 20)) ] ||
 	fail "a warm epoch reached the daemon: reads $reads1 -> $reads2, opens $opens1 -> $opens2"
 
 log "page cache dropped: one open per file, all hits, nothing from the source"
