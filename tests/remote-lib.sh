@@ -10,6 +10,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 fi
 
 SRCDIR=${SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+. "$SRCDIR/tests/nginx-conf.sh"
 BUILDDIR=${BUILDDIR:-$PWD}
 EPOCHFS=${EPOCHFS:-$BUILDDIR/epochfs}
 NPM_DIR=${EPOCHFS_NPM_DIR:-$HOME/.cache/epochfs-npm}
@@ -57,28 +58,7 @@ wait_port() {
 start_nginx() {
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || skip "nginx is not installed"
 	NGINX_PORT=$(free_port)
-	mkdir -p "$T/nginx/logs" "$T/nginx/tmp"
-	cat >"$T/nginx/nginx.conf" <<EOF
-worker_processes 2;
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-pid $T/nginx/nginx.pid;
-error_log $T/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	client_body_temp_path $T/nginx/tmp/body;
-	proxy_temp_path $T/nginx/tmp/proxy;
-	fastcgi_temp_path $T/nginx/tmp/fastcgi;
-	uwsgi_temp_path $T/nginx/tmp/uwsgi;
-	scgi_temp_path $T/nginx/tmp/scgi;
-	keepalive_requests 100000;
-	server {
-		listen 127.0.0.1:$NGINX_PORT;
-		root $1;
-		location / { autoindex on; autoindex_format json; }
-	}
-}
-EOF
+	nginx_conf "$T/nginx" 2 "$NGINX_PORT" "$1"
 	${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)} -p "$T/nginx" -c "$T/nginx/nginx.conf" \
 		-g 'daemon off;' 2>"$T/nginx/logs/stderr" &
 	PIDS+=($!)

@@ -23,6 +23,7 @@ set -eu
 B=${B:-.}
 B=$(cd "$B" && pwd)
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$SRC/tests/nginx-conf.sh"
 RUNS=${RUNS:-3}
 EPOCHS=${EPOCHS:-3}
 MODES=${MODES:-off dir dir0}
@@ -102,28 +103,7 @@ DBYTES=$(find "$D/src" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
 HALF=$(find "$D/src" -type f -printf '%s\n' | awk '{s+=int(($1+4095)/4096)*4096+4096} END {printf "%d", s/2+1048576}')
 
 NGINX_PORT=$(free_port)
-mkdir -p "$D/nginx/logs" "$D/nginx/tmp"
-cat >"$D/nginx/nginx.conf" <<EOF
-worker_processes 1;
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-pid $D/nginx/nginx.pid;
-error_log $D/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	client_body_temp_path $D/nginx/tmp/body;
-	proxy_temp_path $D/nginx/tmp/proxy;
-	fastcgi_temp_path $D/nginx/tmp/fastcgi;
-	uwsgi_temp_path $D/nginx/tmp/uwsgi;
-	scgi_temp_path $D/nginx/tmp/scgi;
-	keepalive_requests 100000;
-	server {
-		listen 127.0.0.1:$NGINX_PORT;
-		root $D/src;
-		location / { autoindex on; autoindex_format json; }
-	}
-}
-EOF
+nginx_conf "$D/nginx" 1 "$NGINX_PORT" "$D/src"
 "$NGINX" -p "$D/nginx" -c "$D/nginx/nginx.conf" -g 'daemon off;' 2>"$D/nginx/logs/stderr" &
 SPIDS+=($!)
 wait_port "$NGINX_PORT"
