@@ -10,7 +10,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 fi
 
 SRCDIR=${SRCDIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
-. "$SRCDIR/tests/nginx-conf.sh"
+. "$SRCDIR/tests/serve-lib.sh"
 BUILDDIR=${BUILDDIR:-$PWD}
 EPOCHFS=${EPOCHFS:-$BUILDDIR/epochfs}
 NPM_DIR=${EPOCHFS_NPM_DIR:-$HOME/.cache/epochfs-npm}
@@ -36,23 +36,6 @@ cleanup() {
 	rm -rf "$T"
 }
 trap cleanup EXIT
-
-# A TCP port nobody listens on now.
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# Wait until 127.0.0.1:$1 accepts connections (10 s).
-wait_port() {
-	local i
-	for i in $(seq 100); do
-		if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	return 1
-}
 
 # start_nginx ROOT: serve ROOT with a JSON autoindex; sets NGINX_PORT.
 start_nginx() {

@@ -40,7 +40,7 @@ set -eu
 B=${B:-.}
 B=$(cd "$B" && pwd)
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-. "$SRC/tests/nginx-conf.sh"
+. "$SRC/tests/serve-lib.sh"
 RUNS=${RUNS:-5}
 C_RUNS=${C_RUNS:-3}
 THREADS=${THREADS:-16}
@@ -83,17 +83,6 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else print (
 # "files/s errors" from a line of epochfs-read or bench_client.py
 rate() { sed -n 's/.*s, \([0-9.]*\) files\/s, .* \([0-9][0-9]*\) errors$/\1 \2/p'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b > 0) ? a / b : 0}'; }
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-	for _ in $(seq 100); do
-		python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on 127.0.0.1:$1" >&2
-	return 1
-}
 stat_field() { # NAME: a number from MNT/.epochfs/stats
 	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$D/mnt/.epochfs/stats" "$1"
 }

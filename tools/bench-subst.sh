@@ -23,7 +23,7 @@ set -eu
 B=${B:-.}
 B=$(cd "$B" && pwd)
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-. "$SRC/tests/nginx-conf.sh"
+. "$SRC/tests/serve-lib.sh"
 RUNS=${RUNS:-3}
 EPOCHS=${EPOCHS:-3}
 MODES=${MODES:-off dir dir0}
@@ -50,17 +50,6 @@ trap cleanup EXIT INT TERM
 
 say() { echo "== $*" >&2; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_port() {
-	for _ in $(seq 100); do
-		python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on 127.0.0.1:$1" >&2
-	return 1
-}
 # mount_http CACHESIZE OPTIONS...: mount $D/mnt on a fresh cache, wait for it.
 mount_http() {
 	local size=$1
