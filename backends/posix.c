@@ -326,9 +326,14 @@ static int walk_one(struct walk *w, const char *dir)
 		memset(&st, 0, sizeof(st));
 		st.size = (uint64_t)sb.st_size;
 		st.mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000ll + sb.st_mtim.tv_nsec;
+		/* A callback's non-zero return stops the whole walk at once: no
+		 * other thread may call it again (w->rc is checked under the
+		 * lock that serializes the calls). */
 		pthread_mutex_lock(&w->lock);
-		if (!w->rc)
-			rc = w->fn(w->arg, key, &st);
+		if (w->rc)
+			rc = w->rc;
+		else if ((rc = w->fn(w->arg, key, &st)))
+			w->rc = rc;
 		pthread_mutex_unlock(&w->lock);
 	}
 	closedir(d);
