@@ -618,6 +618,7 @@ static void *flusher_main(void *arg)
 		flush_dirty(c);
 		if (++ticks % 5 == 0)
 			index_sync(c->ix);
+		index_trim(c->ix);
 		pthread_mutex_lock(&c->lock);
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -723,6 +724,7 @@ int cache_open(const struct cache_config *cfg, struct backend *be, struct cache 
 	store_scan(c->st, gc_cb, c);
 	c->meta_bytes = index_disk_bytes(c->ix) + store_dir_bytes(c->st);
 	flush_dirty(c); /* also enforces the bound if capacity shrank */
+	index_trim(c->ix); /* the listing and the load touched every page */
 	log_info("cache %s: %llu objects, %llu of %llu bytes used", c->dir,
 		 (unsigned long long)c->cached_objs, (unsigned long long)used_locked(c),
 		 (unsigned long long)c->capacity);

@@ -25,8 +25,12 @@
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "index.h"
@@ -37,6 +41,9 @@ struct index {
 	MDB_env *env;
 	MDB_dbi meta, dirent, inode, object;
 	char *dir;
+	atomic_uint reads;  /* read transactions, for trimming the map */
+	void *map;          /* LMDB's map of the data file, once found */
+	size_t map_len;
 };
 
 struct inode_val {
@@ -64,6 +71,8 @@ struct obj_val {
 
 #define OBJ_VERSION 1
 #define NS_BATCH 20000
+/* Read transactions between two trims of the map (below). */
+#define TRIM_EVERY 256
 
 static int mdb_err(int rc)
 {
@@ -101,6 +110,68 @@ static void put_be64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 }
 
+/* The map's pages stay mapped into the daemon once touched, so a warm epoch
+ * over a million files would count the whole index (about 300 bytes per
+ * file) in the daemon's RSS.  The map is MAP_SHARED over the index file, so
+ * MADV_DONTNEED only unmaps: the pages stay in the page cache (shared and
+ * reclaimable like any file data) and the next access maps them again with
+ * the same bytes.  Every TRIM_EVERY read transactions, the used part of the
+ * map is unmapped; MDB_NORDAHEAD (MADV_RANDOM) keeps a fault from mapping
+ * its neighbours too.  Safe while other threads read: they fault the page
+ * back in. */
+/* Where LMDB mapped the data file: mdb_env_info gives the address only for
+ * MDB_FIXEDMAP, so look the mapping up by the file's device and inode. */
+static void find_map(struct index *ix)
+{
+	char line[512];
+	struct stat st;
+	mdb_filehandle_t fd;
+	FILE *f;
+
+	if (mdb_env_get_fd(ix->env, &fd) != MDB_SUCCESS || fstat(fd, &st) < 0)
+		return;
+	f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, ino;
+		unsigned maj, mnr;
+
+		if (sscanf(line, "%lx-%lx %*s %*x %x:%x %lu", &lo, &hi, &maj, &mnr, &ino) == 5 &&
+		    ino == (unsigned long)st.st_ino && makedev(maj, mnr) == st.st_dev) {
+			ix->map = (void *)lo;
+			ix->map_len = hi - lo;
+			break;
+		}
+	}
+	fclose(f);
+}
+
+static void trim_map(struct index *ix)
+{
+	MDB_envinfo info;
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t len;
+
+	if (!ix->map || pg <= 0 || mdb_env_info(ix->env, &info) != MDB_SUCCESS)
+		return;
+	len = MIN((size_t)(info.me_last_pgno + 1) * (size_t)pg, ix->map_len);
+	madvise(ix->map, len, MADV_DONTNEED);
+}
+
+void index_trim(struct index *ix)
+{
+	trim_map(ix);
+}
+
+static int ro_begin(struct index *ix, MDB_txn **txn)
+{
+	if (atomic_fetch_add_explicit(&ix->reads, 1, memory_order_relaxed) % TRIM_EVERY ==
+	    TRIM_EVERY - 1)
+		trim_map(ix);
+	return mdb_txn_begin(ix->env, NULL, MDB_RDONLY, txn);
+}
+
 int index_open(const char *dir, uint64_t mapsize, struct index **out)
 {
 	struct index *ix;
@@ -126,9 +197,10 @@ int index_open(const char *dir, uint64_t mapsize, struct index **out)
 	mdb_env_set_maxdbs(ix->env, 8);
 	mdb_env_set_maxreaders(ix->env, 512);
 	mdb_env_set_mapsize(ix->env, mapsize);
-	rc = mdb_err(mdb_env_open(ix->env, dir, MDB_NOSYNC | MDB_NOTLS, 0600));
+	rc = mdb_err(mdb_env_open(ix->env, dir, MDB_NOSYNC | MDB_NOTLS | MDB_NORDAHEAD, 0600));
 	if (rc)
 		goto out_env;
+	find_map(ix);
 	rc = mdb_err(mdb_txn_begin(ix->env, NULL, 0, &txn));
 	if (rc)
 		goto out_env;
@@ -223,7 +295,7 @@ int index_source_get(struct index *ix, const char *url, struct ns_source *out)
 	MDB_txn *txn;
 	int rc;
 
-	rc = mdb_err(mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn));
+	rc = mdb_err(ro_begin(ix, &txn));
 	if (rc)
 		return rc;
 	rc = meta_get_source(ix, txn, url, out);
@@ -551,7 +623,7 @@ int index_getattr(struct index *ix, uint32_t srcid, uint64_t ino, struct ns_attr
 
 	put_be32(kb, srcid);
 	put_be64(kb + 4, ino);
-	rc = mdb_err(mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn));
+	rc = mdb_err(ro_begin(ix, &txn));
 	if (rc)
 		return rc;
 	rc = mdb_err(mdb_get(txn, ix->inode, &k, &v));
@@ -591,7 +663,7 @@ int index_lookup(struct index *ix, uint32_t srcid, uint64_t parent, const char *
 	MDB_txn *txn;
 	int rc;
 
-	rc = mdb_err(mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn));
+	rc = mdb_err(ro_begin(ix, &txn));
 	if (rc)
 		return rc;
 	rc = lookup_txn(ix, txn, srcid, parent, name, strlen(name), out);
@@ -606,7 +678,7 @@ int index_resolve(struct index *ix, uint32_t srcid, const char *path, struct ns_
 	MDB_txn *txn;
 	int rc = 0;
 
-	rc = mdb_err(mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn));
+	rc = mdb_err(ro_begin(ix, &txn));
 	if (rc)
 		return rc;
 	while (*p && !rc) {
@@ -644,7 +716,7 @@ int index_path(struct index *ix, uint32_t srcid, uint64_t ino, char *buf, size_t
 	if (len == 0)
 		return -ENAMETOOLONG;
 	buf[--pos] = 0;
-	rc = mdb_err(mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn));
+	rc = mdb_err(ro_begin(ix, &txn));
 	if (rc)
 		return rc;
 	while (ino != INDEX_ROOT_INO) {
@@ -686,7 +758,7 @@ int index_readdir(struct index *ix, uint32_t srcid, uint64_t dir, index_dir_fn f
 
 	put_be32(pfx, srcid);
 	put_be64(pfx + 4, dir);
-	rc = mdb_err(mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn));
+	rc = mdb_err(ro_begin(ix, &txn));
 	if (rc)
 		return rc;
 	rc = mdb_err(mdb_cursor_open(txn, ix->dirent, &cur));
@@ -802,7 +874,7 @@ int index_obj_get(struct index *ix, const uint8_t cid[CID_LEN], struct obj_rec *
 	int rc;
 
 	*out = NULL;
-	rc = mdb_err(mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn));
+	rc = mdb_err(ro_begin(ix, &txn));
 	if (rc)
 		return rc;
 	rc = mdb_err(mdb_get(txn, ix->object, &k, &v));
@@ -842,11 +914,12 @@ int index_obj_put_many(struct index *ix, struct obj_rec *const *r, size_t n)
 		return rc;
 	for (size_t i = 0; i < n && !rc; i++)
 		rc = obj_put_txn(ix, txn, r[i]);
-	if (rc) {
+	if (rc)
 		mdb_txn_abort(txn);
-		return rc;
-	}
-	return mdb_err(mdb_txn_commit(txn));
+	else
+		rc = mdb_err(mdb_txn_commit(txn));
+	trim_map(ix); /* a batch walks as many pages as its records */
+	return rc;
 }
 
 int index_obj_put(struct index *ix, const struct obj_rec *r)
@@ -881,7 +954,7 @@ int index_obj_foreach(struct index *ix, index_obj_fn fn, void *arg)
 	MDB_val k, v;
 	int rc, stop = 0;
 
-	rc = mdb_err(mdb_txn_begin(ix->env, NULL, MDB_RDONLY, &txn));
+	rc = mdb_err(ro_begin(ix, &txn));
 	if (rc)
 		return rc;
 	rc = mdb_err(mdb_cursor_open(txn, ix->object, &cur));

@@ -57,6 +57,9 @@ void index_close(struct index *ix);
 uint64_t index_disk_bytes(struct index *ix);
 /* Flush to disk (the environment runs without per-commit sync). */
 void index_sync(struct index *ix);
+/* Unmap the index pages this process has touched (they stay in the page
+ * cache); index reads also do it now and then by themselves. */
+void index_trim(struct index *ix);
 
 /* ---- namespace ---- */
 int index_source_get(struct index *ix, const char *url, struct ns_source *out);
