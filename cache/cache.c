@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -113,7 +114,8 @@ static void table_put(struct cache *c, struct obj *o)
 {
 	size_t b;
 
-	if (c->nobjs >= c->nbuckets)
+	/* Two objects per bucket on average: 4 bytes of table per object. */
+	if (c->nobjs >= 2 * c->nbuckets)
 		table_grow(c); /* on failure the chains just get longer */
 	b = hash_cid(c, o->cid);
 	o->hnext = c->table[b];
@@ -121,28 +123,75 @@ static void table_put(struct cache *c, struct obj *o)
 	c->nobjs++;
 }
 
-static struct obj *obj_new(const uint8_t *cid, uint64_t size, uint32_t chunk_size)
+/* Objects come from slabs of OBJ_SLAB, mapped directly: no allocator
+ * header per object, and none of the per-thread arenas' fragmentation.
+ * Lock held (or the cache not running yet). */
+#define OBJ_SLAB 1024
+
+static struct obj *obj_take_locked(struct cache *c)
+{
+	struct obj *o = c->obj_free;
+
+	if (!o) {
+		void **ns = ec_realloc(c->slabs, (c->nslabs + 1) * sizeof(*ns));
+		struct obj *blk;
+
+		if (!ns)
+			return NULL;
+		c->slabs = ns;
+		blk = mmap(NULL, OBJ_SLAB * sizeof(*blk), PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (blk == MAP_FAILED)
+			return NULL;
+		c->slabs[c->nslabs++] = blk;
+		for (size_t i = OBJ_SLAB; i-- > 0;) {
+			blk[i].hnext = c->obj_free;
+			c->obj_free = &blk[i];
+		}
+		o = c->obj_free;
+	}
+	c->obj_free = o->hnext;
+	memset(o, 0, sizeof(*o));
+	return o;
+}
+
+/* Give o back to its slab (it is in no table, policy or fetch). */
+static void obj_release_locked(struct cache *c, struct obj *o)
+{
+	if (o->nchunks > 1)
+		free(o->u.sums);
+	free(o->act);
+	o->act = NULL;
+	o->hnext = c->obj_free;
+	c->obj_free = o;
+}
+
+static struct obj *obj_new_locked(struct cache *c, const uint8_t *cid, uint64_t size,
+				  uint32_t chunk_size)
 {
 	uint64_t n = size ? (size + chunk_size - 1) / chunk_size : 0;
 	size_t bb = ((size_t)n + 7) / 8;
 	struct obj *o;
 
-	if (n > UINT32_MAX)
+	if (n > UINT32_MAX / 2)
 		return NULL;
-	o = ec_calloc(1, sizeof(*o) + 3 * bb + (size_t)n * 8 + 8);
+	o = obj_take_locked(c);
 	if (!o)
 		return NULL;
+	if (n > 1) {
+		o->u.sums = ec_calloc(1, (size_t)n * 8 + 3 * bb);
+		if (!o->u.sums) {
+			o->hnext = c->obj_free;
+			c->obj_free = o;
+			return NULL;
+		}
+	}
 	memcpy(o->cid, cid, CID_LEN);
 	o->size = size;
 	o->chunk_size = chunk_size;
 	o->nchunks = (uint32_t)n;
-	o->fd = -1;
 	o->sample = PLAN_NONE;
 	o->pe.next_use = UINT64_MAX;
-	o->sums = (uint64_t *)(o + 1);
-	o->present = (uint8_t *)(o->sums + n);
-	o->verified = o->present + bb;
-	o->fetched = o->verified + bb;
 	return o;
 }
 
@@ -159,6 +208,68 @@ static void bit_set(uint8_t *b, uint32_t i, int v)
 		b[i >> 3] &= (uint8_t)~(1u << (i & 7));
 }
 
+/* Chunk bits of an object (struct obj explains where they live). */
+enum { PRESENT, VERIFIED, FETCHED };
+
+static uint8_t *obj_bits(const struct obj *o, int which)
+{
+	return (uint8_t *)(o->u.sums + o->nchunks) + (size_t)which * (((size_t)o->nchunks + 7) / 8);
+}
+
+static int obj_bit(const struct obj *o, int which, uint32_t k)
+{
+	if (o->nchunks <= 1)
+		return k == 0 && (o->flags & (OBJ_C_PRESENT << which));
+	return bit(obj_bits(o, which), k);
+}
+
+static void obj_bit_set(struct obj *o, int which, uint32_t k, int v)
+{
+	if (o->nchunks > 1)
+		bit_set(obj_bits(o, which), k, v);
+	else if (v)
+		o->flags |= OBJ_C_PRESENT << which;
+	else
+		o->flags &= ~(OBJ_C_PRESENT << which);
+}
+
+static void obj_bits_clear(struct obj *o, int which)
+{
+	if (o->nchunks > 1)
+		memset(obj_bits(o, which), 0, ((size_t)o->nchunks + 7) / 8);
+	else
+		o->flags &= ~(OBJ_C_PRESENT << which);
+}
+
+static uint64_t *obj_sum(struct obj *o, uint32_t k)
+{
+	return o->nchunks > 1 ? &o->u.sums[k] : &o->u.sum;
+}
+
+/* The in-use part of o, made when it is first pinned.  Lock held. */
+static int obj_activate_locked(struct obj *o)
+{
+	if (o->act)
+		return 0;
+	o->act = ec_calloc(1, sizeof(*o->act));
+	if (!o->act)
+		return -ENOMEM;
+	o->act->fd = -1;
+	return 0;
+}
+
+/* Drop the in-use part of o when nothing uses it any more.  Lock held. */
+static void obj_deactivate_locked(struct obj *o)
+{
+	struct obj_act *a = o->act;
+
+	if (a && !o->refs && !(o->flags & OBJ_IDLEFD) && a->fd < 0 && !a->inflight && !a->held &&
+	    !a->fetches && !a->resv) {
+		free(a);
+		o->act = NULL;
+	}
+}
+
 static size_t chunk_len(const struct obj *o, uint32_t c)
 {
 	uint64_t off = (uint64_t)c * o->chunk_size;
@@ -168,11 +279,8 @@ static size_t chunk_len(const struct obj *o, uint32_t c)
 
 static void mark_dirty(struct cache *c, struct obj *o)
 {
-	if (o->flags & OBJ_DIRTY)
-		return;
-	o->flags |= OBJ_DIRTY;
-	o->dnext = c->dirty;
-	c->dirty = o;
+	(void)c;
+	o->flags |= OBJ_DIRTY; /* the flusher finds it in the table */
 }
 
 /* File bytes of o's present chunks. */
@@ -181,7 +289,7 @@ static uint64_t present_bytes(const struct obj *o)
 	uint64_t b = 0;
 
 	for (uint32_t k = 0; o->npresent && k < o->nchunks; k++)
-		if (bit(o->present, k))
+		if (obj_bit(o, PRESENT, k))
 			b += chunk_len(o, k);
 	return b;
 }
@@ -209,16 +317,17 @@ static void evict_locked(struct cache *c, struct obj *o)
 	policy_remove(c->pol, &o->pe);
 	store_obj_unlink(c->st, o->cid);
 	if (o->flags & OBJ_IDLEFD) {
-		close(o->fd);
-		o->fd = -1;
+		close(o->act->fd);
+		o->act->fd = -1;
 		o->flags &= ~OBJ_IDLEFD;
 		c->idle_fds--;
+		obj_deactivate_locked(o);
 	}
 	c->cached_bytes -= present_bytes(o);
 	c->data_bytes -= o->alloc;
 	o->alloc = 0;
-	memset(o->present, 0, ((size_t)o->nchunks + 7) / 8);
-	memset(o->verified, 0, ((size_t)o->nchunks + 7) / 8);
+	obj_bits_clear(o, PRESENT);
+	obj_bits_clear(o, VERIFIED);
 	if (o->npresent)
 		c->cached_objs--;
 	o->npresent = 0;
@@ -280,7 +389,7 @@ static int reserve_prefetch_locked(struct cache *c, struct obj *o, uint64_t byte
 		evict_locked(c, (struct obj *)v);
 	}
 	c->reserved += bytes;
-	o->resv += bytes;
+	o->act->resv += bytes;
 	return 0;
 }
 
@@ -464,29 +573,31 @@ static int load_cb(void *arg, const struct obj_rec *r)
 	uint32_t i;
 	int64_t blocks;
 
-	o = obj_new(r->cid, r->size, r->chunk_size);
-	if (!o || o->nchunks != r->nchunks) {
-		free(o);
+	for (i = 0; i < r->nchunks; i++)
+		if (obj_chunk_present(r, i))
+			break;
+	if (i == r->nchunks)
+		return 0; /* a tracking record: loaded when the object is next used */
+	o = obj_new_locked(c, r->cid, r->size, r->chunk_size);
+	if (!o)
+		return 0;
+	if (o->nchunks != r->nchunks) {
+		obj_release_locked(c, o);
 		return 0;
 	}
-	o->pe.freq = r->access_count;
-	o->pe.importance = r->importance;
+	o->pe.freq = (uint32_t)MIN(r->access_count, (uint64_t)UINT32_MAX);
+	o->pe.importance = (float)r->importance;
 	o->pe.last = (uint64_t)r->last_access_ns;
-	o->last_access_ns = r->last_access_ns;
 	for (i = 0; i < r->nchunks; i++)
 		if (obj_chunk_present(r, i)) {
-			bit_set(o->present, i, 1);
-			o->sums[i] = r->sums[i];
+			obj_bit_set(o, PRESENT, i, 1);
+			*obj_sum(o, i) = r->sums[i];
 			o->npresent++;
 		}
-	if (!o->npresent) {
-		free(o); /* a tracking record: loaded when the object is next used */
-		return 0;
-	}
 	blocks = store_obj_blocks(c->st, o->cid);
 	if (blocks < 0) {
 		/* The file is gone: the record must not claim anything. */
-		memset(o->present, 0, ((size_t)o->nchunks + 7) / 8);
+		obj_bits_clear(o, PRESENT);
 		o->npresent = 0;
 		table_put(c, o);
 		mark_dirty(c, o);
@@ -509,7 +620,7 @@ static int gc_cb(void *arg, const uint8_t cid[CID_LEN])
 
 	pthread_mutex_lock(&c->lock);
 	o = table_get(c, cid);
-	drop = !o || (!o->npresent && !o->refs && !o->fetches);
+	drop = !o || (!o->npresent && !o->refs && !(o->act && o->act->fetches));
 	pthread_mutex_unlock(&c->lock);
 	return drop;
 }
@@ -520,69 +631,84 @@ static int gc_cb(void *arg, const uint8_t cid[CID_LEN])
  * tens of MiB). */
 #define FLUSH_BATCH 256
 
+/* Buckets looked at per hold of the lock while looking for dirty records. */
+#define FLUSH_SCAN 65536
+
 /* Write dirty records, FLUSH_BATCH per transaction; then free objects that
- * hold nothing. */
+ * hold nothing.  Dirty objects are found by a pass over the table (a list
+ * would cost a pointer in every object): one dirtied behind the pass waits
+ * for the next tick, so a busy reader cannot keep this loop going. */
 static void flush_dirty(struct cache *c)
 {
 	struct obj_rec *recs[FLUSH_BATCH];
 	struct obj *o, **pp;
-	size_t n, i, todo = 0;
+	size_t n, i, b = 0, scanned;
 	uint32_t k;
-	int rc;
+	int rc, full = 0, done;
 
-	/* What is dirty now, and no more: records dirtied meanwhile wait for
-	 * the next tick, so a busy reader cannot keep this loop going. */
-	pthread_mutex_lock(&c->lock);
-	for (o = c->dirty; o; o = o->dnext)
-		todo++;
-	pthread_mutex_unlock(&c->lock);
-	while (todo) {
+	for (;;) {
 		n = 0;
+		scanned = 0;
 		pthread_mutex_lock(&c->lock);
-		while ((o = c->dirty) && n < FLUSH_BATCH && n < todo) {
-			struct obj_rec *r = index_obj_alloc(o->nchunks);
+		for (; b < c->nbuckets && n < FLUSH_BATCH && scanned < FLUSH_SCAN && !full;
+		     scanned++) {
+			for (o = c->table[b]; o; o = o->hnext) {
+				struct obj_rec *r;
 
-			if (!r)
-				break; /* stays dirty: next time */
-			c->dirty = o->dnext;
-			o->flags &= ~OBJ_DIRTY;
-			memcpy(r->cid, o->cid, CID_LEN);
-			r->size = o->size;
-			r->chunk_size = o->chunk_size;
-			r->access_count = o->pe.freq;
-			r->last_access_ns = o->last_access_ns;
-			r->importance = o->pe.importance;
-			r->next_use = o->pe.next_use;
-			for (k = 0; k < o->nchunks; k++)
-				if (bit(o->present, k)) {
-					r->present[k >> 3] |= (uint8_t)(1u << (k & 7));
-					r->sums[k] = o->sums[k];
+				if (!(o->flags & OBJ_DIRTY))
+					continue;
+				if (n == FLUSH_BATCH)
+					break; /* the rest of this bucket next round */
+				r = index_obj_alloc(o->nchunks);
+				if (!r) {
+					full = 1; /* stays dirty: next time */
+					break;
 				}
-			recs[n++] = r;
+				o->flags &= ~OBJ_DIRTY;
+				memcpy(r->cid, o->cid, CID_LEN);
+				r->size = o->size;
+				r->chunk_size = o->chunk_size;
+				r->access_count = o->pe.freq;
+				r->last_access_ns = (int64_t)o->pe.last;
+				r->importance = o->pe.importance;
+				r->next_use = o->pe.next_use;
+				for (k = 0; k < o->nchunks; k++)
+					if (obj_bit(o, PRESENT, k)) {
+						r->present[k >> 3] |= (uint8_t)(1u << (k & 7));
+						r->sums[k] = *obj_sum(o, k);
+					}
+				recs[n++] = r;
+			}
+			if (!o)
+				b++;
+			else
+				break;
 		}
+		done = b >= c->nbuckets;
 		pthread_mutex_unlock(&c->lock);
-		if (!n)
+		if (n) {
+			rc = index_obj_put_many(c->ix, recs, n);
+			if (rc)
+				log_warn("index: cannot save %zu records: %s", n, strerror(-rc));
+			for (i = 0; i < n; i++)
+				index_obj_free(recs[i]);
+		}
+		if (full || done)
 			break;
-		rc = index_obj_put_many(c->ix, recs, n);
-		if (rc)
-			log_warn("index: cannot save %zu records: %s", n, strerror(-rc));
-		for (i = 0; i < n; i++)
-			index_obj_free(recs[i]);
-		todo -= n;
 	}
 
 	pthread_mutex_lock(&c->lock);
 	c->meta_bytes = index_disk_bytes(c->ix) + store_dir_bytes(c->st);
 	c->meta_pending = 0;
 	/* Objects that hold nothing and are unused live on only in the index. */
-	for (size_t b = 0; b < c->nbuckets; b++)
+	for (b = 0; b < c->nbuckets; b++)
 		for (pp = &c->table[b]; *pp;) {
 			o = *pp;
-			if (!o->refs && !o->npresent && !o->fetches && !(o->flags & OBJ_DIRTY)) {
+			if (!o->refs && !o->npresent && !o->act && !(o->flags & OBJ_DIRTY)) {
 				*pp = o->hnext;
 				c->nobjs--;
 				subst_forget_obj_locked(c, o);
-				free(o);
+				obj_release_locked(c, o);
 				continue;
 			}
 			pp = &o->hnext;
@@ -782,10 +908,15 @@ void cache_close(struct cache *c)
 	for (size_t b = 0; c->table && b < c->nbuckets; b++)
 		for (o = c->table[b]; o; o = next) {
 			next = o->hnext;
-			if (o->fd >= 0)
-				close(o->fd);
-			free(o);
+			if (o->act && o->act->fd >= 0)
+				close(o->act->fd);
+			if (o->nchunks > 1)
+				free(o->u.sums);
+			free(o->act);
 		}
+	for (size_t i = 0; i < c->nslabs; i++)
+		munmap(c->slabs[i], OBJ_SLAB * sizeof(struct obj));
+	free(c->slabs);
 	free(c->table);
 	policy_destroy(c->pol);
 	store_close(c->st);
@@ -864,12 +995,11 @@ static void content_id(const struct cache *c, const char *key, const struct ns_a
 static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct obj **out)
 {
 	struct obj_rec *r = NULL;
-	struct obj *o, *fresh = NULL;
-	int rc;
+	struct obj *o;
+	int rc, looked = 0;
 
 	pthread_mutex_lock(&c->lock);
-	o = table_get(c, cid);
-	if (!o) {
+	while (!(o = table_get(c, cid)) && !looked) {
 		pthread_mutex_unlock(&c->lock);
 		rc = index_obj_get(c->ix, cid, &r);
 		if (rc && rc != -ENOENT)
@@ -878,26 +1008,29 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 			index_obj_free(r);
 			r = NULL;
 		}
-		fresh = obj_new(cid, size, r ? r->chunk_size : c->cfg.chunk_size);
-		if (!fresh) {
+		looked = 1;
+		pthread_mutex_lock(&c->lock);
+	}
+	if (!o) {
+		o = obj_new_locked(c, cid, size, r ? r->chunk_size : c->cfg.chunk_size);
+		if (!o) {
+			pthread_mutex_unlock(&c->lock);
 			index_obj_free(r);
 			return -ENOMEM;
 		}
-		if (r && r->nchunks == fresh->nchunks) {
+		if (r && r->nchunks == o->nchunks) {
 			/* Only the policy state: chunks not loaded at start are not trusted. */
-			fresh->pe.freq = r->access_count;
-			fresh->pe.importance = r->importance;
-			fresh->last_access_ns = r->last_access_ns;
+			o->pe.freq = (uint32_t)MIN(r->access_count, (uint64_t)UINT32_MAX);
+			o->pe.importance = (float)r->importance;
+			o->pe.last = (uint64_t)r->last_access_ns;
 		}
+		table_put(c, o);
+		c->meta_pending += META_PER_RECORD;
+	}
+	if (obj_activate_locked(o)) { /* a fresh o is freed by the flusher */
+		pthread_mutex_unlock(&c->lock);
 		index_obj_free(r);
-		pthread_mutex_lock(&c->lock);
-		o = table_get(c, cid);
-		if (!o) {
-			o = fresh;
-			fresh = NULL;
-			table_put(c, o);
-			c->meta_pending += META_PER_RECORD;
-		}
+		return -ENOMEM;
 	}
 	if (o->refs++ == 0) {
 		policy_remove(c->pol, &o->pe);
@@ -907,7 +1040,7 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
-	free(fresh);
+	index_obj_free(r);
 	*out = o;
 	return 0;
 }
@@ -916,26 +1049,38 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
  * is none or it is kept for the first read of a prefetched object. */
 static int unpinned_fd_locked(struct cache *c, struct obj *o)
 {
-	int fd = o->fd;
+	int fd = o->act->fd;
 
 	if (fd >= 0 && (o->flags & OBJ_PREFETCHED) && o->npresent && c->idle_fds < IDLE_FDS_MAX) {
 		o->flags |= OBJ_IDLEFD;
 		c->idle_fds++;
 		return -1;
 	}
-	o->fd = -1;
+	o->act->fd = -1;
 	return fd;
 }
 
 /* o's held chunks, off the object and the count; put them unlocked. */
 static struct fetch *take_held_locked(struct cache *c, struct obj *o)
 {
-	struct fetch *held = o->held;
+	struct fetch *held = o->act->held;
 
 	for (struct fetch *fe = held; fe; fe = fe->next)
 		c->held_bytes -= fe->len;
-	o->held = NULL;
+	o->act->held = NULL;
 	return held;
+}
+
+/* o's last pin went (lock held): back in the policy if it holds anything,
+ * its in-use part dropped; *fd and *held are for the caller to release
+ * unlocked. */
+static void obj_unpinned_locked(struct cache *c, struct obj *o, int *fd, struct fetch **held)
+{
+	*fd = unpinned_fd_locked(c, o);
+	*held = take_held_locked(c, o);
+	if (o->npresent)
+		policy_insert(c->pol, &o->pe);
+	obj_deactivate_locked(o);
 }
 
 static void obj_unpin(struct cache *c, struct obj *o)
@@ -944,12 +1089,8 @@ static void obj_unpin(struct cache *c, struct obj *o)
 	int fd = -1;
 
 	pthread_mutex_lock(&c->lock);
-	if (--o->refs == 0) {
-		fd = unpinned_fd_locked(c, o);
-		held = take_held_locked(c, o);
-		if (o->npresent)
-			policy_insert(c->pol, &o->pe);
-	}
+	if (--o->refs == 0)
+		obj_unpinned_locked(c, o, &fd, &held);
 	pthread_mutex_unlock(&c->lock);
 	if (fd >= 0)
 		close(fd);
@@ -968,11 +1109,11 @@ static int obj_fd(struct cache *c, struct obj *o)
 	if (fd < 0)
 		return fd;
 	pthread_mutex_lock(&c->lock);
-	if (o->fd >= 0) {
+	if (o->act->fd >= 0) {
 		close(fd);
-		fd = o->fd;
+		fd = o->act->fd;
 	} else {
-		o->fd = fd;
+		o->act->fd = fd;
 	}
 	pthread_mutex_unlock(&c->lock);
 	return fd;
@@ -1050,9 +1191,9 @@ int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_f
 		return 0;
 	}
 	pthread_mutex_lock(&c->lock);
-	f->o->pe.freq++;
-	f->o->last_access_ns = wall_ns();
-	f->o->pe.last = now_ns();
+	if (f->o->pe.freq < UINT32_MAX)
+		f->o->pe.freq++;
+	f->o->pe.last = (uint64_t)wall_ns();
 	hit = f->o->npresent == f->o->nchunks;
 	mark_dirty(c, f->o);
 	if (c->nep) {
@@ -1149,14 +1290,14 @@ static void fetch_store_and_lock(struct cache *c, struct fetch *fe)
 
 	pthread_mutex_lock(&c->lock);
 	need = round_block(fe->len) + (o->alloc ? 0 : STORE_FILE_OVERHEAD);
-	if (o->resv >= need) {
+	if (o->act->resv >= need) {
 		/* Reserved when the prefetch was issued: stored whatever the
 		 * object's key has become since (a reader may have opened it). */
-		o->resv -= need;
+		o->act->resv -= need;
 		rc = 0;
 	} else {
-		c->reserved -= o->resv;
-		o->resv = 0;
+		c->reserved -= o->act->resv;
+		o->act->resv = 0;
 		rc = reserve_locked(c, o, need);
 	}
 	if (rc) {
@@ -1165,7 +1306,7 @@ static void fetch_store_and_lock(struct cache *c, struct fetch *fe)
 			cache_epoch_locked(c)->not_stored_prefetch++;
 		return;
 	}
-	fd = o->fd;
+	fd = o->act->fd;
 	pthread_mutex_unlock(&c->lock);
 	sum = store_checksum(fe->buf, fe->len);
 	if (fd < 0) {
@@ -1183,18 +1324,18 @@ static void fetch_store_and_lock(struct cache *c, struct fetch *fe)
 	}
 	pthread_mutex_lock(&c->lock);
 	if (created) {
-		if (o->fd < 0)
-			o->fd = fd; /* closed when the object is unpinned */
+		if (o->act->fd < 0)
+			o->act->fd = fd; /* closed when the object is unpinned */
 		else
 			close(fd); /* another worker opened it meanwhile */
 	}
 	c->reserved -= need;
-	if (rc == 0 && !bit(o->present, fe->chunk)) {
+	if (rc == 0 && !obj_bit(o, PRESENT, fe->chunk)) {
 		if (!o->npresent)
 			c->cached_objs++;
-		bit_set(o->present, fe->chunk, 1);
-		bit_set(o->verified, fe->chunk, 1);
-		o->sums[fe->chunk] = sum;
+		obj_bit_set(o, PRESENT, fe->chunk, 1);
+		obj_bit_set(o, VERIFIED, fe->chunk, 1);
+		*obj_sum(o, fe->chunk) = sum;
 		o->npresent++;
 		c->cached_bytes += fe->len;
 		o->alloc += need;
@@ -1257,24 +1398,24 @@ static void *store_worker(void *arg)
 			pthread_mutex_lock(&c->lock);
 		}
 
-		for (struct fetch **pp = &o->fetches; *pp; pp = &(*pp)->next)
+		for (struct fetch **pp = &o->act->fetches; *pp; pp = &(*pp)->next)
 			if (*pp == fe) {
 				*pp = fe->next;
 				break;
 			}
 		fe->settled = 1;
-		o->inflight--;
+		o->act->inflight--;
 		c->fetches_inflight--;
-		if (!o->inflight && o->resv) {
-			c->reserved -= o->resv; /* failed or unneeded fetches */
-			o->resv = 0;
+		if (!o->act->inflight && o->act->resv) {
+			c->reserved -= o->act->resv; /* failed or unneeded fetches */
+			o->act->resv = 0;
 		}
 		drop = NULL;
-		if (fe->result == (ssize_t)fe->len && !bit(o->present, fe->chunk) && o->refs > 1 &&
-		    c->held_bytes + fe->len <= HELD_MAX_BYTES) {
+		if (fe->result == (ssize_t)fe->len && !obj_bit(o, PRESENT, fe->chunk) &&
+		    o->refs > 1 && c->held_bytes + fe->len <= HELD_MAX_BYTES) {
 			/* Not stored, but the object is open: keep the bytes for
 			 * its reads, which would otherwise fetch them again. */
-			struct fetch **pp = &o->held;
+			struct fetch **pp = &o->act->held;
 			int n = 0;
 
 			for (; *pp && ++n < HELD_PER_OBJ; pp = &(*pp)->next)
@@ -1285,8 +1426,8 @@ static void *store_worker(void *arg)
 				c->held_bytes -= drop->len;
 			}
 			fe->refs++;
-			fe->next = o->held;
-			o->held = fe;
+			fe->next = o->act->held;
+			o->act->held = fe;
 			c->held_bytes += fe->len;
 		}
 		if (fe->prefetch) {
@@ -1294,7 +1435,7 @@ static void *store_worker(void *arg)
 			c->pf_inflight_bytes -= fe->len;
 			pthread_cond_signal(&c->pf_cond);
 		}
-		if (!o->inflight && (o->flags & OBJ_PREFETCHING)) {
+		if (!o->act->inflight && (o->flags & OBJ_PREFETCHING)) {
 			o->flags &= ~OBJ_PREFETCHING;
 			c->pf_objs--;
 			if (o->npresent == o->nchunks && !(o->flags & OBJ_LATE))
@@ -1309,12 +1450,8 @@ static void *store_worker(void *arg)
 		/* The fetch's pin on the object (obj_unpin) and its reference. */
 		fd = -1;
 		held = NULL;
-		if (--o->refs == 0) {
-			fd = unpinned_fd_locked(c, o);
-			held = take_held_locked(c, o);
-			if (o->npresent)
-				policy_insert(c->pol, &o->pe);
-		}
+		if (--o->refs == 0)
+			obj_unpinned_locked(c, o, &fd, &held);
 		last = --fe->refs == 0;
 		pthread_mutex_unlock(&c->lock);
 		if (fd >= 0)
@@ -1365,24 +1502,24 @@ static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k
 	fe->req.expect = *ident;
 	fe->req.done = fetch_done;
 	fe->req.arg = fe;
-	fe->next = o->fetches;
-	o->fetches = fe;
+	fe->next = o->act->fetches;
+	o->act->fetches = fe;
 	o->refs++;
-	o->inflight++;
+	o->act->inflight++;
 	c->fetches_inflight++;
 	if (cache_epoch_locked(c)) {
 		struct epoch_stats *e = cache_epoch_locked(c);
 
 		if (o->fseq != c->nep) {
-			memset(o->fetched, 0, ((size_t)o->nchunks + 7) / 8);
+			obj_bits_clear(o, FETCHED);
 			o->fseq = c->nep;
 		}
 		e->fetched_bytes += len;
 		if (prefetch && plan_use_epoch(o->pe.next_use) > plan_epoch(c->plan))
 			e->prefetched_ahead_bytes += len;
-		if (bit(o->fetched, k))
+		if (obj_bit(o, FETCHED, k))
 			e->refetched_bytes += len;
-		bit_set(o->fetched, k, 1);
+		obj_bit_set(o, FETCHED, k, 1);
 	}
 	if (prefetch) {
 		c->pf_inflight++;
@@ -1422,9 +1559,9 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 		pthread_mutex_lock(&c->lock);
 		/* Room for this batch first: what it would fetch. */
 		for (kk = k; kk < o->nchunks && want < (int)ARRAY_SIZE(batch); kk++) {
-			if (bit(o->present, kk))
+			if (obj_bit(o, PRESENT, kk))
 				continue;
-			for (fe = o->fetches; fe && fe->chunk != kk; fe = fe->next)
+			for (fe = o->act->fetches; fe && fe->chunk != kk; fe = fe->next)
 				;
 			if (fe)
 				continue;
@@ -1435,16 +1572,16 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 			pthread_mutex_unlock(&c->lock);
 			break;
 		}
-		if (!o->alloc && !o->resv)
+		if (!o->alloc && !o->act->resv)
 			need += STORE_FILE_OVERHEAD;
 		if (reserve_prefetch_locked(c, o, need)) {
 			pthread_mutex_unlock(&c->lock);
 			return total ? total : -ENOSPC;
 		}
 		for (; k < kk; k++) {
-			if (bit(o->present, k))
+			if (obj_bit(o, PRESENT, k))
 				continue;
-			for (fe = o->fetches; fe && fe->chunk != k; fe = fe->next)
+			for (fe = o->act->fetches; fe && fe->chunk != k; fe = fe->next)
 				;
 			if (fe)
 				continue;
@@ -1456,9 +1593,9 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 		if (k < kk) {
 			/* Out of memory.  What is reserved is given back when the
 			 * object's last fetch settles, or now if none is in flight. */
-			if (!o->inflight) {
-				c->reserved -= o->resv;
-				o->resv = 0;
+			if (!o->act->inflight) {
+				c->reserved -= o->act->resv;
+				o->act->resv = 0;
 			}
 			k = o->nchunks;
 		}
@@ -1491,9 +1628,9 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 	*from_cache = 0;
 	/* One look under the lock: on a warm read that is all the locking. */
 	pthread_mutex_lock(&c->lock);
-	present = bit(o->present, k);
-	verified = bit(o->verified, k);
-	fd = o->fd;
+	present = obj_bit(o, PRESENT, k);
+	verified = obj_bit(o, VERIFIED, k);
+	fd = o->act->fd;
 	pthread_mutex_unlock(&c->lock);
 	if (present) {
 		if (fd < 0)
@@ -1505,9 +1642,9 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 		}
 		buf = fd >= 0 ? ec_malloc(len) : NULL;
 		if (buf && store_read(fd, off, buf, len) == 0 &&
-		    store_checksum(buf, len) == o->sums[k]) {
+		    store_checksum(buf, len) == *obj_sum(o, k)) {
 			pthread_mutex_lock(&c->lock);
-			bit_set(o->verified, k, 1);
+			obj_bit_set(o, VERIFIED, k, 1);
 			pthread_mutex_unlock(&c->lock);
 			*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len, .buf = buf };
 			*hold = buf;
@@ -1521,10 +1658,10 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 		atomic_fetch_add_explicit(&c->ctr.verify_failures, 1, memory_order_relaxed);
 		log_warn("cached chunk %u of %s failed its check; fetching it again", k, f->key);
 		pthread_mutex_lock(&c->lock);
-		if (bit(o->present, k)) {
+		if (obj_bit(o, PRESENT, k)) {
 			uint64_t give = round_block(len);
 
-			bit_set(o->present, k, 0);
+			obj_bit_set(o, PRESENT, k, 0);
 			o->npresent--;
 			c->cached_bytes -= len;
 			if (!o->npresent) {
@@ -1543,14 +1680,14 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 
 	/* Join the fetch of this chunk, or start it. */
 	pthread_mutex_lock(&c->lock);
-	for (fe = o->fetches; fe && fe->chunk != k; fe = fe->next)
+	for (fe = o->act->fetches; fe && fe->chunk != k; fe = fe->next)
 		;
 	if (!fe) {
-		if (bit(o->present, k)) { /* settled in the meantime */
+		if (obj_bit(o, PRESENT, k)) { /* settled in the meantime */
 			pthread_mutex_unlock(&c->lock);
 			return chunk_get(f, k, seg, hold, is_fetch, from_cache);
 		}
-		for (fe = o->held; fe && fe->chunk != k; fe = fe->next)
+		for (fe = o->act->held; fe && fe->chunk != k; fe = fe->next)
 			;
 		if (fe) { /* fetched while open, not stored */
 			fe->refs++;
@@ -1682,7 +1819,7 @@ int cache_cached_bytes(struct cache *c, uint64_t ino, uint64_t *cached, uint64_t
 	o = table_get(c, cid);
 	if (o)
 		for (uint32_t k = 0; k < o->nchunks; k++)
-			if (bit(o->present, k))
+			if (obj_bit(o, PRESENT, k))
 				*cached += chunk_len(o, k);
 	pthread_mutex_unlock(&c->lock);
 	return 0;

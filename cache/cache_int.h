@@ -16,6 +16,9 @@
 #define OBJ_PREFETCHING 4u  /* prefetch fetches in flight */
 #define OBJ_LATE 8u         /* opened while its prefetch was in flight */
 #define OBJ_IDLEFD 16u      /* unpinned, store file kept open for its first read */
+#define OBJ_C_PRESENT 32u   /* one-chunk objects: the chunk's bits */
+#define OBJ_C_VERIFIED 64u
+#define OBJ_C_FETCHED 128u
 #define META_PER_RECORD 256ull
 /* Room kept for index growth between two measurements: 1% of the bound,
  * at least 64 KiB, at most 64 MiB. */
@@ -24,31 +27,47 @@
 
 struct fetch;
 
+/* What only an object in use needs: it exists while the object is pinned
+ * (refs > 0) or keeps its store file open (OBJ_IDLEFD), else it is NULL. */
+struct obj_act {
+	int fd;                   /* store file, open while pinned */
+	uint32_t inflight;        /* fetches in flight */
+	uint64_t resv;            /* bytes reserved for its prefetches in flight */
+	struct fetch *held;       /* fetched chunks not stored, kept while pinned */
+	struct fetch *fetches;
+};
+
+/* One per object the cache tracks in memory, which is every cached object:
+ * 120 bytes, from slabs (no allocator header), since a cache of millions of
+ * objects keeps them all.  Chunk state: an object of one chunk keeps its
+ * checksum in u.sum and its bits in flags (OBJ_C_*); a larger one points
+ * u.sums at nchunks checksums followed by three bitmaps (present, verified,
+ * fetched).  Objects that hold nothing and are not in use live only in the
+ * index; the flusher frees them. */
 struct obj {
-	struct pol_entry pe;
-	struct obj *hnext;
-	struct obj *dnext;        /* dirty list */
+	struct pol_entry pe;      /* pe.last: last access, wall-clock ns */
+	struct obj *hnext;        /* hash chain; the slab's free list */
 	uint8_t cid[CID_LEN];
 	uint64_t size;
+	uint64_t alloc;           /* bytes accounted to this object */
 	uint32_t chunk_size;
 	uint32_t nchunks;
 	uint32_t npresent;
 	uint32_t refs;            /* open handles + fetches in flight */
 	uint32_t flags;
-	int fd;                   /* store file, open while pinned */
-	uint64_t alloc;           /* bytes accounted to this object */
-	uint64_t resv;            /* bytes reserved for its prefetches in flight */
-	struct fetch *held;       /* fetched chunks not stored, kept while pinned */
-	int64_t last_access_ns;
 	uint32_t sample;          /* manifest index, PLAN_NONE */
-	uint32_t inflight;        /* fetches in flight */
-	struct fetch *fetches;
-	uint8_t *present;         /* chunk bits */
-	uint8_t *verified;        /* checked since this daemon started */
-	uint8_t *fetched;         /* fetched during epoch record fseq - 1 */
-	uint64_t fseq;
-	uint64_t *sums;
+	uint32_t fseq;            /* the fetched bits are of epoch record fseq - 1 */
+	union {
+		uint64_t sum;     /* nchunks <= 1 */
+		uint64_t *sums;   /* nchunks > 1 */
+	} u;
+	struct obj_act *act;
 };
+
+static inline uint32_t obj_inflight(const struct obj *o)
+{
+	return o->act ? o->act->inflight : 0;
+}
 
 struct fetch {
 	struct fetch *next;       /* on the object (in flight, then held) */
@@ -104,8 +123,10 @@ struct cache {
 	pthread_mutex_t lock;
 	struct obj **table;
 	size_t nbuckets, nobjs;
+	struct obj *obj_free;        /* slab free list */
+	void **slabs;
+	size_t nslabs;
 	struct policy *pol;
-	struct obj *dirty;
 	uint64_t capacity;
 	uint64_t data_bytes;     /* sum of obj->alloc */
 	uint64_t reserved;

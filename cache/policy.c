@@ -10,7 +10,8 @@
  * samples never displace each other (admit until full, then keep), which is
  * the policy whose hit rate equals the cached fraction.
  *
- * LRU: a list; the tail is always the victim.  Offered for comparison.
+ * LRU: the same heap keyed by last access, oldest first.  Offered for
+ * comparison.
  *
  * BELADY, while the read order is known: the same heap, keyed by next use,
  * furthest first; an incoming object displaces the furthest cached one only
@@ -24,10 +25,8 @@
 
 struct policy {
 	enum policy_kind kind;
-	struct pol_entry **heap; /* SHADE */
+	struct pol_entry **heap;
 	size_t n, cap;
-	struct pol_entry head;   /* LRU sentinel: head.next is most recent */
-	size_t lru_n;
 };
 
 const char *policy_name(enum policy_kind kind)
@@ -55,7 +54,6 @@ int policy_create(enum policy_kind kind, struct policy **out)
 	if (!p)
 		return -ENOMEM;
 	p->kind = kind;
-	p->head.next = p->head.prev = &p->head;
 	*out = p;
 	return 0;
 }
@@ -75,7 +73,7 @@ enum policy_kind policy_kind(const struct policy *p)
 
 size_t policy_count(const struct policy *p)
 {
-	return p->kind == POLICY_LRU ? p->lru_n : p->n;
+	return p->n;
 }
 
 /* Strict "less valuable than" for the heap order. */
@@ -99,6 +97,8 @@ static int less_belady(const struct pol_entry *a, const struct pol_entry *b)
 
 static int less(const struct policy *p, const struct pol_entry *a, const struct pol_entry *b)
 {
+	if (p->kind == POLICY_LRU)
+		return a->last < b->last;
 	return p->kind == POLICY_BELADY ? less_belady(a, b) : less_shade(a, b);
 }
 
@@ -156,17 +156,8 @@ int policy_insert(struct policy *p, struct pol_entry *e)
 {
 	if (e->idx)
 		return 0;
-	if (p->kind == POLICY_LRU) {
-		e->next = p->head.next;
-		e->prev = &p->head;
-		p->head.next->prev = e;
-		p->head.next = e;
-		e->idx = 1;
-		p->lru_n++;
-		return 0;
-	}
 	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 1024;
+		size_t cap = p->cap ? p->cap + p->cap / 2 : 1024;
 		struct pol_entry **h = ec_realloc(p->heap, cap * sizeof(*h));
 
 		if (!h)
@@ -186,14 +177,6 @@ void policy_remove(struct policy *p, struct pol_entry *e)
 
 	if (!e->idx)
 		return;
-	if (p->kind == POLICY_LRU) {
-		e->prev->next = e->next;
-		e->next->prev = e->prev;
-		e->prev = e->next = NULL;
-		e->idx = 0;
-		p->lru_n--;
-		return;
-	}
 	i = e->idx - 1;
 	e->idx = 0;
 	if (i == --p->n)
@@ -207,11 +190,6 @@ void policy_update(struct policy *p, struct pol_entry *e)
 {
 	if (!e->idx)
 		return;
-	if (p->kind == POLICY_LRU) {
-		policy_remove(p, e);
-		policy_insert(p, e);
-		return;
-	}
 	sift_up(p, e->idx - 1);
 	sift_down(p, e->idx - 1);
 }
@@ -220,12 +198,10 @@ struct pol_entry *policy_victim(struct policy *p, const struct pol_entry *incomi
 {
 	struct pol_entry *worst;
 
-	if (p->kind == POLICY_LRU)
-		return p->lru_n ? p->head.prev : NULL;
 	if (!p->n)
 		return NULL;
 	worst = p->heap[0];
-	if (!incoming)
+	if (!incoming || p->kind == POLICY_LRU)
 		return worst;
 	if (p->kind == POLICY_BELADY)
 		return incoming->next_use < worst->next_use ||
@@ -239,19 +215,14 @@ struct pol_entry *policy_victim(struct policy *p, const struct pol_entry *incomi
 int policy_rekey(struct policy *p, enum policy_kind kind)
 {
 	size_t n = policy_count(p), i = 0;
-	struct pol_entry **all, *e;
+	struct pol_entry **all;
 
 	all = ec_malloc((n + 1) * sizeof(*all));
 	if (!all)
 		return -ENOMEM;
-	if (p->kind == POLICY_LRU) {
-		for (e = p->head.next; e != &p->head; e = e->next)
-			all[i++] = e;
-	} else {
-		for (i = 0; i < p->n; i++)
-			all[i] = p->heap[i];
-	}
-	if (kind != POLICY_LRU && p->cap < n) {
+	for (i = 0; i < p->n; i++)
+		all[i] = p->heap[i];
+	if (p->cap < n) {
 		/* Grow first, so that the re-inserts cannot fail half way. */
 		struct pol_entry **h = ec_realloc(p->heap, n * sizeof(*h));
 

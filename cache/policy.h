@@ -15,15 +15,14 @@ enum policy_kind {
 	POLICY_BELADY,    /* furthest next use first (an order is known) */
 };
 
-/* Embedded in each object the cache tracks. */
+/* Embedded in each object the cache tracks: 32 bytes, since a cache of
+ * millions of objects keeps one per object in memory. */
 struct pol_entry {
-	double importance;
-	uint64_t freq;       /* access count */
 	uint64_t last;       /* last access, any monotonic stamp */
-	uint64_t bytes;      /* what evicting it frees */
 	uint64_t next_use;   /* Belady: absolute use number, UINT64_MAX never */
+	float importance;
+	uint32_t freq;       /* access count */
 	uint32_t idx;        /* heap slot + 1, 0 = not in the policy */
-	struct pol_entry *prev, *next; /* LRU list */
 };
 
 struct policy;

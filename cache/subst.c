@@ -218,13 +218,13 @@ static void wait_arrival(struct cache *c, struct obj *o)
 {
 	struct timespec ts;
 
-	if (!o->inflight || !c->cfg.substitute_deadline_ms)
+	if (!obj_inflight(o) || !c->cfg.substitute_deadline_ms)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	ts.tv_nsec += (long)c->cfg.substitute_deadline_ms * 1000000L;
 	ts.tv_sec += ts.tv_nsec / 1000000000L;
 	ts.tv_nsec %= 1000000000L;
-	while (o->inflight && !full(o))
+	while (obj_inflight(o) && !full(o))
 		if (pthread_cond_timedwait(&c->fetch_cond, &c->lock, &ts))
 			break;
 }

@@ -18,7 +18,6 @@ static struct pol_entry ent(double imp, uint64_t freq, uint64_t last)
 	e.importance = imp;
 	e.freq = freq;
 	e.last = last;
-	e.bytes = 4096;
 	return e;
 }
 
@@ -241,9 +240,10 @@ START_TEST(test_lru)
 		ck_assert_int_eq(policy_insert(p, &e[i]), 0);
 	}
 	ck_assert_uint_eq(policy_count(p), 4);
-	/* least recently inserted, whatever the scores */
+	/* least recently used (oldest stamp), whatever the scores */
 	ck_assert_ptr_eq(policy_victim(p, NULL), &e[0]);
 	ck_assert_ptr_eq(policy_victim(p, &hi), &e[0]);
+	e[0].last = 10; /* used now */
 	policy_update(p, &e[0]);
 	ck_assert_ptr_eq(policy_victim(p, NULL), &e[1]);
 	policy_remove(p, &e[1]);
@@ -253,7 +253,7 @@ START_TEST(test_lru)
 	policy_remove(p, &e[2]);
 	ck_assert_ptr_eq(policy_victim(p, NULL), &e[0]);
 	ck_assert_int_eq(policy_insert(p, &e[1]), 0);
-	ck_assert_ptr_eq(policy_victim(p, NULL), &e[0]);
+	ck_assert_ptr_eq(policy_victim(p, NULL), &e[1]); /* stamp 1 < 10 */
 	policy_remove(p, &e[0]);
 	policy_remove(p, &e[0]);
 	ck_assert_uint_eq(policy_count(p), 1);
@@ -323,8 +323,8 @@ START_TEST(test_rekey_enomem)
 		e[i] = ent(0, 0, (uint64_t)i);
 		ck_assert_int_eq(policy_insert(p, &e[i]), 0);
 	}
-	/* the list copy succeeds, the heap allocation fails */
-	ec_fail_alloc_after = 1;
+	/* the copy of the entries cannot be made */
+	ec_fail_alloc_after = 0;
 	ck_assert_int_eq(policy_rekey(p, POLICY_SHADE), -ENOMEM);
 	ec_fail_alloc_after = -1;
 	ck_assert_int_eq(policy_kind(p), POLICY_LRU);
