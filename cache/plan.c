@@ -11,7 +11,14 @@
  * the position is the first planned sample not yet opened (a low-water mark),
  * not the last one opened.  The epoch ends when every planned sample has been
  * opened, or when a sample already opened this epoch is opened again while
- * 90% of the epoch is done (a dataloader that skipped or lost a few). */
+ * 90% of the epoch is done (a dataloader that skipped or lost a few).
+ *
+ * Memory.  The daemon's RSS must stay within a few tens of bytes per file, so
+ * the per-sample state is kept small: the manifest as 32-bit inode numbers
+ * when they fit, the inode -> sample map as a direct array when the inode
+ * numbers are dense (the namespace numbers them densely from 1), 4 + 4 bytes
+ * per sample for each of the two epoch orders, a bit per position for what
+ * the readers opened.  About 24 bytes per sample with one reader rank. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +30,7 @@
 
 struct epoch_order {
 	uint32_t *ord;   /* sample indices in read order */
+	int ord_owned;   /* 0: ord is an explicit list of the plan's */
 	uint64_t len;
 	uint32_t *pos;   /* sample -> first position, PLAN_NONE */
 	uint32_t *again; /* position -> the sample's next position, PLAN_NONE;
@@ -32,10 +40,19 @@ struct epoch_order {
 };
 
 struct plan {
-	uint64_t *ino;        /* manifest */
+	/* The manifest: sample index -> inode, 32 bits wide when every inode
+	 * fits (ino32), else 64 (ino64); the other one is NULL. */
+	uint32_t *ino32;
+	uint64_t *ino64;
 	uint32_t n;
-	uint64_t *hkeys;      /* ino -> index, open addressing */
-	uint32_t *hvals;
+	/* Inode -> sample index.  Dense inode numbers: a direct array,
+	 * dmap[ino - dbase] for ino in [dbase, dbase + dlen), PLAN_NONE for
+	 * none.  Otherwise (huge or sparse numbers) open addressing over
+	 * sample indices (PLAN_NONE empty), the key being the sample's inode. */
+	uint32_t *dmap;
+	uint64_t dbase;
+	size_t dlen;
+	uint32_t *hslots;
 	size_t hcap;
 
 	enum plan_mode mode;
@@ -46,7 +63,7 @@ struct plan {
 	uint64_t first_epoch; /* epoch of lists[0] */
 
 	struct epoch_order cur, next;
-	uint8_t *opened;      /* per position of cur */
+	uint64_t *opened;     /* bitmap over the positions of cur */
 	uint64_t nopened, frontier;
 };
 
@@ -58,7 +75,8 @@ int plan_create(struct plan **out)
 
 static void eo_free(struct epoch_order *e)
 {
-	free(e->ord);
+	if (e->ord_owned)
+		free(e->ord);
 	free(e->pos);
 	free(e->again);
 	memset(e, 0, sizeof(*e));
@@ -91,9 +109,10 @@ void plan_destroy(struct plan *p)
 	if (!p)
 		return;
 	plan_off(p);
-	free(p->ino);
-	free(p->hkeys);
-	free(p->hvals);
+	free(p->ino32);
+	free(p->ino64);
+	free(p->dmap);
+	free(p->hslots);
 	free(p);
 }
 
@@ -102,40 +121,99 @@ static size_t hslot(uint64_t ino, size_t cap)
 	return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
 }
 
+static inline uint64_t man_ino(const struct plan *p, uint32_t i)
+{
+	return p->ino32 ? p->ino32[i] : p->ino64[i];
+}
+
+/* The direct map when the inode numbers (inode 0 is never a sample's) span
+ * at most this many slots; else the hash. */
+static int dense_enough(uint64_t span, uint32_t n)
+{
+	return span <= (uint64_t)n * 4 + 65536;
+}
+
 int plan_set_manifest(struct plan *p, uint64_t *inos, uint32_t n)
 {
-	size_t cap = 16;
-	uint64_t *k;
-	uint32_t *v;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	uint32_t *dmap = NULL, *slots = NULL, *i32 = NULL;
+	size_t dlen = 0, cap = 0;
+	uint32_t nz = 0;
 
-	while (cap < (size_t)n * 2)
-		cap <<= 1;
-	k = ec_calloc(cap, sizeof(*k));
-	v = ec_calloc(cap, sizeof(*v));
-	if (!k || !v) {
-		free(k);
-		free(v);
-		return -ENOMEM;
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		size_t s = hslot(inos[i], cap);
-
-		while (k[s] && k[s] != inos[i])
-			s = (s + 1) & (cap - 1);
-		if (!k[s]) { /* a duplicate path keeps its first index */
-			k[s] = inos[i];
-			v[s] = i;
+	for (uint32_t i = 0; i < n; i++)
+		if (inos[i]) {
+			lo = MIN(lo, inos[i]);
+			hi = MAX(hi, inos[i]);
+			nz++;
 		}
+	/* Everything that can fail first: on failure nothing has changed and
+	 * inos is the caller's again, untouched. */
+	if (nz && dense_enough(hi - lo + 1, n)) {
+		dlen = (size_t)(hi - lo + 1);
+		dmap = ec_malloc(dlen * sizeof(*dmap));
+		if (!dmap)
+			return -ENOMEM;
+	} else if (nz) {
+		cap = 16;
+		while (cap < (size_t)n * 2)
+			cap <<= 1;
+		slots = ec_malloc(cap * sizeof(*slots));
+		if (!slots)
+			return -ENOMEM;
+	}
+	if (hi <= UINT32_MAX) {
+		/* Narrow in place (entry i's 4 bytes lie below entry i + 1's
+		 * 8), then give the upper half back. */
+		i32 = (uint32_t *)inos;
+		for (uint32_t i = 0; i < n; i++)
+			i32[i] = (uint32_t)inos[i];
+		i32 = realloc(inos, ((size_t)n + 1) * sizeof(*i32));
+		if (!i32) /* cannot fail when shrinking, but if it did: */
+			i32 = (uint32_t *)inos;
+		inos = NULL;
+	} else {
+		/* The caller's array may have room to spare (a growing list). */
+		uint64_t *v = realloc(inos, ((size_t)n + 1) * sizeof(*v));
+
+		if (v)
+			inos = v;
 	}
 	plan_off(p);
-	free(p->ino);
-	free(p->hkeys);
-	free(p->hvals);
-	p->ino = inos;
+	free(p->ino32);
+	free(p->ino64);
+	free(p->dmap);
+	free(p->hslots);
+	p->ino32 = i32;
+	p->ino64 = inos;
 	p->n = n;
-	p->hkeys = k;
-	p->hvals = v;
+	p->dmap = dmap;
+	p->dbase = lo;
+	p->dlen = dlen;
+	p->hslots = slots;
 	p->hcap = cap;
+	/* A duplicate inode keeps its first index. */
+	if (dmap) {
+		memset(dmap, 0xff, dlen * sizeof(*dmap));
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t ino = man_ino(p, i);
+
+			if (ino && dmap[ino - lo] == PLAN_NONE)
+				dmap[ino - lo] = i;
+		}
+	} else if (slots) {
+		memset(slots, 0xff, cap * sizeof(*slots));
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t ino = man_ino(p, i);
+			size_t s = hslot(ino, cap);
+
+			if (!ino)
+				continue;
+			while (slots[s] != PLAN_NONE && man_ino(p, slots[s]) != ino)
+				s = (s + 1) & (cap - 1);
+			if (slots[s] == PLAN_NONE)
+				slots[s] = i;
+		}
+	}
 	return 0;
 }
 
@@ -146,18 +224,23 @@ uint32_t plan_manifest_len(const struct plan *p)
 
 uint64_t plan_manifest_ino(const struct plan *p, uint32_t i)
 {
-	return i < p->n ? p->ino[i] : 0;
+	return i < p->n ? man_ino(p, i) : 0;
 }
 
 uint32_t plan_sample_of(const struct plan *p, uint64_t ino)
 {
 	size_t s;
 
-	if (!p->hcap || !ino)
+	if (!ino)
 		return PLAN_NONE;
-	for (s = hslot(ino, p->hcap); p->hkeys[s]; s = (s + 1) & (p->hcap - 1))
-		if (p->hkeys[s] == ino)
-			return p->hvals[s];
+	if (p->dmap)
+		return ino >= p->dbase && ino - p->dbase < p->dlen ? p->dmap[ino - p->dbase]
+								  : PLAN_NONE;
+	if (!p->hcap)
+		return PLAN_NONE;
+	for (s = hslot(ino, p->hcap); p->hslots[s] != PLAN_NONE; s = (s + 1) & (p->hcap - 1))
+		if (man_ino(p, p->hslots[s]) == ino)
+			return p->hslots[s];
 	return PLAN_NONE;
 }
 
@@ -168,7 +251,7 @@ static int eo_make(struct plan *p, uint64_t e, struct epoch_order *eo)
 	struct order_spec s;
 	uint64_t len;
 	uint32_t *ord = NULL, *pos, *again = NULL;
-	int rc, dup = 0;
+	int rc, dup = 0, owned = 0;
 
 	memset(eo, 0, sizeof(*eo));
 	if (p->mode == PLAN_SEED) {
@@ -185,20 +268,26 @@ static int eo_make(struct plan *p, uint64_t e, struct epoch_order *eo)
 			free(ord);
 			return rc;
 		}
+		if (len < p->n) { /* one rank's share: give the rest back */
+			uint32_t *o = realloc(ord, (size_t)len * sizeof(*ord) + 4);
+
+			if (o)
+				ord = o;
+		}
+		owned = 1;
 	} else if (p->mode == PLAN_EXPLICIT) {
 		if (e < p->first_epoch || e - p->first_epoch >= p->nlists)
 			return -ENOENT;
+		/* The plan keeps the lists: read the order from there. */
 		len = p->lens[e - p->first_epoch];
-		ord = ec_malloc((size_t)len * sizeof(*ord) + 4);
-		if (!ord)
-			return -ENOMEM;
-		memcpy(ord, p->lists[e - p->first_epoch], (size_t)len * sizeof(*ord));
+		ord = p->lists[e - p->first_epoch];
 	} else {
 		return -ENOENT;
 	}
 	pos = ec_malloc((size_t)p->n * sizeof(*pos) + 4);
 	if (!pos) {
-		free(ord);
+		if (owned)
+			free(ord);
 		return -ENOMEM;
 	}
 	memset(pos, 0xff, (size_t)p->n * sizeof(*pos));
@@ -213,7 +302,8 @@ static int eo_make(struct plan *p, uint64_t e, struct epoch_order *eo)
 		 * position does not scan the order. */
 		again = ec_malloc((size_t)len * sizeof(*again) + 4);
 		if (!again) {
-			free(ord);
+			if (owned)
+				free(ord);
 			free(pos);
 			return -ENOMEM;
 		}
@@ -228,6 +318,7 @@ static int eo_make(struct plan *p, uint64_t e, struct epoch_order *eo)
 	}
 	eo->again = again;
 	eo->ord = ord;
+	eo->ord_owned = owned;
 	eo->len = len;
 	eo->pos = pos;
 	eo->epoch = e;
@@ -235,36 +326,69 @@ static int eo_make(struct plan *p, uint64_t e, struct epoch_order *eo)
 	return 0;
 }
 
+/* eo_make's answer for epoch e short of running out of memory. */
+static int eo_check(const struct plan *p, uint64_t e)
+{
+	struct order_spec s;
+	uint64_t len;
+
+	if (p->mode == PLAN_SEED) {
+		s = p->spec;
+		s.epoch = e;
+		return order_len(&s, p->n, &len);
+	}
+	if (p->mode == PLAN_EXPLICIT)
+		return e < p->first_epoch || e - p->first_epoch >= p->nlists ? -ENOENT : 0;
+	return -ENOENT;
+}
+
+static size_t bitmap_words(uint64_t bits)
+{
+	return (size_t)(bits / 64) + 1;
+}
+
 int plan_set_epoch(struct plan *p, uint64_t e)
 {
-	struct epoch_order cur, next;
-	uint8_t *opened;
-	int rc;
+	struct epoch_order cur;
+	uint64_t *opened;
+	int rc, advance;
 
 	if (p->mode == PLAN_OFF)
 		return -ENOENT;
-	if (p->cur.valid && p->cur.epoch + 1 == e && p->next.valid) {
+	/* At most two orders at a time: the next epoch's is made once the old
+	 * ones are gone. */
+	advance = p->cur.valid && p->cur.epoch + 1 == e && p->next.valid;
+	if (advance) {
 		cur = p->next;
-		memset(&p->next, 0, sizeof(p->next));
 	} else {
+		/* A jump: the old next epoch is of no use; drop it before
+		 * making the new order unless that would fail anyway (out
+		 * of memory, the plan is left without a next epoch, as when
+		 * only that one cannot be made). */
+		rc = eo_check(p, e);
+		if (rc)
+			return rc;
+		eo_free(&p->next);
 		rc = eo_make(p, e, &cur);
 		if (rc)
 			return rc;
 	}
-	opened = ec_calloc((size_t)cur.len + 1, 1);
+	opened = ec_calloc(bitmap_words(cur.len), sizeof(*opened));
 	if (!opened) {
-		eo_free(&cur);
+		if (!advance)
+			eo_free(&cur);
 		return -ENOMEM;
 	}
-	if (eo_make(p, e + 1, &next))
-		memset(&next, 0, sizeof(next));
+	if (advance)
+		memset(&p->next, 0, sizeof(p->next));
 	eo_free(&p->cur);
 	eo_free(&p->next);
 	free(p->opened);
 	p->cur = cur;
-	p->next = next;
 	p->opened = opened;
 	p->nopened = p->frontier = 0;
+	if (eo_make(p, e + 1, &p->next))
+		memset(&p->next, 0, sizeof(p->next));
 	return 0;
 }
 
@@ -347,15 +471,31 @@ uint64_t plan_use_epoch(uint64_t u)
 	return u == PLAN_NEVER ? UINT64_MAX : u / STRIDE;
 }
 
+static inline int is_opened(const struct plan *p, uint64_t q)
+{
+	return (int)(p->opened[q / 64] >> (q % 64) & 1);
+}
+
 /* Mark position q of the current epoch opened and move the low-water mark. */
 static void mark(struct plan *p, uint64_t q)
 {
-	if (p->opened[q])
+	uint64_t w;
+
+	if (is_opened(p, q))
 		return;
-	p->opened[q] = 1;
+	p->opened[q / 64] |= 1ull << (q % 64);
 	p->nopened++;
-	while (p->frontier < p->cur.len && p->opened[p->frontier])
-		p->frontier++;
+	/* The first clear bit from the frontier on, a word at a time (the bits
+	 * past the end of the order are clear). */
+	while (p->frontier < p->cur.len) {
+		w = ~p->opened[p->frontier / 64] >> (p->frontier % 64);
+		if (w) {
+			p->frontier += (uint64_t)__builtin_ctzll(w);
+			break;
+		}
+		p->frontier = (p->frontier | 63) + 1;
+	}
+	p->frontier = MIN(p->frontier, p->cur.len);
 }
 
 /* Sample i's first position in the current epoch not opened yet (a sample
@@ -364,7 +504,7 @@ static uint32_t first_unopened(const struct plan *p, uint32_t i)
 {
 	uint32_t q = p->cur.pos[i];
 
-	while (q != PLAN_NONE && q < p->cur.len && p->opened[q])
+	while (q != PLAN_NONE && q < p->cur.len && is_opened(p, q))
 		q = p->cur.again ? p->cur.again[q] : PLAN_NONE;
 	return q;
 }

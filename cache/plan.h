@@ -22,7 +22,9 @@ struct plan;
 int plan_create(struct plan **out);
 void plan_destroy(struct plan *p);
 
-/* Replace the manifest (takes ownership of inos, n entries).  Turns the
+/* Replace the manifest (takes ownership of inos, n entries: on success the
+ * plan may narrow it to 32 bits and shrink it in place, so the caller must
+ * not touch it again; on failure it is the caller's, unchanged).  Turns the
  * plan off: orders index into the manifest. */
 int plan_set_manifest(struct plan *p, uint64_t *inos, uint32_t n);
 uint32_t plan_manifest_len(const struct plan *p);
