@@ -158,12 +158,18 @@ static struct obj *obj_take_locked(struct cache *c)
 /* Give o back to its slab (it is in no table, policy or fetch). */
 static void obj_release_locked(struct cache *c, struct obj *o)
 {
-	if (o->nchunks > 1)
+	if (obj_nchunks(o) > 1)
 		free(o->u.sums);
 	free(o->act);
 	o->act = NULL;
 	o->hnext = c->obj_free;
 	c->obj_free = o;
+}
+
+/* A chunk size objects can have: a power of two, 4 KiB to 1 GiB. */
+static int chunk_size_ok(uint64_t cs)
+{
+	return cs >= 4096 && cs <= (1ull << 30) && !(cs & (cs - 1));
 }
 
 static struct obj *obj_new_locked(struct cache *c, const uint8_t *cid, uint64_t size,
@@ -173,7 +179,7 @@ static struct obj *obj_new_locked(struct cache *c, const uint8_t *cid, uint64_t 
 	size_t bb = ((size_t)n + 7) / 8;
 	struct obj *o;
 
-	if (n > UINT32_MAX / 2)
+	if (!chunk_size_ok(chunk_size) || n > UINT32_MAX / 2)
 		return NULL;
 	o = obj_take_locked(c);
 	if (!o)
@@ -188,8 +194,7 @@ static struct obj *obj_new_locked(struct cache *c, const uint8_t *cid, uint64_t 
 	}
 	memcpy(o->cid, cid, CID_LEN);
 	o->size = size;
-	o->chunk_size = chunk_size;
-	o->nchunks = (uint32_t)n;
+	o->chunk_shift = (uint8_t)__builtin_ctz(chunk_size);
 	o->sample = PLAN_NONE;
 	o->pe.next_use = UINT64_MAX;
 	return o;
@@ -213,19 +218,19 @@ enum { PRESENT, VERIFIED, FETCHED };
 
 static uint8_t *obj_bits(const struct obj *o, int which)
 {
-	return (uint8_t *)(o->u.sums + o->nchunks) + (size_t)which * (((size_t)o->nchunks + 7) / 8);
+	return (uint8_t *)(o->u.sums + obj_nchunks(o)) + (size_t)which * (((size_t)obj_nchunks(o) + 7) / 8);
 }
 
 static int obj_bit(const struct obj *o, int which, uint32_t k)
 {
-	if (o->nchunks <= 1)
+	if (obj_nchunks(o) <= 1)
 		return k == 0 && (o->flags & (OBJ_C_PRESENT << which));
 	return bit(obj_bits(o, which), k);
 }
 
 static void obj_bit_set(struct obj *o, int which, uint32_t k, int v)
 {
-	if (o->nchunks > 1)
+	if (obj_nchunks(o) > 1)
 		bit_set(obj_bits(o, which), k, v);
 	else if (v)
 		o->flags |= OBJ_C_PRESENT << which;
@@ -235,15 +240,15 @@ static void obj_bit_set(struct obj *o, int which, uint32_t k, int v)
 
 static void obj_bits_clear(struct obj *o, int which)
 {
-	if (o->nchunks > 1)
-		memset(obj_bits(o, which), 0, ((size_t)o->nchunks + 7) / 8);
+	if (obj_nchunks(o) > 1)
+		memset(obj_bits(o, which), 0, ((size_t)obj_nchunks(o) + 7) / 8);
 	else
 		o->flags &= ~(OBJ_C_PRESENT << which);
 }
 
 static uint64_t *obj_sum(struct obj *o, uint32_t k)
 {
-	return o->nchunks > 1 ? &o->u.sums[k] : &o->u.sum;
+	return obj_nchunks(o) > 1 ? &o->u.sums[k] : &o->u.sum;
 }
 
 /* The in-use part of o, made when it is first pinned.  Lock held. */
@@ -272,9 +277,9 @@ static void obj_deactivate_locked(struct obj *o)
 
 static size_t chunk_len(const struct obj *o, uint32_t c)
 {
-	uint64_t off = (uint64_t)c * o->chunk_size;
+	uint64_t off = (uint64_t)c * obj_chunk_size(o);
 
-	return (size_t)MIN((uint64_t)o->chunk_size, o->size - off);
+	return (size_t)MIN((uint64_t)obj_chunk_size(o), o->size - off);
 }
 
 static void mark_dirty(struct cache *c, struct obj *o)
@@ -288,7 +293,7 @@ static uint64_t present_bytes(const struct obj *o)
 {
 	uint64_t b = 0;
 
-	for (uint32_t k = 0; o->npresent && k < o->nchunks; k++)
+	for (uint32_t k = 0; o->npresent && k < obj_nchunks(o); k++)
 		if (obj_bit(o, PRESENT, k))
 			b += chunk_len(o, k);
 	return b;
@@ -581,7 +586,7 @@ static int load_cb(void *arg, const struct obj_rec *r)
 	o = obj_new_locked(c, r->cid, r->size, r->chunk_size);
 	if (!o)
 		return 0;
-	if (o->nchunks != r->nchunks) {
+	if (obj_nchunks(o) != r->nchunks) {
 		obj_release_locked(c, o);
 		return 0;
 	}
@@ -659,7 +664,7 @@ static void flush_dirty(struct cache *c)
 					continue;
 				if (n == FLUSH_BATCH)
 					break; /* the rest of this bucket next round */
-				r = index_obj_alloc(o->nchunks);
+				r = index_obj_alloc(obj_nchunks(o));
 				if (!r) {
 					full = 1; /* stays dirty: next time */
 					break;
@@ -667,12 +672,12 @@ static void flush_dirty(struct cache *c)
 				o->flags &= ~OBJ_DIRTY;
 				memcpy(r->cid, o->cid, CID_LEN);
 				r->size = o->size;
-				r->chunk_size = o->chunk_size;
+				r->chunk_size = obj_chunk_size(o);
 				r->access_count = o->pe.freq;
 				r->last_access_ns = (int64_t)o->pe.last;
 				r->importance = o->pe.importance;
 				r->next_use = o->pe.next_use;
-				for (k = 0; k < o->nchunks; k++)
+				for (k = 0; k < obj_nchunks(o); k++)
 					if (obj_bit(o, PRESENT, k)) {
 						r->present[k >> 3] |= (uint8_t)(1u << (k & 7));
 						r->sums[k] = *obj_sum(o, k);
@@ -775,6 +780,11 @@ int cache_open(const struct cache_config *cfg, struct backend *be, struct cache 
 
 	*out = NULL;
 	*err = 0;
+	if (!chunk_size_ok(cfg->chunk_size)) {
+		snprintf(err, errlen, "chunk size %u: not a power of two from 4K to 1G",
+			 cfg->chunk_size);
+		return -EINVAL;
+	}
 	c = ec_calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -910,7 +920,7 @@ void cache_close(struct cache *c)
 			next = o->hnext;
 			if (o->act && o->act->fd >= 0)
 				close(o->act->fd);
-			if (o->nchunks > 1)
+			if (obj_nchunks(o) > 1)
 				free(o->u.sums);
 			free(o->act);
 		}
@@ -1004,7 +1014,7 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 		rc = index_obj_get(c->ix, cid, &r);
 		if (rc && rc != -ENOENT)
 			log_warn("index: object record unreadable (%s); refetching", strerror(-rc));
-		if (r && (r->size != size || !r->chunk_size)) {
+		if (r && (r->size != size || !chunk_size_ok(r->chunk_size))) {
 			index_obj_free(r);
 			r = NULL;
 		}
@@ -1018,7 +1028,7 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 			index_obj_free(r);
 			return -ENOMEM;
 		}
-		if (r && r->nchunks == o->nchunks) {
+		if (r && r->nchunks == obj_nchunks(o)) {
 			/* Only the policy state: chunks not loaded at start are not trusted. */
 			o->pe.freq = (uint32_t)MIN(r->access_count, (uint64_t)UINT32_MAX);
 			o->pe.importance = (float)r->importance;
@@ -1194,7 +1204,7 @@ int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_f
 	if (f->o->pe.freq < UINT32_MAX)
 		f->o->pe.freq++;
 	f->o->pe.last = (uint64_t)wall_ns();
-	hit = f->o->npresent == f->o->nchunks;
+	hit = f->o->npresent == obj_nchunks(f->o);
 	mark_dirty(c, f->o);
 	if (c->nep) {
 		c->ep[(c->nep - 1) % EPOCH_HISTORY].opens++;
@@ -1313,9 +1323,9 @@ static void fetch_store_and_lock(struct cache *c, struct fetch *fe)
 		fd = store_obj_open(c->st, o->cid, 1);
 		created = fd >= 0;
 	}
-	rc = fd < 0 ? fd : store_write(fd, (uint64_t)fe->chunk * o->chunk_size, fe->buf, fe->len);
+	rc = fd < 0 ? fd : store_write(fd, (uint64_t)fe->chunk * obj_chunk_size(o), fe->buf, fe->len);
 	if (rc == -ENOSPC) {
-		store_punch(fd, (uint64_t)fe->chunk * o->chunk_size, fe->len);
+		store_punch(fd, (uint64_t)fe->chunk * obj_chunk_size(o), fe->len);
 		log_once(enospc_logged, LOG_LVL_WARN,
 			 "cache disk full (ENOSPC) in %s: serving reads from the source uncached", c->dir);
 	} else if (rc) {
@@ -1438,7 +1448,7 @@ static void *store_worker(void *arg)
 		if (!o->act->inflight && (o->flags & OBJ_PREFETCHING)) {
 			o->flags &= ~OBJ_PREFETCHING;
 			c->pf_objs--;
-			if (o->npresent == o->nchunks && !(o->flags & OBJ_LATE))
+			if (o->npresent == obj_nchunks(o) && !(o->flags & OBJ_LATE))
 				o->flags |= OBJ_PREFETCHED;
 			o->flags &= ~OBJ_LATE;
 		}
@@ -1496,7 +1506,7 @@ static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k
 	fe->refs = 1;
 	snprintf(fe->key, sizeof(fe->key), "%s", key);
 	fe->req.key = fe->key;
-	fe->req.off = (uint64_t)k * o->chunk_size;
+	fe->req.off = (uint64_t)k * obj_chunk_size(o);
 	fe->req.len = len;
 	fe->req.buf = fe->buf;
 	fe->req.expect = *ident;
@@ -1510,9 +1520,9 @@ static struct fetch *fetch_new_locked(struct cache *c, struct obj *o, uint32_t k
 	if (cache_epoch_locked(c)) {
 		struct epoch_stats *e = cache_epoch_locked(c);
 
-		if (o->fseq != c->nep) {
+		if (o->fseq != (uint8_t)c->nep) {
 			obj_bits_clear(o, FETCHED);
-			o->fseq = c->nep;
+			o->fseq = (uint8_t)c->nep;
 		}
 		e->fetched_bytes += len;
 		if (prefetch && plan_use_epoch(o->pe.next_use) > plan_epoch(c->plan))
@@ -1551,14 +1561,14 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 	int n = 0, total = 0;
 	uint32_t k = 0;
 
-	while (k < o->nchunks) {
+	while (k < obj_nchunks(o)) {
 		uint64_t need = 0;
 		uint32_t kk;
 		int want = 0;
 
 		pthread_mutex_lock(&c->lock);
 		/* Room for this batch first: what it would fetch. */
-		for (kk = k; kk < o->nchunks && want < (int)ARRAY_SIZE(batch); kk++) {
+		for (kk = k; kk < obj_nchunks(o) && want < (int)ARRAY_SIZE(batch); kk++) {
 			if (obj_bit(o, PRESENT, kk))
 				continue;
 			for (fe = o->act->fetches; fe && fe->chunk != kk; fe = fe->next)
@@ -1597,7 +1607,7 @@ int cache_prefetch_obj(struct cache *c, struct obj *o, uint64_t ino, const char 
 				c->reserved -= o->act->resv;
 				o->act->resv = 0;
 			}
-			k = o->nchunks;
+			k = obj_nchunks(o);
 		}
 		pthread_mutex_unlock(&c->lock);
 		for (int i = 0; i < n; i++)
@@ -1619,7 +1629,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 	struct obj *o = f->o;
 	struct fetch *fe;
 	size_t len = chunk_len(o, k);
-	uint64_t off = (uint64_t)k * o->chunk_size, t0;
+	uint64_t off = (uint64_t)k * obj_chunk_size(o), t0;
 	int fd, rc, present, verified, start = 0;
 	void *buf;
 
@@ -1752,7 +1762,7 @@ ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct c
 		uint64_t cstart, skip;
 		size_t take;
 
-		k = (uint32_t)(pos / o->chunk_size);
+		k = (uint32_t)(pos / obj_chunk_size(o));
 		rc = chunk_get(f, k, &seg, &hold, &is_fetch, &cached);
 		if (rc < 0)
 			break;
@@ -1760,7 +1770,7 @@ ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct c
 			/* Tag fetch references so release knows how to drop them. */
 			rd->hold[rd->nhold++] = (void *)((uintptr_t)hold | (is_fetch ? 1u : 0u));
 		}
-		cstart = (uint64_t)k * o->chunk_size;
+		cstart = (uint64_t)k * obj_chunk_size(o);
 		skip = pos - cstart;
 		take = (size_t)MIN(end - pos, seg.len - skip);
 		seg.off += skip;
@@ -1818,7 +1828,7 @@ int cache_cached_bytes(struct cache *c, uint64_t ino, uint64_t *cached, uint64_t
 	pthread_mutex_lock(&c->lock);
 	o = table_get(c, cid);
 	if (o)
-		for (uint32_t k = 0; k < o->nchunks; k++)
+		for (uint32_t k = 0; k < obj_nchunks(o); k++)
 			if (obj_bit(o, PRESENT, k))
 				*cached += chunk_len(o, k);
 	pthread_mutex_unlock(&c->lock);

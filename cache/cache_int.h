@@ -11,6 +11,7 @@
 #include "cache.h"
 #include "plan.h"
 
+/* obj->flags (16 bits) */
 #define OBJ_DIRTY 1u
 #define OBJ_PREFETCHED 2u   /* arrived by prefetch, not opened since */
 #define OBJ_PREFETCHING 4u  /* prefetch fetches in flight */
@@ -38,7 +39,7 @@ struct obj_act {
 };
 
 /* One per object the cache tracks in memory, which is every cached object:
- * 120 bytes, from slabs (no allocator header), since a cache of millions of
+ * 104 bytes, from slabs (no allocator header), since a cache of millions of
  * objects keeps them all.  Chunk state: an object of one chunk keeps its
  * checksum in u.sum and its bits in flags (OBJ_C_*); a larger one points
  * u.sums at nchunks checksums followed by three bitmaps (present, verified,
@@ -50,19 +51,29 @@ struct obj {
 	uint8_t cid[CID_LEN];
 	uint64_t size;
 	uint64_t alloc;           /* bytes accounted to this object */
-	uint32_t chunk_size;
-	uint32_t nchunks;
 	uint32_t npresent;
 	uint32_t refs;            /* open handles + fetches in flight */
-	uint32_t flags;
 	uint32_t sample;          /* manifest index, PLAN_NONE */
-	uint32_t fseq;            /* the fetched bits are of epoch record fseq - 1 */
+	uint16_t flags;
+	uint8_t chunk_shift;      /* chunk size: 1 << chunk_shift */
+	uint8_t fseq;             /* the fetched bits are of epoch record
+				   * fseq - 1, modulo 256 (statistics only) */
 	union {
-		uint64_t sum;     /* nchunks <= 1 */
-		uint64_t *sums;   /* nchunks > 1 */
+		uint64_t sum;     /* one chunk */
+		uint64_t *sums;   /* more */
 	} u;
 	struct obj_act *act;
 };
+
+static inline uint64_t obj_chunk_size(const struct obj *o)
+{
+	return 1ull << o->chunk_shift;
+}
+
+static inline uint32_t obj_nchunks(const struct obj *o)
+{
+	return (uint32_t)((o->size + obj_chunk_size(o) - 1) >> o->chunk_shift);
+}
 
 static inline uint32_t obj_inflight(const struct obj *o)
 {

@@ -71,7 +71,7 @@ struct obj_val {
 
 #define OBJ_VERSION 1
 #define NS_BATCH 20000
-/* Read transactions between two trims of the map (below). */
+/* Record reads between two trims of the map (below). */
 #define TRIM_EVERY 256
 
 static int mdb_err(int rc)
@@ -115,8 +115,8 @@ static void put_be64(uint8_t *p, uint64_t v)
  * file) in the daemon's RSS.  The map is MAP_SHARED over the index file, so
  * MADV_DONTNEED only unmaps: the pages stay in the page cache (shared and
  * reclaimable like any file data) and the next access maps them again with
- * the same bytes.  Every TRIM_EVERY read transactions, the used part of the
- * map is unmapped; MDB_NORDAHEAD (MADV_RANDOM) keeps a fault from mapping
+ * the same bytes.  Every TRIM_EVERY record reads (a transaction, or a step
+ * of a scan), the used part of the map is unmapped; MDB_NORDAHEAD (MADV_RANDOM) keeps a fault from mapping
  * its neighbours too.  Safe while other threads read: they fault the page
  * back in. */
 /* Where LMDB mapped the data file: mdb_env_info gives the address only for
@@ -164,11 +164,18 @@ void index_trim(struct index *ix)
 	trim_map(ix);
 }
 
+/* Count n record reads; trim every TRIM_EVERY. */
+static void touched(struct index *ix, unsigned n)
+{
+	unsigned old = atomic_fetch_add_explicit(&ix->reads, n, memory_order_relaxed);
+
+	if (old / TRIM_EVERY != (old + n) / TRIM_EVERY)
+		trim_map(ix);
+}
+
 static int ro_begin(struct index *ix, MDB_txn **txn)
 {
-	if (atomic_fetch_add_explicit(&ix->reads, 1, memory_order_relaxed) % TRIM_EVERY ==
-	    TRIM_EVERY - 1)
-		trim_map(ix);
+	touched(ix, 1);
 	return mdb_txn_begin(ix->env, NULL, MDB_RDONLY, txn);
 }
 
@@ -776,6 +783,7 @@ int index_readdir(struct index *ix, uint32_t srcid, uint64_t dir, index_dir_fn f
 		memcpy(&ino, v.mv_data, sizeof(ino));
 		put_be32(ik, srcid);
 		put_be64(ik + 4, ino);
+		touched(ix, 1); /* a scan of a large directory, or of all of them */
 		if (mdb_get(txn, ix->inode, &ikv, &iv) || decode_inode(&iv, ino, &a, NULL, 0))
 			continue;
 		if (fn(arg, name, &a)) {
@@ -963,6 +971,7 @@ int index_obj_foreach(struct index *ix, index_obj_fn fn, void *arg)
 		return rc;
 	}
 	while (!stop && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+		touched(ix, 1);
 		if (k.mv_size != CID_LEN || obj_decode(k.mv_data, &v, &r))
 			continue; /* an unreadable record is skipped: its data is not served */
 		stop = fn(arg, r);

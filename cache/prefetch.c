@@ -159,7 +159,7 @@ static int consider(struct cache *c, uint64_t u)
 	}
 	subst_set_sample_locked(c, o, i);
 	o->pe.next_use = key_of(c, i);
-	if (o->npresent == o->nchunks || obj_inflight(o)) {
+	if (o->npresent == obj_nchunks(o) || obj_inflight(o)) {
 		pthread_mutex_unlock(&c->lock);
 		cache_obj_unpin(c, o);
 		pthread_mutex_lock(&c->lock);

@@ -104,7 +104,7 @@ uint32_t subst_redirect_locked(const struct cache *c, uint32_t i)
 
 static int full(const struct obj *o)
 {
-	return o && o->nchunks == o->npresent;
+	return o && obj_nchunks(o) == o->npresent;
 }
 
 /* The slot content i is due at: its lender's, or its own. */

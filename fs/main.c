@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,6 +169,13 @@ int main(int argc, char **argv)
 	struct stat st;
 	int rc, status_fd = -1, exit_code = 1;
 
+	/* glibc gives each thread that allocates its own arena, up to 8 per
+	 * CPU; the FUSE workers, fetch and store threads each kept a few MiB
+	 * freed in theirs (29 of 48 MiB of heap after two epochs of 200,000
+	 * files).  Two arenas are enough for the daemon's allocation rate;
+	 * MALLOC_ARENA_MAX in the environment still overrides. */
+	if (!getenv("MALLOC_ARENA_MAX"))
+		mallopt(M_ARENA_MAX, 2);
 	rc = opts_parse(argc, argv, &o, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "epochfs: %s\n", err);
