@@ -461,6 +461,26 @@ static void mirror_open(struct mirror *m, uint32_t i)
 		}
 }
 
+/* Open every position of the mirrored epoch in a random order, checking
+ * the plan against the mirror after each open but the last (which moves
+ * the plan to the next epoch). */
+static void read_epoch_shuffled(struct plan *p, struct mirror *m, uint32_t n, uint64_t *z)
+{
+	for (uint64_t step = 0; step < m->clen; step++) {
+		uint64_t k;
+		int moved;
+
+		do
+			k = rnd(z) % m->clen;
+		while (m->opened[k]);
+		mirror_open(m, m->cur[k]);
+		moved = plan_on_open(p, m->cur[k]);
+		ck_assert_int_eq(moved, step + 1 == m->clen);
+		if (!moved)
+			check_mirror(p, m, n);
+	}
+}
+
 /* Explicit epochs of lengths around the bitmap's words and bytes, samples
  * planned again and again (padding chains), read in a random order to the
  * end of each; and an epoch cut short by the 90% rule. */
@@ -538,19 +558,7 @@ START_TEST(test_bitmap_epochs)
 			free(m.opened);
 			break;
 		}
-		for (uint64_t step = 0; step < m.clen; step++) {
-			uint64_t k;
-			int moved;
-
-			do
-				k = rnd(&z) % m.clen;
-			while (m.opened[k]);
-			mirror_open(&m, m.cur[k]);
-			moved = plan_on_open(p, m.cur[k]);
-			ck_assert_int_eq(moved, step + 1 == m.clen);
-			if (!moved)
-				check_mirror(p, &m, M);
-		}
+		read_epoch_shuffled(p, &m, M, &z);
 		free(m.opened);
 	}
 	ck_assert_uint_eq(plan_epoch(p), 3 + NL - 1);
@@ -599,19 +607,7 @@ START_TEST(test_bitmap_seed)
 			ck_assert_int_eq(order_generate(&t, n, m.next, m.clen + n), 0);
 			m.opened = calloc(m.clen, 1);
 			check_mirror(p, &m, n);
-			for (uint64_t step = 0; step < m.clen; step++) {
-				uint64_t k;
-				int moved;
-
-				do
-					k = rnd(&z) % m.clen;
-				while (m.opened[k]);
-				mirror_open(&m, m.cur[k]);
-				moved = plan_on_open(p, m.cur[k]);
-				ck_assert_int_eq(moved, step + 1 == m.clen);
-				if (!moved)
-					check_mirror(p, &m, n);
-			}
+			read_epoch_shuffled(p, &m, n, &z);
 			free(m.opened);
 			free(m.cur);
 			free(m.next);
