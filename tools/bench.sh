@@ -13,10 +13,13 @@ EPOCHS=${EPOCHS:-3}
 CLASSES=${CLASSES:-100}
 PER=${PER:-100}
 SMALL_FILES_CLASSES=${SMALL_FILES_CLASSES:-1000}
+# A second, larger size: the slope between the two is the cost per file,
+# free of what a daemon allocates once (threads, arenas, libraries).
+SMALL_FILES_CLASSES2=${SMALL_FILES_CLASSES2:-3000}
 D=$(mktemp -d /tmp/epochfs-bench.XXXXXX)
 PID=
 cleanup() {
-	for m in "$D/mnt" "$D/mnt2" "$D/mnt3"; do
+	for m in "$D/mnt" "$D/mnt2" "$D/mnt3" "$D/mnt4"; do
 		mountpoint -q "$m" 2>/dev/null && { fusermount3 -u "$m" || fusermount3 -uz "$m"; }
 	done
 	wait 2>/dev/null || true
@@ -81,23 +84,37 @@ hwm1=$(hwm_kb)
 fusermount3 -u "$D/mnt"; wait $PID_OPEN
 fusermount3 -u "$D/mnt3"; wait $PID_NOOPEN; PID=
 
-echo "== RSS scaling: $SMALL_FILES_CLASSES x 100 files of 512 bytes" >&2
-"$B/epochfs-gendata" --classes "$SMALL_FILES_CLASSES" --per-class 100 --size 512 "$D/small" >&2
-NSMALL=$((SMALL_FILES_CLASSES * 100))
-mount_bg "$D/small" "$D/mnt2" "$D/cache2"
-rss0=$(awk '/^Rss:/ {print $2}' "/proc/$PID/smaps_rollup")
-"$B/epochfs-read" --threads "$THREADS" "$D/mnt2" >&2
-"$B/epochfs-read" --threads "$THREADS" "$D/mnt2" >&2
-hwm2=$(hwm_kb)
-anon2=$(awk '/^Anonymous:/ {print $2}' "/proc/$PID/smaps_rollup")
-rss2=$(awk '/^Rss:/ {print $2}' "/proc/$PID/smaps_rollup")
-fusermount3 -u "$D/mnt2"; wait $PID; PID=
+# rss_phase CLASSES NAME: two epochs over CLASSES x 100 files of 512 bytes;
+# sets N_<NAME>, RSS0_, HWM_, ANON_, RSS_<NAME> (KiB).
+rss_phase() {
+	local classes=$1 name=$2 n rss0 hwm anon rss
+	echo "== RSS scaling: $classes x 100 files of 512 bytes" >&2
+	"$B/epochfs-gendata" --classes "$classes" --per-class 100 --size 512 "$D/small$name" >&2
+	n=$((classes * 100))
+	mount_bg "$D/small$name" "$D/mnt$name" "$D/cache$name" --cache-size $((n * 12288 + (1 << 30)))
+	rss0=$(awk '/^Rss:/ {print $2}' "/proc/$PID/smaps_rollup")
+	"$B/epochfs-read" --threads "$THREADS" "$D/mnt$name" >&2
+	"$B/epochfs-read" --threads "$THREADS" "$D/mnt$name" >&2
+	hwm=$(hwm_kb)
+	anon=$(awk '/^Anonymous:/ {print $2}' "/proc/$PID/smaps_rollup")
+	rss=$(awk '/^Rss:/ {print $2}' "/proc/$PID/smaps_rollup")
+	fusermount3 -u "$D/mnt$name"; wait $PID; PID=
+	rm -rf "$D/small$name" "$D/cache$name"
+	eval "N_$name=$n RSS0_$name=$rss0 HWM_$name=$hwm ANON_$name=$anon RSS_$name=$rss"
+}
+mkdir -p "$D/mnt2" "$D/mnt4"
+rss_phase "$SMALL_FILES_CLASSES" 2
+rss_phase "$SMALL_FILES_CLASSES2" 4
+NSMALL=$N_2 rss0=$RSS0_2 hwm2=$HWM_2 anon2=$ANON_2 rss2=$RSS_2
+slope_hwm=$(( (HWM_4 - HWM_2) * 1024 / (N_4 - N_2) ))
+slope_anon=$(( (ANON_4 - ANON_2) * 1024 / (N_4 - N_2) ))
 
 ratio_f=$(awk "BEGIN{printf \"%.2f\", $fs_files/$di_files}")
 ratio_m=$(awk "BEGIN{printf \"%.2f\", $fs_mb/$di_mb}")
 ratio_nf=$(awk "BEGIN{printf \"%.2f\", $no_files/$di_files}")
 ratio_nm=$(awk "BEGIN{printf \"%.2f\", $no_mb/$di_mb}")
 budget=$(awk "BEGIN{printf \"%.1f\", (64*1048576 + 150*$NSMALL)/1048576}")
+budget4=$(awk "BEGIN{printf \"%.1f\", (64*1048576 + 150*$N_4)/1048576}")
 cat <<EOT
 
 ### Warm epoch, $NFILES files of ~110 KB, $THREADS reader threads, median of $RUNS runs x $EPOCHS epochs
@@ -110,5 +127,8 @@ cat <<EOT
 | daemon peak RSS ($NFILES files) | $((hwm1 / 1024)) MiB | | |
 | daemon peak RSS ($NSMALL files, 2 epochs) | $((hwm2 / 1024)) MiB | budget 64 MiB + 150 B/file = $budget MiB | |
 | of which, at the end: anonymous / file-backed (LMDB map, libraries) | $((anon2 / 1024)) / $(((rss2 - anon2) / 1024)) MiB | | |
-| RSS per file above the freshly mounted daemon ($((rss0 / 1024)) MiB) | $(( (rss2 - rss0) * 1024 / NSMALL )) B | budget 150 B/file | |
+| daemon peak RSS ($N_4 files, 2 epochs) | $((HWM_4 / 1024)) MiB | budget $budget4 MiB | |
+| of which, at the end: anonymous / file-backed | $((ANON_4 / 1024)) / $(((RSS_4 - ANON_4) / 1024)) MiB | | |
+| RSS per file above the freshly mounted daemon ($((rss0 / 1024)) MiB), $NSMALL files | $(( (rss2 - rss0) * 1024 / NSMALL )) B | | |
+| peak RSS per file, slope from $NSMALL to $N_4 files | $slope_hwm B (anonymous: $slope_anon B) | budget 150 B/file | |
 EOT
