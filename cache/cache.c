@@ -187,8 +187,7 @@ static struct obj *obj_new_locked(struct cache *c, const uint8_t *cid, uint64_t 
 	if (n > 1) {
 		o->u.sums = ec_calloc(1, (size_t)n * 8 + 3 * bb);
 		if (!o->u.sums) {
-			o->hnext = c->obj_free;
-			c->obj_free = o;
+			obj_release_locked(c, o); /* size still 0: nothing to free */
 			return NULL;
 		}
 	}
@@ -282,10 +281,10 @@ static size_t chunk_len(const struct obj *o, uint32_t c)
 	return (size_t)MIN((uint64_t)obj_chunk_size(o), o->size - off);
 }
 
-static void mark_dirty(struct cache *c, struct obj *o)
+/* The flusher finds dirty objects in the table. */
+static void mark_dirty(struct obj *o)
 {
-	(void)c;
-	o->flags |= OBJ_DIRTY; /* the flusher finds it in the table */
+	o->flags |= OBJ_DIRTY;
 }
 
 /* File bytes of o's present chunks. */
@@ -338,7 +337,7 @@ static void evict_locked(struct cache *c, struct obj *o)
 	o->npresent = 0;
 	if (!(o->flags & OBJ_DIRTY))
 		c->meta_pending += META_PER_RECORD;
-	mark_dirty(c, o);
+	mark_dirty(o);
 	atomic_fetch_add_explicit(&c->ctr.evictions, 1, memory_order_relaxed);
 }
 
@@ -605,7 +604,7 @@ static int load_cb(void *arg, const struct obj_rec *r)
 		obj_bits_clear(o, PRESENT);
 		o->npresent = 0;
 		table_put(c, o);
-		mark_dirty(c, o);
+		mark_dirty(o);
 		return 0;
 	}
 	o->alloc = (uint64_t)blocks + STORE_FILE_OVERHEAD;
@@ -920,9 +919,7 @@ void cache_close(struct cache *c)
 			next = o->hnext;
 			if (o->act && o->act->fd >= 0)
 				close(o->act->fd);
-			if (obj_nchunks(o) > 1)
-				free(o->u.sums);
-			free(o->act);
+			obj_release_locked(c, o);
 		}
 	for (size_t i = 0; i < c->nslabs; i++)
 		munmap(c->slabs[i], OBJ_SLAB * sizeof(struct obj));
@@ -1006,10 +1003,11 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 {
 	struct obj_rec *r = NULL;
 	struct obj *o;
-	int rc, looked = 0;
+	int rc;
 
 	pthread_mutex_lock(&c->lock);
-	while (!(o = table_get(c, cid)) && !looked) {
+	o = table_get(c, cid);
+	if (!o) { /* read its record unlocked, then look again */
 		pthread_mutex_unlock(&c->lock);
 		rc = index_obj_get(c->ix, cid, &r);
 		if (rc && rc != -ENOENT)
@@ -1018,8 +1016,8 @@ static int obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct ob
 			index_obj_free(r);
 			r = NULL;
 		}
-		looked = 1;
 		pthread_mutex_lock(&c->lock);
+		o = table_get(c, cid);
 	}
 	if (!o) {
 		o = obj_new_locked(c, cid, size, r ? r->chunk_size : c->cfg.chunk_size);
@@ -1205,7 +1203,7 @@ int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_f
 		f->o->pe.freq++;
 	f->o->pe.last = (uint64_t)wall_ns();
 	hit = f->o->npresent == obj_nchunks(f->o);
-	mark_dirty(c, f->o);
+	mark_dirty(f->o);
 	if (c->nep) {
 		c->ep[(c->nep - 1) % EPOCH_HISTORY].opens++;
 		c->ep[(c->nep - 1) % EPOCH_HISTORY].open_hits += hit;
@@ -1350,7 +1348,7 @@ static void fetch_store_and_lock(struct cache *c, struct fetch *fe)
 		c->cached_bytes += fe->len;
 		o->alloc += need;
 		c->data_bytes += need;
-		mark_dirty(c, o);
+		mark_dirty(o);
 	} else if (rc == -ENOSPC) {
 		c->degraded = 1;
 		c->degraded_until = now_ns() + 30ull * 1000000000ull;
@@ -1681,7 +1679,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 			give = MIN(give, o->alloc);
 			o->alloc -= give;
 			c->data_bytes -= give;
-			mark_dirty(c, o);
+			mark_dirty(o);
 		}
 		pthread_mutex_unlock(&c->lock);
 		if (fd >= 0)
@@ -1998,9 +1996,9 @@ void cache_evict_obj_locked(struct cache *c, struct obj *o)
 	evict_locked(c, o);
 }
 
-void cache_mark_dirty(struct cache *c, struct obj *o)
+void cache_mark_dirty(struct obj *o)
 {
-	mark_dirty(c, o);
+	mark_dirty(o);
 }
 
 uint64_t cache_used_locked(const struct cache *c)

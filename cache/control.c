@@ -545,7 +545,7 @@ int ctl_importance_apply(struct cache *c, const char *data, size_t len, char *er
 			continue;
 		pthread_mutex_lock(&c->lock);
 		o->pe.importance = scores[i];
-		cache_mark_dirty(c, o);
+		cache_mark_dirty(o);
 		pthread_mutex_unlock(&c->lock);
 		cache_obj_unpin(c, o); /* re-enters the policy with its new key */
 	}

@@ -41,7 +41,7 @@ struct index {
 	MDB_env *env;
 	MDB_dbi meta, dirent, inode, object;
 	char *dir;
-	atomic_uint reads;  /* read transactions, for trimming the map */
+	atomic_uint reads;  /* record reads, for trimming the map */
 	void *map;          /* LMDB's map of the data file, once found */
 	size_t map_len;
 };
@@ -110,23 +110,6 @@ static void put_be64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 }
 
-/* The map's pages stay mapped into the daemon once touched, so a warm epoch
- * over a million files would count the whole index (about 300 bytes per
- * file) in the daemon's RSS.  The map is MAP_SHARED over the index file, so
- * MADV_DONTNEED only unmaps: the pages stay in the page cache (shared and
- * reclaimable like any file data) and the next access maps them again with
- * the same bytes.  Safe while other threads read: they fault the page back
- * in.  Every TRIM_EVERY record reads (a transaction, or a step of a scan)
- * the used part of the map is unmapped.  MDB_NORDAHEAD (MADV_RANDOM) stops
- * readahead but not the kernel's fault-around, which maps up to 16 cached
- * neighbours of a faulting page, so what is mapped at a moment is bounded
- * by the interval (about 64 reads x 4 pages x 64 KiB = 16 MiB at worst),
- * whatever the index size.  A trim walks the page tables of the whole used
- * map: about 65 us at 290 MB (1M files), or about 4 us per open there; 20 us
- * at 300,000 files.  Every 256 reads instead cost a quarter of that and let
- * the peak RSS of two epochs over 300,000 files reach 84 MiB instead of 67:
- * the daemon's CPU per warm open (about 20 us) has more room under its
- * target (150 us) than its RSS has under its own. */
 /* Where LMDB mapped the data file: mdb_env_info gives the address only for
  * MDB_FIXEDMAP, so look the mapping up by the file's device and inode. */
 static void find_map(struct index *ix)
@@ -155,7 +138,25 @@ static void find_map(struct index *ix)
 	fclose(f);
 }
 
-static void trim_map(struct index *ix)
+/* The map's pages stay mapped into the daemon once touched, so a warm epoch
+ * over a million files would count the whole index (about 300 bytes per
+ * file) in the daemon's RSS.  The map is MAP_SHARED over the index file, so
+ * MADV_DONTNEED only unmaps: the pages stay in the page cache (shared and
+ * reclaimable like any file data) and the next access maps them again with
+ * the same bytes.  Safe while other threads read: they fault the page back
+ * in.  Every TRIM_EVERY record reads (a transaction, or a step of a scan)
+ * the used part of the map is unmapped.  MDB_NORDAHEAD (MADV_RANDOM) stops
+ * readahead but not the kernel's fault-around, which maps up to 16 cached
+ * neighbours of a faulting page, so what is mapped at a moment is bounded
+ * by the interval (about 64 reads x 4 pages x 64 KiB = 16 MiB at worst),
+ * whatever the index size.  A trim walks the page tables of the whole used
+ * map: about 65 us at 290 MB (1M files), or about 4 us per open there; 20 us
+ * at 300,000 files.  Every 256 reads instead cost a quarter of that and let
+ * the peak RSS of two epochs over 300,000 files reach 84 MiB instead of 67:
+ * the daemon's CPU per warm open (about 20 us) has more room under its
+ * target (150 us) than its RSS has under its own.  The map never moves:
+ * its size is set once, before the environment is opened. */
+void index_trim(struct index *ix)
 {
 	MDB_envinfo info;
 	long pg = sysconf(_SC_PAGESIZE);
@@ -167,18 +168,13 @@ static void trim_map(struct index *ix)
 	madvise(ix->map, len, MADV_DONTNEED);
 }
 
-void index_trim(struct index *ix)
-{
-	trim_map(ix);
-}
-
 /* Count n record reads; trim every TRIM_EVERY. */
 static void touched(struct index *ix, unsigned n)
 {
 	unsigned old = atomic_fetch_add_explicit(&ix->reads, n, memory_order_relaxed);
 
 	if (old / TRIM_EVERY != (old + n) / TRIM_EVERY)
-		trim_map(ix);
+		index_trim(ix);
 }
 
 static int ro_begin(struct index *ix, MDB_txn **txn)
@@ -936,7 +932,7 @@ int index_obj_put_many(struct index *ix, struct obj_rec *const *r, size_t n)
 		mdb_txn_abort(txn);
 	else
 		rc = mdb_err(mdb_txn_commit(txn));
-	trim_map(ix); /* a batch walks as many pages as its records */
+	index_trim(ix); /* a batch walks as many pages as its records */
 	return rc;
 }
 
