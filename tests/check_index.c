@@ -537,6 +537,85 @@ START_TEST(test_obj_zero_chunks)
 }
 END_TEST
 
+static int under_valgrind(void)
+{
+	const char *p = getenv("LD_PRELOAD");
+
+	return p && strstr(p, "vgpreload") != NULL;
+}
+
+/* KiB of the index's data file mapped into this process (smaps Rss). */
+static long mapped_kib(void)
+{
+	char line[512], path[160];
+	long kib = 0, v;
+	int in = 0;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	ck_assert_ptr_nonnull(f);
+	snprintf(path, sizeof(path), "%s/data.mdb", ixdir);
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) /* a mapping's first line */
+			in = strstr(line, path) != NULL;
+		else if (in && sscanf(line, "Rss: %ld kB", &v) == 1)
+			kib += v;
+	}
+	fclose(f);
+	return kib;
+}
+
+/* Index pages a read touches do not stay mapped (the map is trimmed as
+ * reads go, and by index_trim), and reads after a trim see the same bytes. */
+START_TEST(test_trim)
+{
+	enum { BATCH = 500, CHUNKS = 200 };
+	/* Memcheck takes minutes over the full size: a quarter still tells. */
+	const int N = under_valgrind() ? 1500 : 6000;
+	struct index *ix = open_ix();
+	struct obj_rec *recs[BATCH], *got;
+	long db_kib, after_reads;
+
+	for (int b = 0; b < N / BATCH; b++) {
+		for (int i = 0; i < BATCH; i++) {
+			uint32_t x = (uint32_t)(b * BATCH + i) * 2654435761u;
+
+			recs[i] = make_rec((uint8_t)i, CHUNKS);
+			memcpy(recs[i]->cid, &x, sizeof(x)); /* spread over the tree */
+			memcpy(recs[i]->cid + 4, &b, sizeof(b));
+		}
+		ck_assert_int_eq(index_obj_put_many(ix, recs, BATCH), 0);
+		for (int i = 0; i < BATCH; i++)
+			index_obj_free(recs[i]);
+	}
+	db_kib = (long)(index_disk_bytes(ix) >> 10);
+	ck_assert_int_gt(db_kib, (long)N * CHUNKS * 8 / 1024); /* big enough to tell */
+	for (int b = 0; b < N / BATCH; b++)
+		for (int i = 0; i < BATCH; i++) {
+			uint32_t x = (uint32_t)(b * BATCH + i) * 2654435761u;
+			uint8_t cid[CID_LEN];
+			struct obj_rec *want = make_rec((uint8_t)i, CHUNKS);
+
+			memcpy(want->cid, &x, sizeof(x));
+			memcpy(want->cid + 4, &b, sizeof(b));
+			memcpy(cid, want->cid, CID_LEN);
+			ck_assert_int_eq(index_obj_get(ix, cid, &got), 0);
+			same_rec(want, got);
+			index_obj_free(got);
+			index_obj_free(want);
+			if (b == N / BATCH / 2 && i == 0)
+				index_trim(ix); /* and the rest is read after a trim */
+		}
+	after_reads = mapped_kib();
+	/* Without trimming every page read would still be mapped. */
+	ck_assert_int_lt(after_reads, db_kib / 4);
+	index_trim(ix);
+	ck_assert_int_le(mapped_kib(), 16);
+	index_close(ix);
+}
+END_TEST
+
 START_TEST(test_open_errors)
 {
 	struct index *ix = (struct index *)1;
@@ -586,6 +665,7 @@ static Suite *index_suite(void)
 	tcase_add_test(tc, test_objects);
 	tcase_add_test(tc, test_obj_zero_chunks);
 	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_trim);
 	suite_add_tcase(s, tc);
 	return s;
 }
