@@ -399,9 +399,86 @@ static int reserve_prefetch_locked(struct cache *c, struct obj *o, uint64_t byte
 
 /* ---- opening ---- */
 
+/* The lock file says what its holder is doing, one line:
+ * "<pid> starting", "<pid> mounted <mountpoint>" or "<pid> closing".  A
+ * daemon that finds the directory locked waits for a holder that has left
+ * its mount (closing, or its mountpoint no longer mounted: `umount` returns
+ * before the old daemon has written back its index) and fails at once on
+ * one that is starting or still mounted. */
+#define LOCK_WAIT_S 60
+
+void cache_note_owner(struct cache *c, const char *state)
+{
+	char line[PATH_MAX + 64];
+	int n = snprintf(line, sizeof(line), "%ld %s\n", (long)getpid(), state);
+
+	if (c->lockfd < 0 || n < 0 || (size_t)n >= sizeof(line))
+		return;
+	/* Advisory only: a failed write makes a waiter fail at once instead. */
+	if (ftruncate(c->lockfd, 0) < 0 || pwrite(c->lockfd, line, (size_t)n, 0) != n)
+		log_warn("cache dir %s: cannot note the daemon's state: %s", c->dir,
+			 strerror(errno));
+}
+
+/* 1 when path is a mount point in this mount namespace.  mountinfo's fifth
+ * field is the mount point with space, tab, newline and backslash octal-escaped. */
+static int is_mounted(const char *path)
+{
+	char want[3 * PATH_MAX], *line = NULL;
+	size_t k = 0, cap = 0;
+	int found = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+
+	for (const char *s = path; *s && k + 5 < sizeof(want); s++) {
+		if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\\')
+			k += (size_t)snprintf(want + k, 5, "\\%03o", (unsigned char)*s);
+		else
+			want[k++] = *s;
+	}
+	want[k] = 0;
+	if (!f)
+		return 1; /* cannot tell: treat the holder as busy */
+	while (!found && getline(&line, &cap, f) > 0) {
+		char *p = line;
+
+		for (int field = 0; field < 4 && p; field++) {
+			p = strchr(p, ' ');
+			p = p ? p + 1 : NULL;
+		}
+		found = p && !strncmp(p, want, k) && p[k] == ' ';
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/* What the holder noted: 1 when it has left its mount, and a description. */
+static int holder_leaving(int fd, char *who, size_t wholen)
+{
+	char buf[PATH_MAX + 64], *state;
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	long pid;
+
+	buf[n > 0 ? n : 0] = 0;
+	if (n > 0 && buf[n - 1] == '\n')
+		buf[n - 1] = 0;
+	if (sscanf(buf, "%ld ", &pid) != 1 || !(state = strchr(buf, ' '))) {
+		snprintf(who, wholen, "another epochfs daemon");
+		return 0;
+	}
+	state++;
+	if (!strncmp(state, "mounted ", 8)) {
+		snprintf(who, wholen, "epochfs pid %ld, mounted on %s", pid, state + 8);
+		return !is_mounted(state + 8);
+	}
+	snprintf(who, wholen, "epochfs pid %ld, %s", pid, state);
+	return !strcmp(state, "closing");
+}
+
 static int lock_dir(struct cache *c, char *err, size_t errlen)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], who[PATH_MAX + 96];
+	int logged = 0;
 
 	snprintf(path, sizeof(path), "%s/lock", c->dir);
 	c->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -409,11 +486,26 @@ static int lock_dir(struct cache *c, char *err, size_t errlen)
 		snprintf(err, errlen, "cache dir %s: %s", c->dir, strerror(errno));
 		return -errno;
 	}
-	if (flock(c->lockfd, LOCK_EX | LOCK_NB) < 0) {
-		snprintf(err, errlen, "cache dir %s is in use by another epochfs daemon; "
-			 "give each mount its own --cache-dir", c->dir);
-		return -EBUSY;
+	for (int waited_ms = 0; flock(c->lockfd, LOCK_EX | LOCK_NB) < 0; waited_ms += 20) {
+		if (errno != EWOULDBLOCK) {
+			snprintf(err, errlen, "cache dir %s: lock: %s", c->dir, strerror(errno));
+			return -errno;
+		}
+		if (!holder_leaving(c->lockfd, who, sizeof(who))) {
+			snprintf(err, errlen, "cache dir %s is in use by another epochfs daemon (%s); "
+				 "give each mount its own --cache-dir", c->dir, who);
+			return -EBUSY;
+		}
+		if (waited_ms >= LOCK_WAIT_S * 1000) {
+			snprintf(err, errlen, "cache dir %s is still held after %d s by %s, which "
+				 "has left its mount", c->dir, LOCK_WAIT_S, who);
+			return -EBUSY;
+		}
+		if (!logged++)
+			log_info("cache dir %s: waiting for %s to finish closing", c->dir, who);
+		usleep(20 * 1000);
 	}
+	cache_note_owner(c, "starting");
 	return 0;
 }
 

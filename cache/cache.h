@@ -57,6 +57,11 @@ int cache_open(const struct cache_config *cfg, struct backend *be,
 	       struct cache **out, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 void cache_close(struct cache *c);
+/* Note in the cache dir's lock file what this daemon is doing ("mounted
+ * <absolute mountpoint>", "closing"), so that a daemon started on the same
+ * cache dir right after an unmount waits for this one to close instead of
+ * failing. */
+void cache_note_owner(struct cache *c, const char *state);
 
 /* Called (from any thread) when a file's content changed at the source, so
  * the front end can drop the kernel's cached pages and attributes. */

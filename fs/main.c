@@ -166,6 +166,7 @@ int main(int argc, char **argv)
 	struct cache *cache = NULL;
 	struct ll_ctx x;
 	char err[512], *fuse_o = NULL;
+	char mounted_note[PATH_MAX + 16];
 	struct stat st;
 	int rc, status_fd = -1, exit_code = 1;
 
@@ -269,12 +270,21 @@ int main(int argc, char **argv)
 	cache_set_inval_hook(cache, inval_hook, NULL);
 	if (fuse_set_signal_handlers(g_se))
 		goto out_inval;
+	{
+		/* Resolved before mounting: afterwards a lookup under the mount
+		 * point would wait on this daemon's own loop. */
+		char *abs = realpath(o.mountpoint, NULL);
+
+		snprintf(mounted_note, sizeof(mounted_note), "mounted %s", abs ? abs : o.mountpoint);
+		free(abs);
+	}
 	if (fuse_session_mount(g_se, o.mountpoint)) {
 		log_err("cannot mount on %s", o.mountpoint);
 		goto out_signals;
 	}
 	log_info("mounted %s on %s (cache %s, %llu bytes)", be->url, o.mountpoint, o.cache_dir,
 		 (unsigned long long)cache_capacity(cache));
+	cache_note_owner(cache, mounted_note);
 	if (!o.foreground) {
 		if (chdir("/") < 0)
 			log_warn("chdir /: %s", strerror(errno));
@@ -312,6 +322,7 @@ out_args:
 	fuse_opt_free_args(&args);
 	free(fuse_o);
 out_cache:
+	cache_note_owner(cache, "closing");
 	cache_close(cache);
 out_be:
 	backend_destroy(be);

@@ -638,19 +638,53 @@ START_TEST(test_corruption_detected)
 }
 END_TEST
 
+static void *close_later(void *arg)
+{
+	usleep(200 * 1000);
+	cache_close(arg);
+	return NULL;
+}
+
+/* A second open of a locked cache dir fails at once while the holder is
+ * starting or mounted, and waits for a holder that has left its mount. */
 START_TEST(test_ebusy)
 {
+	static const struct {
+		const char *state, *says;
+		int waits;
+	} cases[] = {
+		{ NULL, "starting", 0 },
+		{ "mounted /", "mounted on /", 0 },
+		{ "mounted /nonexistent/epochfs mnt", NULL, 1 }, /* unmounted */
+		{ "closing", NULL, 1 },
+	};
 	struct fake_be *fb = fb_new(0), *fb2 = fb_new(0);
 	struct cache_config cfg;
-	struct cache *c, *c2 = (struct cache *)1;
-	char err[256];
+	struct cache *c, *c2;
+	char err[512];
 
 	cfg_init(&cfg, 1ull << 30, POLICY_SHADE);
-	c = open_cache(&cfg, fb);
-	ck_assert_int_eq(cache_open(&cfg, &fb2->base, &c2, err, sizeof(err)), -EBUSY);
-	ck_assert_ptr_null(c2);
-	ck_assert_str_ne(err, "");
-	cache_close(c);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		pthread_t t;
+
+		c = open_cache(&cfg, fb);
+		if (cases[i].state)
+			cache_note_owner(c, cases[i].state);
+		c2 = (struct cache *)1;
+		if (!cases[i].waits) {
+			ck_assert_int_eq(cache_open(&cfg, &fb2->base, &c2, err, sizeof(err)), -EBUSY);
+			ck_assert_ptr_null(c2);
+			ck_assert_msg(strstr(err, "in use by another epochfs daemon") &&
+				      strstr(err, cases[i].says), "%s: %s", cases[i].says, err);
+			cache_close(c);
+			continue;
+		}
+		ck_assert_int_eq(pthread_create(&t, NULL, close_later, c), 0);
+		ck_assert_msg(cache_open(&cfg, &fb2->base, &c2, err, sizeof(err)) == 0,
+			      "%s: %s", cases[i].state, err);
+		pthread_join(t, NULL);
+		cache_close(c2);
+	}
 	/* once closed, the directory can be opened again */
 	c = open_cache(&cfg, fb2);
 	cache_close(c);

@@ -44,6 +44,21 @@ mkdir -p "$T/mnt2"
 out=$("$EPOCHFS" "$T/src" "$T/mnt2" --cache-dir "$T/cache" --cache-size 16M 2>&1) &&
 	fail "second daemon on the same cache dir succeeded"
 echo "$out" | grep -q "in use by another epochfs daemon" || fail "unclear message: $out"
+
+log "a daemon started right after an unmount waits for the old one to close"
+# The old daemon is stopped so that it cannot close before the new one starts.
+read -r oldpid _ <"$T/cache/lock"
+kill -0 "$oldpid" || fail "the lock file does not name the daemon: $(cat "$T/cache/lock")"
+kill -STOP "$oldpid"
+fusermount3 -u "$T/mnt" || { kill -CONT "$oldpid"; fail "unmount of a stopped daemon"; }
+"$EPOCHFS" "$T/src" "$T/mnt" --cache-dir "$T/cache" --cache-size 16M 2>"$T/wait.err" &
+newpid=$!
+sleep 1
+kill -0 "$newpid" 2>/dev/null || { kill -CONT "$oldpid"; fail "the new daemon gave up: $(cat "$T/wait.err")"; }
+kill -CONT "$oldpid"
+wait "$newpid" || fail "remount after the old daemon closed: $(cat "$T/wait.err")"
+grep -q "waiting for epochfs pid $oldpid" "$T/wait.err" || fail "the wait was not logged: $(cat "$T/wait.err")"
+[ "$(cat "$T/mnt/f")" = x ] || fail "read after the remount"
 fusermount3 -u "$T/mnt"
 
 log "make install PREFIX=DIR"
