@@ -59,7 +59,9 @@ kill -CONT "$oldpid"
 wait "$newpid" || fail "remount after the old daemon closed: $(cat "$T/wait.err")"
 grep -q "waiting for epochfs pid $oldpid" "$T/wait.err" || fail "the wait was not logged: $(cat "$T/wait.err")"
 [ "$(cat "$T/mnt/f")" = x ] || fail "read after the remount"
-fusermount3 -u "$T/mnt"
+fusermount3 -u "$T/mnt" || fail "unmount"
+# The daemon has closed once the lock is free: nothing outlives the test.
+flock -w 30 "$T/cache/lock" true || fail "the daemon still holds its cache 30 s after unmount"
 
 log "make install PREFIX=DIR"
 make -s -C "$SRCDIR" B="$BUILDDIR" install PREFIX="$T/prefix" >/dev/null || fail "make install"
