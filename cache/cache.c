@@ -793,22 +793,31 @@ static void flush_dirty(struct cache *c)
 			break;
 	}
 
+	/* Objects that hold nothing and are unused live on only in the index.
+	 * FLUSH_SCAN buckets per hold of the lock, as above: the table may grow
+	 * between holds, and what this pass misses the next one frees. */
+	for (b = 0, done = 0; !done;) {
+		pthread_mutex_lock(&c->lock);
+		for (scanned = 0; b < c->nbuckets && scanned < FLUSH_SCAN; b++, scanned++)
+			for (pp = &c->table[b]; *pp;) {
+				o = *pp;
+				if (!o->refs && !o->npresent && !o->act &&
+				    !(o->flags & OBJ_DIRTY)) {
+					*pp = o->hnext;
+					c->nobjs--;
+					subst_forget_obj_locked(c, o);
+					obj_release_locked(c, o);
+					continue;
+				}
+				pp = &o->hnext;
+			}
+		done = b >= c->nbuckets;
+		pthread_mutex_unlock(&c->lock);
+	}
+
 	pthread_mutex_lock(&c->lock);
 	c->meta_bytes = index_disk_bytes(c->ix) + store_dir_bytes(c->st);
 	c->meta_pending = 0;
-	/* Objects that hold nothing and are unused live on only in the index. */
-	for (b = 0; b < c->nbuckets; b++)
-		for (pp = &c->table[b]; *pp;) {
-			o = *pp;
-			if (!o->refs && !o->npresent && !o->act && !(o->flags & OBJ_DIRTY)) {
-				*pp = o->hnext;
-				c->nobjs--;
-				subst_forget_obj_locked(c, o);
-				obj_release_locked(c, o);
-				continue;
-			}
-			pp = &o->hnext;
-		}
 	/* The index may have grown past the bound: give back data. */
 	while (used_locked(c) > c->capacity) {
 		struct pol_entry *v = policy_victim(c->pol, NULL);
