@@ -316,12 +316,14 @@ static void show(const char *mnt, const struct snap *s, const struct snap *prev)
 		       jnum(j, 0, "prefetch_late"), 100 * ratio(jnum(j, 0, "prefetch_late"), is),
 		       jnum(j, 0, "prefetch_wasted"), 100 * ratio(jnum(j, 0, "prefetch_wasted"), is));
 	}
-	/* stall time is summed over reader threads, so it can exceed wall time */
-	printf("  stalls        %.3f s total, %.2f%% of wall time", stall, 100 * ratio(stall, up));
+	/* Summed over concurrent reads, so it can exceed wall time: shown per
+	 * second of wall time rather than as a percentage past 100. */
+	printf("  stalls        %.3f s summed over reads, %.3f s per second of uptime", stall,
+	       ratio(stall, up));
 	if (prev && dt > 0) {
 		double d = stall - jnum(&prev->j, 0, "stall_ns") / 1e9;
 
-		printf("; last %.1f s: %.3f s, %.2f%%", dt, d, 100 * d / dt);
+		printf("; last %.1f s: %.3f s, %.3f s/s", dt, d, d / dt);
 	}
 	printf("\n");
 	printf("  backend       %.0f requests, %s (%s/s average), %.0f retries, %.0f errors\n",
