@@ -399,77 +399,122 @@ static int reserve_prefetch_locked(struct cache *c, struct obj *o, uint64_t byte
 
 /* ---- opening ---- */
 
-/* The lock file says what its holder is doing, one line:
- * "<pid> starting", "<pid> mounted <mountpoint>" or "<pid> closing".  A
- * daemon that finds the directory locked waits for a holder that has left
- * its mount (closing, or its mountpoint no longer mounted: `umount` returns
- * before the old daemon has written back its index) and fails at once on
- * one that is starting or still mounted. */
+/* The lock file says what its holder is doing, one line: "<pid> starting",
+ * "<pid> mounted <dev> <mountpoint>" or "<pid> closing", where dev and the
+ * mount point are as /proc/self/mountinfo gives them (major:minor, octal
+ * escapes).  A daemon that finds the directory locked waits for a holder
+ * that has left its mount (closing, or its fuse.epochfs mount gone from
+ * mountinfo: `umount` returns before the old daemon has written back its
+ * index) and fails at once on one that is starting or still mounted. */
 #define LOCK_WAIT_S 60
+
+const char *cache_mountinfo = "/proc/self/mountinfo";
 
 void cache_note_owner(struct cache *c, const char *state)
 {
-	char line[PATH_MAX + 64];
-	int n = snprintf(line, sizeof(line), "%ld %s\n", (long)getpid(), state);
+	char line[5 * PATH_MAX];
+	int n = snprintf(line, sizeof(line), "%ld %s\n", (long)getpid(), state), err;
 
 	if (c->lockfd < 0 || n < 0 || (size_t)n >= sizeof(line))
 		return;
-	/* Advisory only: a failed write makes a waiter fail at once instead. */
-	if (ftruncate(c->lockfd, 0) < 0 || pwrite(c->lockfd, line, (size_t)n, 0) != n)
+	/* Written before the old line is cut off, so that a reader never sees
+	 * an empty file; readers stop at the first newline. */
+	if (pwrite(c->lockfd, line, (size_t)n, 0) != n || ftruncate(c->lockfd, n) < 0) {
+		err = errno;
 		log_warn("cache dir %s: cannot note the daemon's state: %s", c->dir,
-			 strerror(errno));
+			 strerror(err));
+	}
 }
 
-/* 1 when path is a mount point in this mount namespace.  mountinfo's fifth
- * field is the mount point with space, tab, newline and backslash octal-escaped. */
-static int is_mounted(const char *path)
+/* path as mountinfo writes it: space, tab, newline and backslash as \ooo.
+ * -1 when it does not fit. */
+static int mi_escape(const char *path, char *out, size_t outlen)
 {
-	char want[3 * PATH_MAX], *line = NULL;
-	size_t k = 0, cap = 0;
-	int found = 0;
-	FILE *f = fopen("/proc/self/mountinfo", "r");
+	size_t k = 0;
 
-	for (const char *s = path; *s && k + 5 < sizeof(want); s++) {
+	for (const char *s = path; *s; s++) {
+		if (k + 5 > outlen)
+			return -1;
 		if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\\')
-			k += (size_t)snprintf(want + k, 5, "\\%03o", (unsigned char)*s);
+			k += (size_t)snprintf(out + k, 5, "\\%03o", (unsigned char)*s);
 		else
-			want[k++] = *s;
+			out[k++] = *s;
 	}
-	want[k] = 0;
-	if (!f)
-		return 1; /* cannot tell: treat the holder as busy */
-	while (!found && getline(&line, &cap, f) > 0) {
-		char *p = line;
+	out[k] = 0;
+	return 0;
+}
 
-		for (int field = 0; field < 4 && p; field++) {
+/* The last fuse.epochfs mount at esc (and of device dev, unless dev is "-")
+ * in cache_mountinfo: 1 and its device in devout, 0 if none, -1 if the file
+ * cannot be read. */
+static int mi_find(const char *esc, const char *dev, char *devout, size_t devlen)
+{
+	char *line = NULL;
+	size_t cap = 0, k = strlen(esc);
+	int found = 0;
+	FILE *f = fopen(cache_mountinfo, "r");
+
+	if (!f)
+		return -1;
+	while (getline(&line, &cap, f) > 0) {
+		char *fld[5], *p = line, *sep = strstr(line, " - ");
+		int i;
+
+		for (i = 0; i < 5 && p; i++) {
+			fld[i] = p;
 			p = strchr(p, ' ');
 			p = p ? p + 1 : NULL;
 		}
-		found = p && !strncmp(p, want, k) && p[k] == ' ';
+		if (i < 5 || !p || !sep || strncmp(sep + 3, "fuse.epochfs ", 13))
+			continue;
+		if (strncmp(fld[4], esc, k) || fld[4][k] != ' ')
+			continue;
+		if (strcmp(dev, "-") && (strncmp(fld[2], dev, strlen(dev)) ||
+					 fld[2][strlen(dev)] != ' '))
+			continue;
+		found = 1;
+		if (devout)
+			snprintf(devout, devlen, "%.*s", (int)strcspn(fld[2], " "), fld[2]);
 	}
 	free(line);
 	fclose(f);
 	return found;
 }
 
-/* What the holder noted: 1 when it has left its mount, and a description. */
+void cache_note_mounted(struct cache *c, const char *mountpoint)
+{
+	char esc[4 * PATH_MAX + 1], dev[32] = "-", state[sizeof(esc) + 48];
+
+	/* Not noted (the holder stays "starting", which waiters do not wait
+	 * for) when the path could not be matched against mountinfo anyway. */
+	if (mountpoint[0] != '/' || mi_escape(mountpoint, esc, sizeof(esc)) < 0)
+		return;
+	if (mi_find(esc, "-", dev, sizeof(dev)) != 1)
+		snprintf(dev, sizeof(dev), "-");
+	snprintf(state, sizeof(state), "mounted %s %s", dev, esc);
+	cache_note_owner(c, state);
+}
+
+/* What the holder noted: 1 when it has left its mount, 0 when it has not,
+ * -1 when the note is empty or partial; who gets a description. */
 static int holder_leaving(int fd, char *who, size_t wholen)
 {
-	char buf[PATH_MAX + 64], *state;
+	char buf[5 * PATH_MAX], dev[32], *state, *nl;
 	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
 	long pid;
+	int off = 0;
 
 	buf[n > 0 ? n : 0] = 0;
-	if (n > 0 && buf[n - 1] == '\n')
-		buf[n - 1] = 0;
-	if (sscanf(buf, "%ld ", &pid) != 1 || !(state = strchr(buf, ' '))) {
-		snprintf(who, wholen, "another epochfs daemon");
-		return 0;
-	}
+	snprintf(who, wholen, "another epochfs daemon");
+	if (!(nl = strchr(buf, '\n')))
+		return -1;
+	*nl = 0;
+	if (sscanf(buf, "%ld ", &pid) != 1 || !(state = strchr(buf, ' ')))
+		return -1;
 	state++;
-	if (!strncmp(state, "mounted ", 8)) {
-		snprintf(who, wholen, "epochfs pid %ld, mounted on %s", pid, state + 8);
-		return !is_mounted(state + 8);
+	if (sscanf(state, "mounted %31s %n", dev, &off) == 1 && off > 0) {
+		snprintf(who, wholen, "epochfs pid %ld, mounted on %s", pid, state + off);
+		return mi_find(state + off, dev, NULL, 0) == 0;
 	}
 	snprintf(who, wholen, "epochfs pid %ld, %s", pid, state);
 	return !strcmp(state, "closing");
@@ -477,21 +522,26 @@ static int holder_leaving(int fd, char *who, size_t wholen)
 
 static int lock_dir(struct cache *c, char *err, size_t errlen)
 {
-	char path[PATH_MAX], who[PATH_MAX + 96];
-	int logged = 0;
+	char path[PATH_MAX], who[5 * PATH_MAX + 64];
+	int logged = 0, seen_leaving = 0, e, r;
 
 	snprintf(path, sizeof(path), "%s/lock", c->dir);
 	c->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (c->lockfd < 0) {
-		snprintf(err, errlen, "cache dir %s: %s", c->dir, strerror(errno));
-		return -errno;
+		e = errno;
+		snprintf(err, errlen, "cache dir %s: %s", c->dir, strerror(e));
+		return -e;
 	}
 	for (int waited_ms = 0; flock(c->lockfd, LOCK_EX | LOCK_NB) < 0; waited_ms += 20) {
 		if (errno != EWOULDBLOCK) {
-			snprintf(err, errlen, "cache dir %s: lock: %s", c->dir, strerror(errno));
-			return -errno;
+			e = errno;
+			snprintf(err, errlen, "cache dir %s: lock: %s", c->dir, strerror(e));
+			return -e;
 		}
-		if (!holder_leaving(c->lockfd, who, sizeof(who))) {
+		r = holder_leaving(c->lockfd, who, sizeof(who));
+		if (r == 1)
+			seen_leaving = 1;
+		else if (!(r == -1 && seen_leaving)) { /* a note being rewritten */
 			snprintf(err, errlen, "cache dir %s is in use by another epochfs daemon (%s); "
 				 "give each mount its own --cache-dir", c->dir, who);
 			return -EBUSY;
@@ -502,7 +552,8 @@ static int lock_dir(struct cache *c, char *err, size_t errlen)
 			return -EBUSY;
 		}
 		if (!logged++)
-			log_info("cache dir %s: waiting for %s to finish closing", c->dir, who);
+			log_info("cache dir %s is held by %s, which has left its mount: "
+				 "waiting for it to close", c->dir, who);
 		usleep(20 * 1000);
 	}
 	cache_note_owner(c, "starting");

@@ -57,11 +57,16 @@ int cache_open(const struct cache_config *cfg, struct backend *be,
 	       struct cache **out, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 void cache_close(struct cache *c);
-/* Note in the cache dir's lock file what this daemon is doing ("mounted
- * <absolute mountpoint>", "closing"), so that a daemon started on the same
- * cache dir right after an unmount waits for this one to close instead of
- * failing. */
+/* Note in the cache dir's lock file what this daemon is doing, so that a
+ * daemon started on the same cache dir right after an unmount waits for this
+ * one to close instead of failing: cache_note_mounted once the FUSE mount is
+ * up (an absolute path, resolved before mounting), then
+ * cache_note_owner(c, "closing") when the session has ended. */
+void cache_note_mounted(struct cache *c, const char *mountpoint);
 void cache_note_owner(struct cache *c, const char *state);
+/* The mount table those notes are checked against (/proc/self/mountinfo;
+ * tests point it at a file of their own). */
+extern const char *cache_mountinfo;
 
 /* Called (from any thread) when a file's content changed at the source, so
  * the front end can drop the kernel's cached pages and attributes. */

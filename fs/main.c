@@ -166,7 +166,7 @@ int main(int argc, char **argv)
 	struct cache *cache = NULL;
 	struct ll_ctx x;
 	char err[512], *fuse_o = NULL;
-	char mounted_note[PATH_MAX + 16];
+	char *abs_mnt = NULL;
 	struct stat st;
 	int rc, status_fd = -1, exit_code = 1;
 
@@ -270,21 +270,17 @@ int main(int argc, char **argv)
 	cache_set_inval_hook(cache, inval_hook, NULL);
 	if (fuse_set_signal_handlers(g_se))
 		goto out_inval;
-	{
-		/* Resolved before mounting: afterwards a lookup under the mount
-		 * point would wait on this daemon's own loop. */
-		char *abs = realpath(o.mountpoint, NULL);
-
-		snprintf(mounted_note, sizeof(mounted_note), "mounted %s", abs ? abs : o.mountpoint);
-		free(abs);
-	}
+	/* Resolved before mounting: afterwards a lookup under the mount point
+	 * would wait on this daemon's own loop. */
+	abs_mnt = realpath(o.mountpoint, NULL);
 	if (fuse_session_mount(g_se, o.mountpoint)) {
 		log_err("cannot mount on %s", o.mountpoint);
 		goto out_signals;
 	}
 	log_info("mounted %s on %s (cache %s, %llu bytes)", be->url, o.mountpoint, o.cache_dir,
 		 (unsigned long long)cache_capacity(cache));
-	cache_note_owner(cache, mounted_note);
+	if (abs_mnt)
+		cache_note_mounted(cache, abs_mnt);
 	if (!o.foreground) {
 		if (chdir("/") < 0)
 			log_warn("chdir /: %s", strerror(errno));
@@ -324,6 +320,7 @@ out_args:
 out_cache:
 	cache_note_owner(cache, "closing");
 	cache_close(cache);
+	free(abs_mnt);
 out_be:
 	backend_destroy(be);
 out_opts:

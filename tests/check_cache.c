@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <lmdb.h>
 
@@ -645,8 +646,25 @@ static void *close_later(void *arg)
 	return NULL;
 }
 
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A made-up mount table: two epochfs mounts (one with escaped characters in
+ * its path) and an ext4 mount. */
+static const char fake_mountinfo[] =
+	"22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+	"40 22 0:40 / /mnt/with\\040space rw,nosuid,nodev shared:9 - fuse.epochfs /src rw\n"
+	"41 22 0:41 / /mnt/t\\011b\\134c rw - fuse.epochfs /src2 rw\n"
+	"42 22 253:1 / /mnt/other rw - ext4 /dev/vdb rw\n";
+
 /* A second open of a locked cache dir fails at once while the holder is
- * starting or mounted, and waits for a holder that has left its mount. */
+ * starting or still mounted, and waits for a holder that has left its
+ * mount: closing, or its epochfs mount gone from the mount table. */
 START_TEST(test_ebusy)
 {
 	static const struct {
@@ -654,18 +672,30 @@ START_TEST(test_ebusy)
 		int waits;
 	} cases[] = {
 		{ NULL, "starting", 0 },
-		{ "mounted /", "mounted on /", 0 },
-		{ "mounted /nonexistent/epochfs mnt", NULL, 1 }, /* unmounted */
+		{ "mounted 0:40 /mnt/with\\040space", "mounted on /mnt/with\\040space", 0 },
+		{ "mounted - /mnt/with\\040space", "mounted on", 0 },   /* device not known */
+		{ "mounted 0:99 /mnt/with\\040space", NULL, 1 },        /* another mount there now */
+		{ "mounted - /mnt/other", NULL, 1 },                    /* not epochfs */
+		{ "mounted 0:50 /nonexistent/mnt", NULL, 1 },           /* unmounted */
 		{ "closing", NULL, 1 },
 	};
 	struct fake_be *fb = fb_new(0), *fb2 = fb_new(0);
 	struct cache_config cfg;
 	struct cache *c, *c2;
-	char err[512];
+	char err[512], mi[] = "/tmp/check_cache_mi.XXXXXX", line[256];
+	const char *old_mi = cache_mountinfo;
+	int fd = mkstemp(mi);
+	FILE *f;
 
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, fake_mountinfo, strlen(fake_mountinfo)),
+			 (ssize_t)strlen(fake_mountinfo));
+	close(fd);
+	cache_mountinfo = mi;
 	cfg_init(&cfg, 1ull << 30, POLICY_SHADE);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		pthread_t t;
+		double t0;
 
 		c = open_cache(&cfg, fb);
 		if (cases[i].state)
@@ -679,12 +709,33 @@ START_TEST(test_ebusy)
 			cache_close(c);
 			continue;
 		}
+		t0 = now_s();
 		ck_assert_int_eq(pthread_create(&t, NULL, close_later, c), 0);
 		ck_assert_msg(cache_open(&cfg, &fb2->base, &c2, err, sizeof(err)) == 0,
 			      "%s: %s", cases[i].state, err);
+		/* it got the directory by waiting for the close, 200 ms later */
+		ck_assert_msg(now_s() - t0 >= 0.15, "%s: did not wait", cases[i].state);
 		pthread_join(t, NULL);
 		cache_close(c2);
 	}
+
+	/* The holder's own note: the device and the escaped path of its mount. */
+	c = open_cache(&cfg, fb);
+	cache_note_mounted(c, "/mnt/with space");
+	snprintf(line, sizeof(line), "%s/lock", tmpdir);
+	ck_assert_ptr_nonnull(f = fopen(line, "r"));
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	ck_assert_str_eq(strchr(line, ' ') + 1, "mounted 0:40 /mnt/with\\040space\n");
+	cache_note_mounted(c, "/mnt/t\tb\\c");
+	rewind(f);
+	ck_assert_ptr_nonnull(fgets(line, sizeof(line), f));
+	ck_assert_str_eq(strchr(line, ' ') + 1, "mounted 0:41 /mnt/t\\011b\\134c\n");
+	ck_assert_ptr_null(fgets(line, sizeof(line), f)); /* one line, nothing left over */
+	fclose(f);
+	cache_close(c);
+
+	cache_mountinfo = old_mi;
+	unlink(mi);
 	/* once closed, the directory can be opened again */
 	c = open_cache(&cfg, fb2);
 	cache_close(c);

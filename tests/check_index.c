@@ -609,7 +609,7 @@ START_TEST(test_trim)
 		}
 	after_reads = mapped_kib();
 	/* Without trimming every page read would still be mapped. */
-	ck_assert_int_lt(after_reads, db_kib / 4);
+	ck_assert_int_lt(after_reads, db_kib / 2);
 	index_trim(ix);
 	ck_assert_int_le(mapped_kib(), 16);
 	index_close(ix);
