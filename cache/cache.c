@@ -281,12 +281,6 @@ static size_t chunk_len(const struct obj *o, uint32_t c)
 	return (size_t)MIN((uint64_t)obj_chunk_size(o), o->size - off);
 }
 
-/* The flusher finds dirty objects in the table. */
-static void mark_dirty(struct obj *o)
-{
-	o->flags |= OBJ_DIRTY;
-}
-
 /* File bytes of o's present chunks. */
 static uint64_t present_bytes(const struct obj *o)
 {
@@ -337,7 +331,7 @@ static void evict_locked(struct cache *c, struct obj *o)
 	o->npresent = 0;
 	if (!(o->flags & OBJ_DIRTY))
 		c->meta_pending += META_PER_RECORD;
-	mark_dirty(o);
+	cache_mark_dirty(o);
 	atomic_fetch_add_explicit(&c->ctr.evictions, 1, memory_order_relaxed);
 }
 
@@ -520,6 +514,15 @@ static int holder_leaving(int fd, char *who, size_t wholen)
 	return !strcmp(state, "closing");
 }
 
+/* The lock was not taken: the fd goes, so that nothing this cache does
+ * on its way out (cache_close notes "closing") touches the holder's note. */
+static int unlocked(struct cache *c, int rc)
+{
+	close(c->lockfd);
+	c->lockfd = -1;
+	return rc;
+}
+
 static int lock_dir(struct cache *c, char *err, size_t errlen)
 {
 	char path[PATH_MAX], who[5 * PATH_MAX + 64];
@@ -536,7 +539,7 @@ static int lock_dir(struct cache *c, char *err, size_t errlen)
 		if (errno != EWOULDBLOCK) {
 			e = errno;
 			snprintf(err, errlen, "cache dir %s: lock: %s", c->dir, strerror(e));
-			return -e;
+			return unlocked(c, -e);
 		}
 		r = holder_leaving(c->lockfd, who, sizeof(who));
 		if (r == 1)
@@ -544,12 +547,12 @@ static int lock_dir(struct cache *c, char *err, size_t errlen)
 		else if (!(r == -1 && seen_leaving)) { /* a note being rewritten */
 			snprintf(err, errlen, "cache dir %s is in use by another epochfs daemon (%s); "
 				 "give each mount its own --cache-dir", c->dir, who);
-			return -EBUSY;
+			return unlocked(c, -EBUSY);
 		}
 		if (waited_ms >= LOCK_WAIT_S * 1000) {
 			snprintf(err, errlen, "cache dir %s is still held after %d s by %s, which "
 				 "has left its mount", c->dir, LOCK_WAIT_S, who);
-			return -EBUSY;
+			return unlocked(c, -EBUSY);
 		}
 		if (!logged++)
 			log_info("cache dir %s is held by %s, which has left its mount: "
@@ -747,7 +750,7 @@ static int load_cb(void *arg, const struct obj_rec *r)
 		obj_bits_clear(o, PRESENT);
 		o->npresent = 0;
 		table_put(c, o);
-		mark_dirty(o);
+		cache_mark_dirty(o);
 		return 0;
 	}
 	o->alloc = (uint64_t)blocks + STORE_FILE_OVERHEAD;
@@ -1047,6 +1050,7 @@ void cache_close(struct cache *c)
 
 	if (!c)
 		return;
+	cache_note_owner(c, "closing"); /* a daemon waiting for the dir waits on */
 	prefetch_stop(c);
 	/* Every fetch in flight must settle before the workers go. */
 	pthread_mutex_lock(&c->lock);
@@ -1355,7 +1359,7 @@ int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_f
 		f->o->pe.freq++;
 	f->o->pe.last = (uint64_t)wall_ns();
 	hit = f->o->npresent == obj_nchunks(f->o);
-	mark_dirty(f->o);
+	cache_mark_dirty(f->o);
 	if (c->nep) {
 		c->ep[(c->nep - 1) % EPOCH_HISTORY].opens++;
 		c->ep[(c->nep - 1) % EPOCH_HISTORY].open_hits += hit;
@@ -1500,7 +1504,7 @@ static void fetch_store_and_lock(struct cache *c, struct fetch *fe)
 		c->cached_bytes += fe->len;
 		o->alloc += need;
 		c->data_bytes += need;
-		mark_dirty(o);
+		cache_mark_dirty(o);
 	} else if (rc == -ENOSPC) {
 		c->degraded = 1;
 		c->degraded_until = now_ns() + 30ull * 1000000000ull;
@@ -1831,7 +1835,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 			give = MIN(give, o->alloc);
 			o->alloc -= give;
 			c->data_bytes -= give;
-			mark_dirty(o);
+			cache_mark_dirty(o);
 		}
 		pthread_mutex_unlock(&c->lock);
 		if (fd >= 0)
@@ -2146,11 +2150,6 @@ void cache_obj_unpin(struct cache *c, struct obj *o)
 void cache_evict_obj_locked(struct cache *c, struct obj *o)
 {
 	evict_locked(c, o);
-}
-
-void cache_mark_dirty(struct obj *o)
-{
-	mark_dirty(o);
 }
 
 uint64_t cache_used_locked(const struct cache *c)

@@ -60,8 +60,8 @@ void cache_close(struct cache *c);
 /* Note in the cache dir's lock file what this daemon is doing, so that a
  * daemon started on the same cache dir right after an unmount waits for this
  * one to close instead of failing: cache_note_mounted once the FUSE mount is
- * up (an absolute path, resolved before mounting), then
- * cache_note_owner(c, "closing") when the session has ended. */
+ * up (an absolute path, resolved before mounting); cache_close notes
+ * "closing" itself. */
 void cache_note_mounted(struct cache *c, const char *mountpoint);
 void cache_note_owner(struct cache *c, const char *state);
 /* The mount table those notes are checked against (/proc/self/mountinfo;

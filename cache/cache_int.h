@@ -209,7 +209,11 @@ int cache_identity(struct cache *c, uint64_t ino, struct ns_attr *a, char *key, 
 int cache_obj_pin(struct cache *c, const uint8_t *cid, uint64_t size, struct obj **out);
 void cache_obj_unpin(struct cache *c, struct obj *o);
 void cache_evict_obj_locked(struct cache *c, struct obj *o);
-void cache_mark_dirty(struct obj *o);
+/* The flusher finds dirty objects in the table.  Lock held. */
+static inline void cache_mark_dirty(struct obj *o)
+{
+	o->flags |= OBJ_DIRTY;
+}
 uint64_t cache_used_locked(const struct cache *c);
 /* Start fetching every missing chunk of pinned o as a prefetch, its room
  * reserved first (see reserve_prefetch_locked); returns the number of

@@ -318,7 +318,6 @@ out_args:
 	fuse_opt_free_args(&args);
 	free(fuse_o);
 out_cache:
-	cache_note_owner(cache, "closing");
 	cache_close(cache);
 	free(abs_mnt);
 out_be:
