@@ -104,7 +104,6 @@ rss_phase() {
 	# for it (300,000 fills at half the rate of 100,000).
 	eval "N_$name=$n RSS0_$name=$rss0 HWM_$name=$hwm ANON_$name=$anon RSS_$name=$rss"
 }
-mkdir -p "$D/mnt2" "$D/mnt4"
 rss_phase "$SMALL_FILES_CLASSES" 2
 rss_phase "$SMALL_FILES_CLASSES2" 4
 NSMALL=$N_2 rss0=$RSS0_2 hwm2=$HWM_2 anon2=$ANON_2 rss2=$RSS_2
@@ -115,8 +114,9 @@ ratio_f=$(awk "BEGIN{printf \"%.2f\", $fs_files/$di_files}")
 ratio_m=$(awk "BEGIN{printf \"%.2f\", $fs_mb/$di_mb}")
 ratio_nf=$(awk "BEGIN{printf \"%.2f\", $no_files/$di_files}")
 ratio_nm=$(awk "BEGIN{printf \"%.2f\", $no_mb/$di_mb}")
-budget=$(awk "BEGIN{printf \"%.1f\", (64*1048576 + 150*$NSMALL)/1048576}")
-budget4=$(awk "BEGIN{printf \"%.1f\", (64*1048576 + 150*$N_4)/1048576}")
+budget_mib() { awk "BEGIN{printf \"%.1f\", (64*1048576 + 150*$1)/1048576}"; } # 64 MiB + 150 B/file
+budget=$(budget_mib "$NSMALL")
+budget4=$(budget_mib "$N_4")
 cat <<EOT
 
 ### Warm epoch, $NFILES files of ~110 KB, $THREADS reader threads, median of $RUNS runs x $EPOCHS epochs
