@@ -13,16 +13,17 @@ ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -I. -DEPOCHFS_VERSION=\"$(VERSION)\" $
 O = $(B)/obj
 Q = $(if $(V),,@)
 
-CORE_SRC = cache/util.c cache/log.c cache/index.c cache/store.c cache/policy.c \
-	cache/cache.c cache/order.c cache/plan.c cache/prefetch.c cache/control.c cache/subst.c \
-	backends/backend.c backends/posix.c backends/fetch.c backends/http.c \
-	backends/s3.c backends/keys.c
-FS_SRC = fs/main.c fs/ll.c fs/ctl.c fs/options.c
+# The core library is every source below fs/ (the base layer, the backends,
+# the cache); fs/ minus main.c is a second library the unit tests also link.
+CORE_SRC = $(sort $(wildcard backends/base/*.c backends/*.c cache/*.c))
+FS_SRC = $(sort $(wildcard fs/*.c))
 UNIT_TESTS = $(notdir $(basename $(wildcard tests/check_*.c)))
 TOOLS = $(patsubst tools/%.c,epochfs-%,$(wildcard tools/*.c))
 
 CORE_OBJ = $(CORE_SRC:%.c=$(O)/%.o)
 LIBCORE = $(B)/libepochfs-core.a
+FSLIB_OBJ = $(patsubst %.c,$(O)/%.o,$(filter-out fs/main.c,$(FS_SRC)))
+LIBFS = $(B)/libepochfs-fs.a
 TEST_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 
 .SECONDARY:
@@ -45,7 +46,11 @@ $(LIBCORE): $(CORE_OBJ)
 	rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(B)/epochfs: $(FS_SRC:%.c=$(O)/%.o) $(LIBCORE)
+$(LIBFS): $(FSLIB_OBJ)
+	rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(B)/epochfs: $(O)/fs/main.o $(LIBFS) $(LIBCORE)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(FUSE_LIBS) $(CORE_LIBS)
 
@@ -53,15 +58,10 @@ $(B)/epochfs-%: $(O)/tools/%.o $(LIBCORE)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(CORE_LIBS)
 
-$(B)/tests/check_options: $(O)/tests/check_options.o $(O)/fs/options.o $(LIBCORE)
+$(B)/tests/%: $(O)/tests/%.o $(LIBFS) $(LIBCORE)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(CORE_LIBS)
-
-$(B)/tests/%: $(O)/tests/%.o $(LIBCORE)
-	@mkdir -p $(dir $@)
-	@echo "  LD      $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(CORE_LIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(FUSE_LIBS) $(CORE_LIBS)
 
 tests: all $(TEST_BINS)
 
@@ -103,7 +103,7 @@ install: all
 	if [ -d docs/man ]; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
 
 clean:
-	rm -rf $(B)/obj $(TEST_BINS) build-asan $(LIBCORE) $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
+	rm -rf $(B)/obj $(TEST_BINS) build-asan build-tsan $(LIBCORE) $(LIBFS) $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
 
 distclean: clean
 	rm -rf config.mk config.h config.log config.status configure autom4te.cache

@@ -14,9 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <syslog.h>
 #include <unistd.h>
 #include "fetch.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 struct fetch_engine {
 	CURLM *multi;
@@ -45,27 +46,6 @@ static CURLcode curl_init_rc;
 static void curl_init_once(void)
 {
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-void fetch_log(int level, const char *fmt, ...)
-{
-	static const char *names[] = { "emerg", "alert", "crit", "error",
-				       "warning", "notice", "info", "debug" };
-	char line[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "epochfs: %s: %s\n", names[level & 7], line);
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* xorshift64*: jitter only, no need for quality beyond spreading retries. */
@@ -618,13 +598,13 @@ static void completed(struct fetch_engine *e, struct fetch_job *j, CURLcode rc)
 	}
 	if (v == FETCH_FAIL) {
 		if (err != -ENOENT)
-			fetch_log(LOG_WARNING, "%s: %s", j->name, reason(j, rc, why, sizeof(why)));
+			log_warn("%s: %s", j->name, reason(j, rc, why, sizeof(why)));
 		finish(e, j, err);
 		return;
 	}
 	if ((unsigned)j->attempts > (now_ms() < e->down_until ? 1 : e->retries) || j->noretry) {
 		e->down_until = now_ms() + FETCH_DOWN_MS;
-		fetch_log(LOG_ERR, "giving up on %s after %d attempts: %s", j->name, j->attempts,
+		log_err("giving up on %s after %d attempts: %s", j->name, j->attempts,
 			  reason(j, rc, why, sizeof(why)));
 		finish(e, j, -EIO);
 		return;

@@ -225,7 +225,4 @@ typedef int (*s3_key_fn)(void *arg, const char *key, int bad, const struct backe
 int s3_parse_list(const char *xml, s3_key_fn fn, void *arg, char *token, size_t toklen,
 		  int *truncated);
 
-/* The logging call site of the backends (stderr for now). */
-void fetch_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 #endif

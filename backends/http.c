@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include "fetch.h"
+#include "backends/base/log.h"
 
 #define LIST_QUEUE_MAX (64u << 20)  /* bytes of directory names waiting */
 #define LIST_DIRS_MAX 1000000u      /* directories in one walk (loops) */
@@ -279,7 +279,7 @@ static int list_manifest_text(struct http_backend *h, FILE *f, const char *text,
 		lineno++;
 		n = strlen(line);
 		if (f && n == MANIFEST_LINE_MAX - 1 && line[n - 1] != '\n') {
-			fetch_log(LOG_ERR, "%s: manifest line %lu is too long", h->be.url, lineno);
+			log_err("%s: manifest line %lu is too long", h->be.url, lineno);
 			rc = -EINVAL;
 			break;
 		}
@@ -288,7 +288,7 @@ static int list_manifest_text(struct http_backend *h, FILE *f, const char *text,
 			continue;
 		if (r < 0) {
 			atomic_fetch_add(&h->be.counters.skipped_keys, 1);
-			fetch_log(LOG_WARNING, "%s: manifest line %lu is not 'PATH SIZE': skipped",
+			log_warn("%s: manifest line %lu is not 'PATH SIZE': skipped",
 				  h->be.url, lineno);
 			continue;
 		}
@@ -314,7 +314,7 @@ static int list_manifest(struct http_backend *h, backend_list_fn fn, void *arg)
 		job.name = "manifest";
 		job.mode = FETCH_BODY;
 		if ((rc = (int)fetch_run(h->eng, &job)) < 0) {
-			fetch_log(LOG_ERR, "cannot fetch the manifest %s: %s", h->manifest,
+			log_err("cannot fetch the manifest %s: %s", h->manifest,
 				  strerror(-rc));
 			goto out;
 		}
@@ -322,7 +322,7 @@ static int list_manifest(struct http_backend *h, backend_list_fn fn, void *arg)
 	} else {
 		if (!(f = fopen(h->manifest, "r"))) {
 			rc = -errno;
-			fetch_log(LOG_ERR, "cannot open the manifest %s: %s", h->manifest,
+			log_err("cannot open the manifest %s: %s", h->manifest,
 				  strerror(errno));
 			goto out;
 		}
@@ -382,7 +382,7 @@ static int queue_dir(struct walk *w, const char *path)
 	struct dir_job *d;
 
 	if (w->todo_bytes + n > LIST_QUEUE_MAX || ++w->dirs > LIST_DIRS_MAX) {
-		fetch_log(LOG_ERR, "%s: too many directories to walk", w->h->be.url);
+		log_err("%s: too many directories to walk", w->h->be.url);
 		return -E2BIG;
 	}
 	if (!(d = calloc(1, sizeof(*d) + n + 1)))
@@ -426,14 +426,14 @@ static int on_entry(void *arg, const char *name, const char *type, uint64_t size
 	n = snprintf(path, sizeof(path), "%s%s", w->cur->path, name ? name : "");
 	if (!name || !name[0] || strchr(name, '/') || n >= PATH_MAX) {
 		atomic_fetch_add(&w->h->be.counters.skipped_keys, 1);
-		fetch_log(LOG_WARNING, "%s: skipping an unrepresentable name in %s", w->h->be.url,
+		log_warn("%s: skipping an unrepresentable name in %s", w->h->be.url,
 			  w->cur->job.name);
 		return 0;
 	}
 	if (!strcmp(type, "directory")) {
 		if (key_classify(path, &why) != KEY_OK) {
 			atomic_fetch_add(&w->h->be.counters.skipped_keys, 1);
-			fetch_log(LOG_WARNING, "%s: skipping directory %s: %s", w->h->be.url,
+			log_warn("%s: skipping directory %s: %s", w->h->be.url,
 				  w->cur->job.name, why);
 			return 0;
 		}
@@ -442,7 +442,7 @@ static int on_entry(void *arg, const char *name, const char *type, uint64_t size
 	}
 	if (strcmp(type, "file") || key_classify(path, &why) != KEY_OK) {
 		atomic_fetch_add(&w->h->be.counters.skipped_keys, 1);
-		fetch_log(LOG_WARNING, "%s: skipping an entry of %s: %s", w->h->be.url,
+		log_warn("%s: skipping an entry of %s: %s", w->h->be.url,
 			  w->cur->job.name, strcmp(type, "file") ? "not a regular file" : why);
 		return 0;
 	}
@@ -485,16 +485,16 @@ static int list_autoindex(struct http_backend *h, backend_list_fn fn, void *arg)
 		inflight--;
 		w.cur = d;
 		if (d->job.result == -ENOENT && d->path[0]) {
-			fetch_log(LOG_WARNING, "%s: directory %s vanished while listing", h->be.url,
+			log_warn("%s: directory %s vanished while listing", h->be.url,
 				  d->path);
 		} else if (d->job.result < 0) {
 			rc = (int)d->job.result;
-			fetch_log(LOG_ERR, "%s: cannot list %s: %s%s", h->be.url, d->job.name,
+			log_err("%s: cannot list %s: %s%s", h->be.url, d->job.name,
 				  strerror(-rc), rc == -EACCES || rc == -ENOENT ?
 				  " (is autoindex on, with autoindex_format json?)" : "");
 		} else if ((rc = http_parse_autoindex(d->job.body ? d->job.body : "", on_entry, &w))
 			   == -EIO) {
-			fetch_log(LOG_ERR, "%s: %s is not a JSON autoindex (autoindex_format json)",
+			log_err("%s: %s is not a JSON autoindex (autoindex_format json)",
 				  h->be.url, d->job.name);
 		}
 		free_dir(d);
@@ -611,7 +611,7 @@ int backend_http_create(const char *url, const struct backend_options *o,
 	if (o->manifest && !(h->manifest = strdup(o->manifest)))
 		goto fail;
 	if (o->insecure && !strncmp(url, "https://", 8))
-		fetch_log(LOG_WARNING, "--insecure: TLS certificates of %s are not verified", url);
+		log_warn("--insecure: TLS certificates of %s are not verified", url);
 	cfg.concurrency = h->be.concurrency;
 	cfg.retries = o->retries;
 	cfg.timeout_s = o->timeout_s;

@@ -9,8 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include "fetch.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 #define KEY_WARN_MAX 100   /* skip warnings per listing; then only a total */
 #define KEY_HELD_MAX 4096  /* held keys form a prefix chain: <= PATH_MAX deep */
@@ -99,7 +100,7 @@ static void skip(struct key_filter *kf, const char *key, const char *why)
 	atomic_fetch_add(&kf->c->skipped_keys, 1);
 	kf->skipped++;
 	if (kf->warned++ < KEY_WARN_MAX)
-		fetch_log(LOG_WARNING, "%s: skipping key '%s': %s", kf->what,
+		log_warn("%s: skipping key '%s': %s", kf->what,
 			  printable(key, buf, sizeof(buf)), why);
 }
 
@@ -157,7 +158,7 @@ int key_filter_push(struct key_filter *kf, const char *key, const struct backend
 	if (cmp < 0) {
 		/* out of order: conflicts can no longer be seen; pass what is held */
 		if (kf->unsorted++ == 0)
-			fetch_log(LOG_WARNING, "%s: listing is not in byte order; a name that is"
+			log_warn("%s: listing is not in byte order; a name that is"
 				  " both a file and a directory is not detected", kf->what);
 		while (kf->depth && !rc)
 			rc = pop(kf, 0);
@@ -203,7 +204,7 @@ int key_filter_flush(struct key_filter *kf)
 	while (kf->depth && !rc)
 		rc = pop(kf, 0);
 	if (kf->warned > KEY_WARN_MAX)
-		fetch_log(LOG_WARNING, "%s: %llu keys skipped in all", kf->what,
+		log_warn("%s: %llu keys skipped in all", kf->what,
 			  (unsigned long long)kf->skipped);
 	return rc;
 }
@@ -249,17 +250,6 @@ int fetch_urlencode(const char *src, int keep_slash, char *dst, size_t dstlen)
 	return 0;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int fetch_urldecode(const char *src, size_t n, char *dst, size_t dstlen)
 {
 	size_t o = 0;
@@ -270,7 +260,7 @@ int fetch_urldecode(const char *src, size_t n, char *dst, size_t dstlen)
 		if (c == '%') {
 			int h, l;
 
-			if (i + 2 >= n || (h = hexval(src[i + 1])) < 0 || (l = hexval(src[i + 2])) < 0)
+			if (i + 2 >= n || (h = hex_val(src[i + 1])) < 0 || (l = hex_val(src[i + 2])) < 0)
 				return -EINVAL;
 			c = (char)(h << 4 | l);
 			i += 2;

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "../cache/log.h"
-#include "../cache/util.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 enum { ST_OPEN = 1, ST_STATX, ST_READ };
 

@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include "fetch.h"
+#include "backends/base/log.h"
 
 #define S3_FILE_MAX (1u << 20)   /* cap of a credentials or config file */
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -395,7 +395,7 @@ static int on_key(void *arg, const char *key, int bad, const struct backend_stat
 
 	if (bad || strncmp(key, lc->s->prefix, pl)) {
 		atomic_fetch_add(&lc->s->be.counters.skipped_keys, 1);
-		fetch_log(LOG_WARNING, "%s: skipping a key that %s", lc->s->be.url,
+		log_warn("%s: skipping a key that %s", lc->s->be.url,
 			  bad ? "is not valid XML text" : "lies outside the prefix");
 		return 0;
 	}
@@ -419,7 +419,7 @@ static int list_error(struct s3_backend *s, int rc, const struct fetch_job *job,
 	else
 		snprintf(err, errlen, "cannot list %s: %s (HTTP %ld, %s)", s->be.url,
 			 strerror(-rc), job->http, code);
-	fetch_log(LOG_ERR, "%s", err);
+	log_err("%s", err);
 	return rc;
 }
 
@@ -466,12 +466,12 @@ static int s3_list(struct backend *be, backend_list_fn fn, void *arg)
 		pages++;
 		rc = s3_parse_list(job.body ? job.body : "", on_key, &lc, token, 4096, &truncated);
 		if (rc == -EIO)
-			fetch_log(LOG_ERR, "%s: page %lu of the listing is not a ListBucketResult",
+			log_err("%s: page %lu of the listing is not a ListBucketResult",
 				  be->url, pages);
 		if (rc)
 			goto out;
 		if (truncated && (!token[0] || !strcmp(token, prev))) {
-			fetch_log(LOG_ERR, "%s: truncated listing without a new continuation token",
+			log_err("%s: truncated listing without a new continuation token",
 				  be->url);
 			rc = -EIO;
 			goto out;
@@ -646,7 +646,7 @@ static int probe(struct s3_backend *s, char *err, size_t errlen)
 	if (rc == -EACCES || rc == -ENOENT)
 		return rc;
 	if (rc)
-		fetch_log(LOG_WARNING, "%s: the store does not answer now; going on", s->be.url);
+		log_warn("%s: the store does not answer now; going on", s->be.url);
 	err[0] = 0;
 	return 0;
 }
@@ -720,7 +720,7 @@ int backend_s3_create(const char *url, const struct backend_options *o,
 		}
 	}
 	if (o->insecure && !strncmp(endpoint, "https://", 8))
-		fetch_log(LOG_WARNING, "--insecure: TLS certificates of %s are not verified", endpoint);
+		log_warn("--insecure: TLS certificates of %s are not verified", endpoint);
 	cfg.headers = headers;
 	cfg.concurrency = s->be.concurrency;
 	cfg.retries = o->retries;

@@ -40,9 +40,10 @@
 #include <xxhash.h>
 
 #include "cache_int.h"
-#include "log.h"
+#include "backends/base/log.h"
+#include "backends/base/mountinfo.h"
 #include "store.h"
-#include "util.h"
+#include "backends/base/util.h"
 
 static void *store_worker(void *arg);
 static void fetch_put(struct cache *c, struct fetch *fe);
@@ -420,21 +421,24 @@ void cache_note_owner(struct cache *c, const char *state)
 	}
 }
 
-/* path as mountinfo writes it: space, tab, newline and backslash as \ooo.
- * -1 when it does not fit. */
-static int mi_escape(const char *path, char *out, size_t outlen)
-{
-	size_t k = 0;
+struct mi_match {
+	const char *esc, *dev;
+	char *devout;
+	size_t devlen;
+	int found;
+};
 
-	for (const char *s = path; *s; s++) {
-		if (k + 5 > outlen)
-			return -1;
-		if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\\')
-			k += (size_t)snprintf(out + k, 5, "\\%03o", (unsigned char)*s);
-		else
-			out[k++] = *s;
-	}
-	out[k] = 0;
+static int mi_match_cb(void *arg, const struct mountinfo_ent *e)
+{
+	struct mi_match *m = arg;
+
+	if (strcmp(e->fstype, "fuse.epochfs") || strcmp(e->mp_escaped, m->esc))
+		return 0;
+	if (strcmp(m->dev, "-") && strcmp(e->dev, m->dev))
+		return 0;
+	m->found = 1;
+	if (m->devout)
+		snprintf(m->devout, m->devlen, "%s", e->dev);
 	return 0;
 }
 
@@ -443,36 +447,11 @@ static int mi_escape(const char *path, char *out, size_t outlen)
  * cannot be read. */
 static int mi_find(const char *esc, const char *dev, char *devout, size_t devlen)
 {
-	char *line = NULL;
-	size_t cap = 0, k = strlen(esc);
-	int found = 0;
-	FILE *f = fopen(cache_mountinfo, "r");
+	struct mi_match m = { esc, dev, devout, devlen, 0 };
 
-	if (!f)
+	if (mountinfo_each(cache_mountinfo, mi_match_cb, &m) < 0)
 		return -1;
-	while (getline(&line, &cap, f) > 0) {
-		char *fld[5], *p = line, *sep = strstr(line, " - ");
-		int i;
-
-		for (i = 0; i < 5 && p; i++) {
-			fld[i] = p;
-			p = strchr(p, ' ');
-			p = p ? p + 1 : NULL;
-		}
-		if (i < 5 || !p || !sep || strncmp(sep + 3, "fuse.epochfs ", 13))
-			continue;
-		if (strncmp(fld[4], esc, k) || fld[4][k] != ' ')
-			continue;
-		if (strcmp(dev, "-") && (strncmp(fld[2], dev, strlen(dev)) ||
-					 fld[2][strlen(dev)] != ' '))
-			continue;
-		found = 1;
-		if (devout)
-			snprintf(devout, devlen, "%.*s", (int)strcspn(fld[2], " "), fld[2]);
-	}
-	free(line);
-	fclose(f);
-	return found;
+	return m.found;
 }
 
 void cache_note_mounted(struct cache *c, const char *mountpoint)
@@ -481,7 +460,7 @@ void cache_note_mounted(struct cache *c, const char *mountpoint)
 
 	/* Not noted (the holder stays "starting", which waiters do not wait
 	 * for) when the path could not be matched against mountinfo anyway. */
-	if (mountpoint[0] != '/' || mi_escape(mountpoint, esc, sizeof(esc)) < 0)
+	if (mountpoint[0] != '/' || mountinfo_escape(mountpoint, esc, sizeof(esc)) < 0)
 		return;
 	if (mi_find(esc, "-", dev, sizeof(dev)) != 1)
 		snprintf(dev, sizeof(dev), "-");

@@ -10,8 +10,8 @@
 
 #include "cache_int.h"
 #include "control.h"
-#include "log.h"
-#include "util.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 struct sbuf {
 	char *s;

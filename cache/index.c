@@ -34,8 +34,8 @@
 #include <xxhash.h>
 
 #include "index.h"
-#include "log.h"
-#include "util.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 struct index {
 	MDB_env *env;

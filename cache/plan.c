@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "plan.h"
-#include "util.h"
+#include "backends/base/util.h"
 
 #define STRIDE (1ull << 33)
 

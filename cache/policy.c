@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "policy.h"
-#include "util.h"
+#include "backends/base/util.h"
 
 struct policy {
 	enum policy_kind kind;

@@ -26,8 +26,8 @@
 
 #include "cache_int.h"
 #include "store.h"
-#include "log.h"
-#include "util.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 #define SCAN_PER_ROUND 4096
 

@@ -25,7 +25,7 @@
 #include <xxhash.h>
 
 #include "store.h"
-#include "util.h"
+#include "backends/base/util.h"
 
 struct store {
 	int dirfd; /* <cache>/objects */
@@ -43,15 +43,6 @@ static void cid_path(const uint8_t cid[CID_LEN], char *buf)
 		*p++ = hex[cid[i] & 15];
 	}
 	*p = 0;
-}
-
-static int hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	return -1;
 }
 
 /* Best effort: where the flag is not supported nothing changes. */
@@ -235,7 +226,7 @@ int store_scan(struct store *s, store_gc_fn fn, void *arg)
 			if (strlen(fe->d_name) != 2 * CID_LEN)
 				continue;
 			for (i = 0; i < CID_LEN; i++) {
-				int hi = hexval(fe->d_name[2 * i]), lo = hexval(fe->d_name[2 * i + 1]);
+				int hi = hex_val(fe->d_name[2 * i]), lo = hex_val(fe->d_name[2 * i + 1]);
 
 				if (hi < 0 || lo < 0)
 					break;

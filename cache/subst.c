@@ -27,8 +27,8 @@
 #include <time.h>
 
 #include "cache_int.h"
-#include "log.h"
-#include "util.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 #define SCAN_MAX 65536
 #define SERVED 1 /* served[i]: i's content served (or claimed) this epoch */

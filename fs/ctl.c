@@ -14,8 +14,8 @@
 
 #include "ctl.h"
 #include "../cache/control.h"
-#include "../cache/log.h"
-#include "../cache/util.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 static const struct ctl_file files[] = {
 	{ .name = "stats", .mode = 0444, .render = cache_stats_json },

@@ -17,8 +17,8 @@
 
 #include "ctl.h"
 #include "ll.h"
-#include "../cache/log.h"
-#include "../cache/util.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 #define XATTR_CACHED "user.epochfs.cached"
 

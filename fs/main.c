@@ -20,8 +20,8 @@
 #include "ctl.h"
 #include "ll.h"
 #include "options.h"
-#include "../cache/log.h"
-#include "../cache/util.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 #ifndef EPOCHFS_VERSION
 #define EPOCHFS_VERSION "0.1.0"

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "options.h"
-#include "../cache/util.h"
+#include "backends/base/util.h"
 
 void opts_usage(FILE *out, const char *prog)
 {

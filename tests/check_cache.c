@@ -18,7 +18,7 @@
 #include <lmdb.h>
 
 #include "cache/cache.h"
-#include "cache/log.h"
+#include "backends/base/log.h"
 
 #define CHUNK (256u << 10)
 #define MIN_U(a, b) ((a) < (b) ? (a) : (b))

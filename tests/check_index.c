@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cache/index.h"
-#include "cache/log.h"
+#include "backends/base/log.h"
 
 #define MAP (1ull << 30)
 #define URL "file:///data/set"

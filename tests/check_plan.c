@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "cache/plan.h"
-#include "cache/util.h"
+#include "backends/base/util.h"
 
 #define N 6
 

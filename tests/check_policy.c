@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cache/policy.h"
-#include "cache/util.h"
+#include "backends/base/util.h"
 
 static struct pol_entry ent(double imp, uint64_t freq, uint64_t last)
 {

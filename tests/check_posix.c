@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
-#include "cache/log.h"
+#include "backends/base/log.h"
 
 static char tmpdir[64];
 

@@ -1,13 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of cache/util.c (Check): size parsing and formatting, the clocks and
- * the allocation seam. */
+/* Unit tests of the base layer (Check): size parsing and formatting, the
+ * clocks, hex digits, the allocation seam, the mount table reader and the
+ * logger's file destination. */
 #include <check.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/util.h"
+#include <unistd.h>
+
+#include "backends/base/log.h"
+#include "backends/base/mountinfo.h"
+#include "backends/base/util.h"
 
 struct good_size {
 	const char *s;
@@ -155,6 +161,100 @@ START_TEST(test_alloc_seam)
 }
 END_TEST
 
+
+START_TEST(test_hex)
+{
+	ck_assert_int_eq(hex_val('0'), 0);
+	ck_assert_int_eq(hex_val('9'), 9);
+	ck_assert_int_eq(hex_val('a'), 10);
+	ck_assert_int_eq(hex_val('F'), 15);
+	ck_assert_int_eq(hex_val('g'), -1);
+	ck_assert_int_eq(hex_val(0), -1);
+}
+END_TEST
+
+struct mi_seen {
+	int n;
+	char mp[4][64], dev[4][16], fs[4][32], esc[4][64];
+};
+
+static int mi_cb(void *arg, const struct mountinfo_ent *e)
+{
+	struct mi_seen *s = arg;
+
+	if (s->n >= 4)
+		return 7;
+	snprintf(s->mp[s->n], 64, "%s", e->mountpoint);
+	snprintf(s->esc[s->n], 64, "%s", e->mp_escaped);
+	snprintf(s->dev[s->n], 16, "%s", e->dev);
+	snprintf(s->fs[s->n], 32, "%s", e->fstype);
+	s->n++;
+	return 0;
+}
+
+START_TEST(test_mountinfo)
+{
+	char path[] = "/tmp/check_util_mi.XXXXXX", buf[64];
+	int fd = mkstemp(path);
+	const char *table =
+		"22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw\n"
+		"garbage line\n"
+		"90 22 0:55 / /mnt/a\\040b\\011c rw,nosuid master:1 shared:2 - fuse.epochfs epochfs rw\n"
+		"91 22 0:56 / /mnt/x\\134y rw - fuse.epochfs /data\\040set rw\n";
+	struct mi_seen s = { 0 };
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, table, strlen(table)), (int)strlen(table));
+	close(fd);
+	ck_assert_int_eq(mountinfo_each(path, mi_cb, &s), 0);
+	ck_assert_int_eq(s.n, 3);
+	ck_assert_str_eq(s.mp[0], "/proc");
+	ck_assert_str_eq(s.fs[0], "proc");
+	ck_assert_str_eq(s.mp[1], "/mnt/a b\tc");
+	ck_assert_str_eq(s.esc[1], "/mnt/a\\040b\\011c");
+	ck_assert_str_eq(s.dev[1], "0:55");
+	ck_assert_str_eq(s.fs[1], "fuse.epochfs");
+	ck_assert_str_eq(s.mp[2], "/mnt/x\\y");
+	ck_assert_int_eq(mountinfo_escape(s.mp[1], buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, s.esc[1]);
+	ck_assert_int_eq(mountinfo_escape("/a b", buf, 6), -ENAMETOOLONG);
+	unlink(path);
+	ck_assert_int_lt(mountinfo_each(path, mi_cb, &s), 0);
+}
+END_TEST
+
+START_TEST(test_log_file)
+{
+	char path[] = "/tmp/check_util_log.XXXXXX", buf[512];
+	int fd = mkstemp(path);
+	enum log_level lvl;
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(log_level_parse("warn", &lvl), 0);
+	ck_assert_int_eq(lvl, LOG_LVL_WARN);
+	ck_assert_int_eq(log_level_parse("Debug", &lvl), 0);
+	ck_assert_int_eq(lvl, LOG_LVL_DEBUG);
+	ck_assert_int_eq(log_level_parse("loud", &lvl), -EINVAL);
+	log_init("check_util", LOG_LVL_WARN, 0);
+	ck_assert_int_eq(log_to_file(path), 0);
+	ck_assert_int_eq(log_dest_get(), LOG_TO_FILE);
+	log_info("not shown");
+	log_warn("shown %d", 42);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	ck_assert_int_gt(n, 0);
+	buf[n] = 0;
+	ck_assert_ptr_null(strstr(buf, "not shown"));
+	ck_assert_ptr_nonnull(strstr(buf, "check_util["));
+	ck_assert_ptr_nonnull(strstr(buf, "warning: shown 42\n"));
+	ck_assert_int_eq(log_to_file("/nonexistent/dir/log"), -ENOENT);
+	ck_assert_int_eq(log_dest_get(), LOG_TO_FILE);
+	log_init("check_util", LOG_LVL_ERR, 0);
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -171,6 +271,9 @@ static Suite *util_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_clocks);
 	tcase_add_test(tc, test_alloc_seam);
+	tcase_add_test(tc, test_hex);
+	tcase_add_test(tc, test_mountinfo);
+	tcase_add_test(tc, test_log_file);
 	suite_add_tcase(s, tc);
 	return s;
 }

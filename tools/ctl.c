@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache/util.h"
+#include "backends/base/util.h"
 
 #define XATTR "user.epochfs.cached"
 #define READ_BUF (1 << 20)

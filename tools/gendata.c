@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cache/util.h"
+#include "backends/base/util.h"
 
 static uint64_t splitmix(uint64_t *s)
 {

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cache/util.h"
+#include "backends/base/util.h"
 
 struct job {
 	char **paths;

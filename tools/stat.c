@@ -12,7 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cache/util.h"
+#include "backends/base/mountinfo.h"
+#include "backends/base/util.h"
 
 /* A tiny JSON reader in the manner of jsmn: the text is cut into a flat array
  * of tokens, each knowing how many tokens its subtree holds, so children are
@@ -555,54 +556,30 @@ static void prometheus(char **mnts, struct snap **snaps, int n)
 	}
 }
 
-/* Undo mountinfo's octal escapes (\040 for a space) in place. */
-static void unoctal(char *s)
-{
-	char *o = s;
+struct found_mounts {
+	char **out;
+	int max, n;
+};
 
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = 0;
+static int found_cb(void *arg, const struct mountinfo_ent *e)
+{
+	struct found_mounts *fm = arg;
+
+	if (fm->n >= fm->max)
+		return 1;
+	if (!strcmp(e->fstype, "fuse.epochfs") && (fm->out[fm->n] = strdup(e->mountpoint)))
+		fm->n++;
+	return 0;
 }
 
 /* Mountpoints of type fuse.epochfs, from /proc/self/mountinfo; the count or
  * -errno.  The strings are the caller's to free. */
 static int find_mounts(char **out, int max)
 {
-	FILE *f = fopen("/proc/self/mountinfo", "r");
-	char *line = NULL, *save, *tok, *mnt;
-	size_t cap = 0;
-	int n = 0;
+	struct found_mounts fm = { out, max, 0 };
+	int rc = mountinfo_each(NULL, found_cb, &fm);
 
-	if (!f)
-		return -errno;
-	while (n < max && getline(&line, &cap, f) > 0) {
-		mnt = NULL;
-		tok = strtok_r(line, " ", &save);
-		for (int field = 0; tok; field++, tok = strtok_r(NULL, " ", &save)) {
-			if (field == 4)
-				mnt = tok;
-			if (!strcmp(tok, "-"))
-				break;
-		}
-		tok = tok ? strtok_r(NULL, " ", &save) : NULL;
-		if (mnt && tok && !strcmp(tok, "fuse.epochfs")) {
-			unoctal(mnt);
-			out[n] = strdup(mnt);
-			if (out[n])
-				n++;
-		}
-	}
-	free(line);
-	fclose(f);
-	return n;
+	return rc < 0 ? rc : fm.n;
 }
 
 /* Mount paths found in mountinfo, freed at exit. */

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Logging for the daemon, the tools and the tests: levels, stderr in the
- * foreground, syslog once daemonized.  log_once() says a thing once per run. */
+/* The one logger of the daemon, the tools and the tests: levels, and one
+ * destination at a time (stderr in the foreground, syslog or a file once
+ * daemonized).  Every layer logs through it, so a message of a backend's
+ * thread follows the daemon to wherever its log goes.  log_once() says a
+ * thing once per run. */
 #ifndef EPOCHFS_LOG_H
 #define EPOCHFS_LOG_H
 
@@ -8,7 +11,18 @@
 
 enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
+enum log_dest { LOG_TO_STDERR = 0, LOG_TO_SYSLOG, LOG_TO_FILE };
+
+/* Log to stderr (use_syslog 0) or syslog (1) at level and below. */
 void log_init(const char *ident, enum log_level level, int use_syslog);
+/* Log to the file at path from now on (appended, one line per message
+ * with a timestamp and the pid).  0 or -errno; on failure the destination
+ * does not change. */
+int log_to_file(const char *path) __attribute__((warn_unused_result));
+enum log_dest log_dest_get(void);
+void log_set_level(enum log_level level);
+/* "error", "warn" (or "warning"), "info", "debug": 0 or -EINVAL. */
+int log_level_parse(const char *s, enum log_level *out);
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 enum log_level log_level_get(void);

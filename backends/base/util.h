@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Small helpers shared by the core, the daemon and the tools: size parsing,
- * monotonic time, the allocation seam the tests can make fail. */
+/* The base layer's helpers, shared by every layer (backends, cache, fs,
+ * tools, tests) and including nothing of theirs: size parsing, the clocks,
+ * hex digits, the allocation seam the tests can make fail. */
 #ifndef EPOCHFS_UTIL_H
 #define EPOCHFS_UTIL_H
 
@@ -16,7 +17,14 @@ int parse_size(const char *s, uint64_t *bytes, double *pct);
 void format_bytes(uint64_t v, char *buf, size_t len);
 
 uint64_t now_ns(void);      /* CLOCK_MONOTONIC */
+static inline uint64_t now_ms(void)
+{
+	return now_ns() / 1000000;
+}
 int64_t wall_ns(void);      /* CLOCK_REALTIME */
+
+/* The value of one hex digit (either case), -1 if c is none. */
+int hex_val(int c);
 
 /* Allocation seam: tests set ec_fail_alloc_after to make the n-th call fail. */
 void *ec_malloc(size_t n);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Size parsing, clocks and the allocation seam. */
+/* Size parsing, clocks, hex digits and the allocation seam. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -112,4 +112,15 @@ int64_t wall_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+int hex_val(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }

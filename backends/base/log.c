@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* Logging: one line per message, to stderr, syslog or a file.  The level
+ * and destination are set before the threads start and read without locks
+ * after; a line is written with one write(2), so lines of several threads
+ * never interleave. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static const char *log_ident = "epochfs";
+static enum log_level log_cur = LOG_LVL_INFO;
+static enum log_dest log_where = LOG_TO_STDERR;
+static int log_fd = -1;
+
+void log_init(const char *ident, enum log_level level, int use_syslog)
+{
+	log_ident = ident;
+	log_cur = level;
+	if (use_syslog && log_where != LOG_TO_SYSLOG)
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	log_where = use_syslog ? LOG_TO_SYSLOG : LOG_TO_STDERR;
+}
+
+int log_to_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+
+	if (fd < 0)
+		return -errno;
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = fd;
+	log_where = LOG_TO_FILE;
+	return 0;
+}
+
+enum log_dest log_dest_get(void)
+{
+	return log_where;
+}
+
+void log_set_level(enum log_level level)
+{
+	log_cur = level;
+}
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+	static const struct {
+		const char *name;
+		enum log_level lvl;
+	} names[] = { { "error", LOG_LVL_ERR }, { "warn", LOG_LVL_WARN },
+		      { "warning", LOG_LVL_WARN }, { "info", LOG_LVL_INFO },
+		      { "debug", LOG_LVL_DEBUG } };
+
+	for (size_t i = 0; s && i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcasecmp(s, names[i].name)) {
+			*out = names[i].lvl;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+enum log_level log_level_get(void)
+{
+	return log_cur;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warning", "info", "debug" };
+	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+	char line[1024], out[1200], stamp[32];
+	struct timespec ts;
+	struct tm tm;
+	va_list ap;
+	int n;
+
+	if (level > log_cur)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	switch (log_where) {
+	case LOG_TO_SYSLOG:
+		syslog(prio[level], "%s", line);
+		return;
+	case LOG_TO_FILE:
+		clock_gettime(CLOCK_REALTIME, &ts);
+		localtime_r(&ts.tv_sec, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);
+		n = snprintf(out, sizeof(out), "%s.%03ld %s[%ld]: %s: %s\n", stamp,
+			     ts.tv_nsec / 1000000, log_ident, (long)getpid(), names[level], line);
+		break;
+	default:
+		n = snprintf(out, sizeof(out), "%s: %s: %s\n", log_ident, names[level], line);
+		break;
+	}
+	if (n > (int)sizeof(out) - 1)
+		n = (int)sizeof(out) - 1;
+	if (write(log_where == LOG_TO_FILE ? log_fd : STDERR_FILENO, out, (size_t)n) < 0) {
+		/* nowhere left to say it */
+	}
+}
