@@ -11,48 +11,8 @@
 #include "cache_int.h"
 #include "control.h"
 #include "backends/base/log.h"
+#include "backends/base/sbuf.h"
 #include "backends/base/util.h"
-
-struct sbuf {
-	char *s;
-	size_t n, cap;
-	int oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = MAX(b->cap * 2, b->n + n + 1024);
-		char *ns = realloc(b->s, cap);
-
-		if (!ns) {
-			b->oom = 1;
-			return;
-		}
-		b->s = ns;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->n, s, n);
-	b->n += n;
-	b->s[b->n] = 0;
-}
-
-static int sb_done(struct sbuf *b, char **out, size_t *len)
-{
-	if (b->oom) {
-		free(b->s);
-		return -ENOMEM;
-	}
-	if (!b->s)
-		sb_add(b, "", 0);
-	if (b->oom)
-		return -ENOMEM;
-	*out = b->s;
-	*len = b->n;
-	return 0;
-}
 
 /* Paths of a list of inodes, one per line; takes and frees inos (NULL:
  * -ENOMEM).  Lock not held. */
@@ -66,11 +26,11 @@ static int render_inos(struct cache *c, uint64_t *inos, size_t n, char **out, si
 	for (size_t i = 0; i < n && !b.oom; i++) {
 		if (index_path(c->ix, c->ns.srcid, inos[i], path, sizeof(path)))
 			continue;
-		sb_add(&b, path, strlen(path));
-		sb_add(&b, "\n", 1);
+		sbuf_add(&b, path, strlen(path));
+		sbuf_add(&b, "\n", 1);
 	}
 	free(inos);
-	return sb_done(&b, out, len);
+	return sbuf_done(&b, out, len);
 }
 
 /* Split data into lines (in place in a copy); blank lines kept as "". */

@@ -13,6 +13,7 @@
 
 #include "backends/base/log.h"
 #include "backends/base/mountinfo.h"
+#include "backends/base/sbuf.h"
 #include "backends/base/util.h"
 
 struct good_size {
@@ -255,6 +256,34 @@ START_TEST(test_log_file)
 }
 END_TEST
 
+START_TEST(test_sbuf)
+{
+	struct sbuf b = { 0 };
+	char *out;
+	size_t len;
+
+	sbuf_str(&b, "a");
+	sbuf_printf(&b, "%d-%s", 12, "x");
+	sbuf_json_str(&b, "q\"\\\n");
+	ck_assert_int_eq(sbuf_done(&b, &out, &len), 0);
+	ck_assert_str_eq(out, "a12-xq\\\"\\\\\\u000a");
+	ck_assert_uint_eq(len, strlen(out));
+	free(out);
+	ck_assert_int_eq(sbuf_done(&b, &out, &len), 0); /* empty: "" */
+	ck_assert_str_eq(out, "");
+	free(out);
+	b.max = 4;
+	sbuf_str(&b, "12345");
+	ck_assert_int_eq(sbuf_done(&b, &out, &len), -ENOMEM);
+	b = (struct sbuf){ 0 };
+	ec_fail_alloc_after = 0;
+	sbuf_str(&b, "x");
+	sbuf_str(&b, "y");
+	ec_fail_alloc_after = -1;
+	ck_assert_int_eq(sbuf_done(&b, &out, &len), -ENOMEM);
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
 	Suite *s = suite_create("util");
@@ -272,6 +301,7 @@ static Suite *util_suite(void)
 	tcase_add_test(tc, test_clocks);
 	tcase_add_test(tc, test_alloc_seam);
 	tcase_add_test(tc, test_hex);
+	tcase_add_test(tc, test_sbuf);
 	tcase_add_test(tc, test_mountinfo);
 	tcase_add_test(tc, test_log_file);
 	suite_add_tcase(s, tc);
