@@ -85,7 +85,7 @@ static int resolve_file(struct cache *c, const char *path, uint64_t *ino, char *
 
 /* ---- seed ---- */
 
-int ctl_seed_render(struct cache *c, char **out, size_t *len)
+int control_seed_render(struct cache *c, char **out, size_t *len)
 {
 	struct order_spec s;
 	char line[256];
@@ -117,7 +117,7 @@ static int one_line(const char *data, size_t len, char *buf, size_t buflen, char
 	return 0;
 }
 
-int ctl_seed_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+int control_seed_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
 {
 	struct order_spec spec;
 	char line[1024];
@@ -152,7 +152,7 @@ int ctl_seed_apply(struct cache *c, const char *data, size_t len, char *err, siz
 
 /* ---- manifest ---- */
 
-int ctl_manifest_render(struct cache *c, char **out, size_t *len)
+int control_manifest_render(struct cache *c, char **out, size_t *len)
 {
 	uint64_t *inos;
 	uint32_t n;
@@ -170,7 +170,7 @@ int ctl_manifest_render(struct cache *c, char **out, size_t *len)
 	return render_inos(c, inos, n, out, len);
 }
 
-int ctl_manifest_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+int control_manifest_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
 {
 	size_t n = 0, m = 0;
 	char **lines, *copy;
@@ -226,7 +226,7 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int ctl_order_render(struct cache *c, char **out, size_t *len)
+int control_order_render(struct cache *c, char **out, size_t *len)
 {
 	const uint32_t *ord;
 	uint64_t n, *inos;
@@ -240,7 +240,7 @@ int ctl_order_render(struct cache *c, char **out, size_t *len)
 	return render_inos(c, inos, n, out, len);
 }
 
-int ctl_order_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+int control_order_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
 {
 	size_t n = 0, nl = 0, total = 0;
 	char **lines, *copy;
@@ -345,7 +345,7 @@ out:
 
 /* ---- epoch ---- */
 
-int ctl_epoch_render(struct cache *c, char **out, size_t *len)
+int control_epoch_render(struct cache *c, char **out, size_t *len)
 {
 	unsigned long long e;
 
@@ -355,7 +355,7 @@ int ctl_epoch_render(struct cache *c, char **out, size_t *len)
 	return asprintf(out, "%llu\n", e) < 0 ? -ENOMEM : (*len = strlen(*out), 0);
 }
 
-int ctl_epoch_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
 {
 	char line[64], *end;
 	unsigned long long e;
@@ -391,7 +391,7 @@ int ctl_epoch_apply(struct cache *c, const char *data, size_t len, char *err, si
 
 /* ---- evict ---- */
 
-int ctl_evict_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+int control_evict_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
 {
 	size_t n = 0, m = 0;
 	char **lines, *copy, key[KEY_MAX];
@@ -468,7 +468,7 @@ static int parse_importance(struct cache *c, char *line, uint64_t *ino, double *
 	return resolve_file(c, line, ino, err, errlen);
 }
 
-int ctl_importance_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
+int control_importance_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
 {
 	size_t n = 0, m = 0;
 	char **lines, *copy, key[KEY_MAX];
@@ -518,7 +518,7 @@ int ctl_importance_apply(struct cache *c, const char *data, size_t len, char *er
 
 /* ---- checks of one line as it is written (fs/ calls these) ---- */
 
-int ctl_check_path_line(struct cache *c, const char *line, char *err, size_t errlen)
+int control_check_path_line(struct cache *c, const char *line, char *err, size_t errlen)
 {
 	uint64_t ino;
 
@@ -527,7 +527,7 @@ int ctl_check_path_line(struct cache *c, const char *line, char *err, size_t err
 	return resolve_file(c, line, &ino, err, errlen);
 }
 
-int ctl_check_importance_line(struct cache *c, const char *line, char *err, size_t errlen)
+int control_check_importance_line(struct cache *c, const char *line, char *err, size_t errlen)
 {
 	char buf[KEY_MAX + 64];
 	uint64_t ino;

@@ -9,19 +9,19 @@
 
 struct cache;
 
-int ctl_seed_render(struct cache *c, char **out, size_t *len);
-int ctl_seed_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
-int ctl_manifest_render(struct cache *c, char **out, size_t *len);
-int ctl_manifest_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
-int ctl_order_render(struct cache *c, char **out, size_t *len);
-int ctl_order_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
-int ctl_epoch_render(struct cache *c, char **out, size_t *len);
-int ctl_epoch_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
-int ctl_importance_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
-int ctl_evict_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
+int control_seed_render(struct cache *c, char **out, size_t *len);
+int control_seed_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
+int control_manifest_render(struct cache *c, char **out, size_t *len);
+int control_manifest_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
+int control_order_render(struct cache *c, char **out, size_t *len);
+int control_order_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
+int control_epoch_render(struct cache *c, char **out, size_t *len);
+int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
+int control_importance_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
+int control_evict_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen);
 
 /* One complete line of a multi-line file, checked as it is written. */
-int ctl_check_path_line(struct cache *c, const char *line, char *err, size_t errlen);
-int ctl_check_importance_line(struct cache *c, const char *line, char *err, size_t errlen);
+int control_check_path_line(struct cache *c, const char *line, char *err, size_t errlen);
+int control_check_importance_line(struct cache *c, const char *line, char *err, size_t errlen);
 
 #endif

@@ -19,18 +19,18 @@
 
 static const struct ctl_file files[] = {
 	{ .name = "stats", .mode = 0444, .render = cache_stats_json },
-	{ .name = "seed", .mode = 0644, .render = ctl_seed_render, .apply = ctl_seed_apply,
+	{ .name = "seed", .mode = 0644, .render = control_seed_render, .apply = control_seed_apply,
 	  .single_line = 1 },
-	{ .name = "manifest", .mode = 0644, .render = ctl_manifest_render,
-	  .apply = ctl_manifest_apply, .check_line = ctl_check_path_line, .empty_ok = 1 },
-	{ .name = "order", .mode = 0644, .render = ctl_order_render, .apply = ctl_order_apply,
-	  .check_line = ctl_check_path_line },
-	{ .name = "epoch", .mode = 0644, .render = ctl_epoch_render, .apply = ctl_epoch_apply,
+	{ .name = "manifest", .mode = 0644, .render = control_manifest_render,
+	  .apply = control_manifest_apply, .check_line = control_check_path_line, .empty_ok = 1 },
+	{ .name = "order", .mode = 0644, .render = control_order_render, .apply = control_order_apply,
+	  .check_line = control_check_path_line },
+	{ .name = "epoch", .mode = 0644, .render = control_epoch_render, .apply = control_epoch_apply,
 	  .single_line = 1 },
-	{ .name = "importance", .mode = 0200, .apply = ctl_importance_apply,
-	  .check_line = ctl_check_importance_line },
-	{ .name = "evict", .mode = 0200, .apply = ctl_evict_apply,
-	  .check_line = ctl_check_path_line },
+	{ .name = "importance", .mode = 0200, .apply = control_importance_apply,
+	  .check_line = control_check_importance_line },
+	{ .name = "evict", .mode = 0200, .apply = control_evict_apply,
+	  .check_line = control_check_path_line },
 };
 
 const struct ctl_file *ctl_by_ino(uint64_t ino)
