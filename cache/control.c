@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache_int.h"
 #include "control.h"
+#include "engine.h"
+#include "manifest.h"
 #include "backends/base/log.h"
 #include "backends/base/sbuf.h"
 #include "backends/base/util.h"
@@ -24,7 +25,7 @@ static int render_inos(struct cache *c, uint64_t *inos, size_t n, char **out, si
 	if (!inos)
 		return -ENOMEM;
 	for (size_t i = 0; i < n && !b.oom; i++) {
-		if (index_path(c->ix, c->ns.srcid, inos[i], path, sizeof(path)))
+		if (ns_path(&c->ns, inos[i], path, sizeof(path)))
 			continue;
 		sbuf_add(&b, path, strlen(path));
 		sbuf_add(&b, "\n", 1);
@@ -36,7 +37,7 @@ static int render_inos(struct cache *c, uint64_t *inos, size_t n, char **out, si
 /* Split data into lines (in place in a copy); blank lines kept as "". */
 static char **split_lines(const char *data, size_t len, size_t *nlines, char **copy)
 {
-	char *s = malloc(len + 1), **v = NULL;
+	char *s = ec_malloc(len + 1), **v = NULL;
 	size_t n = 0, cap = 0;
 
 	if (!s)
@@ -49,7 +50,7 @@ static char **split_lines(const char *data, size_t len, size_t *nlines, char **c
 		if (e)
 			*e = 0;
 		if (n == cap) {
-			char **nv = realloc(v, (cap = cap ? cap * 2 : 1024) * sizeof(*v));
+			char **nv = ec_realloc(v, (cap = cap ? cap * 2 : 1024) * sizeof(*v));
 
 			if (!nv) {
 				free(v);
@@ -63,7 +64,9 @@ static char **split_lines(const char *data, size_t len, size_t *nlines, char **c
 	}
 	*nlines = n;
 	*copy = s;
-	return v ? v : calloc(1, sizeof(*v));
+	if (!v && !(v = ec_calloc(1, sizeof(*v))))
+		free(s);
+	return v;
 }
 
 /* A path of the mount that must be a regular file. */
@@ -83,6 +86,33 @@ static int resolve_file(struct cache *c, const char *path, uint64_t *ino, char *
 	return 0;
 }
 
+/* The default manifest (ImageFolder's order) if none is set yet; it is
+ * built unlocked, from the namespace.  0 or -errno. */
+static int ensure_manifest(struct cache *c)
+{
+	uint64_t *inos;
+	uint32_t n;
+	int rc;
+
+	pthread_mutex_lock(&c->ot.lock);
+	rc = plan_has_manifest(c->plan);
+	pthread_mutex_unlock(&c->ot.lock);
+	if (rc)
+		return 0;
+	rc = manifest_imagefolder(&c->ns, &inos, &n);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->ot.lock);
+	if (!plan_has_manifest(c->plan)) {
+		rc = plan_set_manifest(c->plan, inos, n);
+		if (!rc)
+			inos = NULL;
+	}
+	pthread_mutex_unlock(&c->ot.lock);
+	free(inos);
+	return rc;
+}
+
 /* ---- seed ---- */
 
 int control_seed_render(struct cache *c, char **out, size_t *len)
@@ -91,14 +121,14 @@ int control_seed_render(struct cache *c, char **out, size_t *len)
 	char line[256];
 	int rc;
 
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->ot.lock);
 	rc = plan_spec(c->plan, &s);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->ot.lock);
 	if (rc)
 		line[0] = 0;
 	else if (order_spec_format(&s, line, sizeof(line) - 1) == 0)
 		strcat(line, "\n");
-	*out = strdup(line);
+	*out = ec_strdup(line);
 	*len = strlen(line);
 	return *out ? 0 : -ENOMEM;
 }
@@ -128,20 +158,16 @@ int control_seed_apply(struct cache *c, const char *data, size_t len, char *err,
 		rc = order_spec_parse(line, &spec, err, errlen);
 	if (rc)
 		return -EINVAL;
-	rc = prefetch_ensure_manifest(c);
+	rc = ensure_manifest(c);
 	if (rc) {
 		snprintf(err, errlen, "cannot build the manifest: %s", strerror(-rc));
 		return rc;
 	}
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->ot.lock);
 	rc = plan_set_seed(c->plan, &spec);
-	if (!rc) {
-		c->plan_gen++;
-		subst_reset_locked(c);
-		prefetch_epoch_begin_locked(c);
-		pthread_cond_signal(&c->pf_cond);
-	}
-	pthread_mutex_unlock(&c->lock);
+	if (!rc)
+		prefetch_plan_changed_locked(&c->pf);
+	pthread_mutex_unlock(&c->ot.lock);
 	if (rc == -EINVAL)
 		snprintf(err, errlen, "the spec does not fit the manifest of %u samples",
 			 plan_manifest_len(c->plan));
@@ -158,21 +184,22 @@ int control_manifest_render(struct cache *c, char **out, size_t *len)
 	uint32_t n;
 	int rc;
 
-	rc = prefetch_ensure_manifest(c);
+	rc = ensure_manifest(c);
 	if (rc)
 		return rc;
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->ot.lock);
 	n = plan_manifest_len(c->plan);
-	inos = malloc(((size_t)n + 1) * sizeof(*inos));
+	inos = ec_malloc(((size_t)n + 1) * sizeof(*inos));
 	for (uint32_t i = 0; inos && i < n; i++)
 		inos[i] = plan_manifest_ino(c->plan, i);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->ot.lock);
 	return render_inos(c, inos, n, out, len);
 }
 
 int control_manifest_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
 {
 	size_t n = 0, m = 0;
+	uint32_t mm;
 	char **lines, *copy;
 	uint64_t *inos;
 	int rc = 0;
@@ -180,7 +207,7 @@ int control_manifest_apply(struct cache *c, const char *data, size_t len, char *
 	lines = split_lines(data, len, &n, &copy);
 	if (!lines)
 		return -ENOMEM;
-	inos = malloc((n + 1) * sizeof(*inos));
+	inos = ec_malloc((n + 1) * sizeof(*inos));
 	for (size_t i = 0; inos && i < n && !rc; i++) {
 		if (!*lines[i])
 			continue;
@@ -199,19 +226,16 @@ int control_manifest_apply(struct cache *c, const char *data, size_t len, char *
 	}
 	if (m == 0) { /* an empty write restores the default */
 		free(inos);
-		rc = prefetch_default_manifest(c, &inos, (uint32_t *)&m);
+		rc = manifest_imagefolder(&c->ns, &inos, &mm);
+		m = mm;
 		if (rc)
 			return rc;
 	}
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->ot.lock);
 	rc = plan_set_manifest(c->plan, inos, (uint32_t)m);
-	if (!rc) {
-		c->manifest_ready = 1;
-		c->manifest_gen++;
-		c->plan_gen++;
-		pthread_cond_signal(&c->pf_cond);
-	}
-	pthread_mutex_unlock(&c->lock);
+	if (!rc)
+		prefetch_wake_locked(&c->pf);
+	pthread_mutex_unlock(&c->ot.lock);
 	if (rc)
 		free(inos);
 	return rc;
@@ -231,12 +255,12 @@ int control_order_render(struct cache *c, char **out, size_t *len)
 	const uint32_t *ord;
 	uint64_t n, *inos;
 
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->ot.lock);
 	ord = plan_order(c->plan, &n);
-	inos = malloc((n + 1) * sizeof(*inos));
+	inos = ec_malloc((n + 1) * sizeof(*inos));
 	for (uint64_t i = 0; inos && i < n; i++)
 		inos[i] = plan_manifest_ino(c->plan, ord[i]);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->ot.lock);
 	return render_inos(c, inos, n, out, len);
 }
 
@@ -249,15 +273,15 @@ int control_order_apply(struct cache *c, const char *data, size_t len, char *err
 	uint64_t e0;
 	int rc = 0;
 
-	rc = prefetch_ensure_manifest(c);
+	rc = ensure_manifest(c);
 	if (rc)
 		return rc;
 	lines = split_lines(data, len, &n, &copy);
 	if (!lines)
 		return -ENOMEM;
-	inos = malloc((n + 1) * sizeof(*inos));
-	lens = calloc(n + 2, sizeof(*lens));
-	lists = calloc(n + 2, sizeof(*lists));
+	inos = ec_malloc((n + 1) * sizeof(*inos));
+	lens = ec_calloc(n + 2, sizeof(*lens));
+	lists = ec_calloc(n + 2, sizeof(*lists));
 	if (!inos || !lens || !lists)
 		rc = -ENOMEM;
 	/* Resolve every path first; blank lines separate epochs. */
@@ -279,7 +303,7 @@ int control_order_apply(struct cache *c, const char *data, size_t len, char *err
 	if (rc)
 		goto out;
 
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->ot.lock);
 	/* The first block is the epoch the readers are in (or 0 without a plan). */
 	e0 = plan_mode(c->plan) == PLAN_OFF ? 0 : plan_epoch(c->plan);
 	/* Files not in the manifest join it (the order may name any file). */
@@ -290,9 +314,9 @@ int control_order_apply(struct cache *c, const char *data, size_t len, char *err
 	if (extra) {
 		size_t k = 0, u = 0;
 
-		man = malloc(((size_t)mn + extra) * sizeof(*man));
+		man = ec_malloc(((size_t)mn + extra) * sizeof(*man));
 		if (!man) {
-			pthread_mutex_unlock(&c->lock);
+			pthread_mutex_unlock(&c->ot.lock);
 			rc = -ENOMEM;
 			goto out;
 		}
@@ -308,10 +332,9 @@ int control_order_apply(struct cache *c, const char *data, size_t len, char *err
 		rc = plan_set_manifest(c->plan, man, mn + (uint32_t)u);
 		if (rc)
 			free(man);
-		c->manifest_gen++;
 	}
 	for (size_t e = 0, at = 0; !rc && e < nl; e++) {
-		lists[e] = malloc((size_t)(lens[e] + 1) * sizeof(**lists));
+		lists[e] = ec_malloc((size_t)(lens[e] + 1) * sizeof(**lists));
 		if (!lists[e]) {
 			rc = -ENOMEM;
 			break;
@@ -324,13 +347,9 @@ int control_order_apply(struct cache *c, const char *data, size_t len, char *err
 		lists = NULL;
 		lens = NULL;
 	}
-	if (!rc) {
-		c->plan_gen++;
-		subst_reset_locked(c);
-		prefetch_epoch_begin_locked(c);
-		pthread_cond_signal(&c->pf_cond);
-	}
-	pthread_mutex_unlock(&c->lock);
+	if (!rc)
+		prefetch_plan_changed_locked(&c->pf);
+	pthread_mutex_unlock(&c->ot.lock);
 out:
 	if (lists)
 		for (size_t e = 0; e < n + 2; e++)
@@ -348,11 +367,13 @@ out:
 int control_epoch_render(struct cache *c, char **out, size_t *len)
 {
 	unsigned long long e;
+	struct sbuf b = { 0 };
 
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->ot.lock);
 	e = plan_mode(c->plan) == PLAN_OFF ? 0 : plan_epoch(c->plan);
-	pthread_mutex_unlock(&c->lock);
-	return asprintf(out, "%llu\n", e) < 0 ? -ENOMEM : (*len = strlen(*out), 0);
+	pthread_mutex_unlock(&c->ot.lock);
+	sbuf_printf(&b, "%llu\n", e);
+	return sbuf_done(&b, out, len);
 }
 
 int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
@@ -370,7 +391,7 @@ int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err
 		snprintf(err, errlen, "'%s' is not an epoch number", line);
 		return -EINVAL;
 	}
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->ot.lock);
 	if (plan_mode(c->plan) == PLAN_OFF) {
 		snprintf(err, errlen, "no plan: write .epochfs/seed or .epochfs/order first");
 		rc = -EINVAL;
@@ -378,14 +399,10 @@ int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err
 		rc = plan_set_epoch(c->plan, e);
 		if (rc)
 			snprintf(err, errlen, "epoch %llu is not in the plan", e);
-		else {
-			c->plan_gen++;
-			subst_reset_locked(c);
-			prefetch_epoch_begin_locked(c);
-			pthread_cond_signal(&c->pf_cond);
-		}
+		else
+			prefetch_plan_changed_locked(&c->pf);
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->ot.lock);
 	return rc ? -EINVAL : 0;
 }
 
@@ -403,7 +420,7 @@ int control_evict_apply(struct cache *c, const char *data, size_t len, char *err
 	lines = split_lines(data, len, &n, &copy);
 	if (!lines)
 		return -ENOMEM;
-	inos = malloc((n + 1) * sizeof(*inos));
+	inos = ec_malloc((n + 1) * sizeof(*inos));
 	for (size_t i = 0; inos && i < n && !rc; i++)
 		if (*lines[i])
 			rc = resolve_file(c, lines[i], &inos[m++], err, errlen);
@@ -414,15 +431,15 @@ int control_evict_apply(struct cache *c, const char *data, size_t len, char *err
 	for (size_t i = 0; !rc && i < m; i++) {
 		struct obj *o;
 
-		if (cache_identity(c, inos[i], &a, key, sizeof(key), cid))
+		if (ns_identity(&c->ns, inos[i], &a, key, sizeof(key), cid))
 			continue;
-		pthread_mutex_lock(&c->lock);
-		o = cache_table_get(c, cid);
+		pthread_mutex_lock(&c->ot.lock);
+		o = objtab_get_locked(&c->ot, cid);
 		if (o && o->npresent && !o->refs)
-			cache_evict_obj_locked(c, o);
+			objtab_evict_locked(&c->ot, o);
 		else if (o && o->refs)
 			log_info("evict: %s is open or being fetched; kept", key);
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->ot.lock);
 	}
 	free(inos);
 	return rc;
@@ -456,9 +473,9 @@ static int parse_importance(struct cache *c, char *line, uint64_t *ino, double *
 	if (!line[i]) {
 		unsigned long long idx = strtoull(line, NULL, 10);
 
-		pthread_mutex_lock(&c->lock);
+		pthread_mutex_lock(&c->ot.lock);
 		*ino = idx < plan_manifest_len(c->plan) ? plan_manifest_ino(c->plan, (uint32_t)idx) : 0;
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_unlock(&c->ot.lock);
 		if (!*ino) {
 			snprintf(err, errlen, "index %s is not in the manifest", line);
 			return -EINVAL;
@@ -476,14 +493,14 @@ int control_importance_apply(struct cache *c, const char *data, size_t len, char
 	double *scores;
 	int rc = 0;
 
-	rc = prefetch_ensure_manifest(c);
+	rc = ensure_manifest(c);
 	if (rc)
 		return rc;
 	lines = split_lines(data, len, &n, &copy);
 	if (!lines)
 		return -ENOMEM;
-	inos = malloc((n + 1) * sizeof(*inos));
-	scores = malloc((n + 1) * sizeof(*scores));
+	inos = ec_malloc((n + 1) * sizeof(*inos));
+	scores = ec_malloc((n + 1) * sizeof(*scores));
 	for (size_t i = 0; inos && scores && i < n && !rc; i++) {
 		if (!*lines[i])
 			continue;
@@ -500,14 +517,14 @@ int control_importance_apply(struct cache *c, const char *data, size_t len, char
 		uint8_t cid[CID_LEN];
 		struct obj *o;
 
-		if (cache_identity(c, inos[i], &a, key, sizeof(key), cid) ||
-		    cache_obj_pin(c, cid, a.size, &o))
+		if (ns_identity(&c->ns, inos[i], &a, key, sizeof(key), cid) ||
+		    objtab_pin(&c->ot, cid, a.size, &o))
 			continue;
-		pthread_mutex_lock(&c->lock);
+		pthread_mutex_lock(&c->ot.lock);
 		o->pe.importance = scores[i];
-		cache_mark_dirty(o);
-		pthread_mutex_unlock(&c->lock);
-		cache_obj_unpin(c, o); /* re-enters the policy with its new key */
+		obj_mark_dirty(o);
+		pthread_mutex_unlock(&c->ot.lock);
+		fill_unpin(&c->fill, o); /* re-enters the policy with its new key */
 	}
 	if (!rc)
 		log_info("importance: %zu scores applied", m);

@@ -65,6 +65,10 @@ struct plan {
 	struct epoch_order cur, next;
 	uint64_t *opened;     /* bitmap over the positions of cur */
 	uint64_t nopened, frontier;
+
+	uint64_t gen;         /* bumped at every change but an open's */
+	uint64_t mgen;        /* bumped when the manifest is replaced */
+	int mset;             /* a manifest was set */
 };
 
 int plan_create(struct plan **out)
@@ -102,6 +106,7 @@ void plan_off(struct plan *p)
 	p->nopened = p->frontier = 0;
 	lists_free(p);
 	p->mode = PLAN_OFF;
+	p->gen++;
 }
 
 void plan_destroy(struct plan *p)
@@ -214,7 +219,24 @@ int plan_set_manifest(struct plan *p, uint64_t *inos, uint32_t n)
 				slots[s] = i;
 		}
 	}
+	p->mgen++;
+	p->mset = 1;
 	return 0;
+}
+
+uint64_t plan_gen(const struct plan *p)
+{
+	return p->gen;
+}
+
+uint64_t plan_manifest_gen(const struct plan *p)
+{
+	return p->mgen;
+}
+
+int plan_has_manifest(const struct plan *p)
+{
+	return p->mset;
 }
 
 uint32_t plan_manifest_len(const struct plan *p)
@@ -389,6 +411,7 @@ int plan_set_epoch(struct plan *p, uint64_t e)
 	p->nopened = p->frontier = 0;
 	if (eo_make(p, e + 1, &p->next))
 		memset(&p->next, 0, sizeof(p->next));
+	p->gen++;
 	return 0;
 }
 
@@ -521,6 +544,7 @@ int plan_on_open(struct plan *p, uint32_t i)
 		if (p->nopened < p->cur.len)
 			return 0;
 		plan_set_epoch(p, p->cur.epoch + 1);
+		p->gen++;
 		return 1;
 	}
 	/* Opened again, or not planned this epoch: maybe the next has begun. */
@@ -528,6 +552,7 @@ int plan_on_open(struct plan *p, uint32_t i)
 	    plan_set_epoch(p, p->cur.epoch + 1) == 0) {
 		if (p->cur.valid && p->cur.pos[i] != PLAN_NONE)
 			mark(p, p->cur.pos[i]);
+		p->gen++;
 		return 1;
 	}
 	return 0;

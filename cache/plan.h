@@ -28,6 +28,13 @@ void plan_destroy(struct plan *p);
  * plan off: orders index into the manifest. */
 int plan_set_manifest(struct plan *p, uint64_t *inos, uint32_t n);
 uint32_t plan_manifest_len(const struct plan *p);
+/* Changes of the plan, for those who act on it: plan_gen moves at every
+ * change (a new manifest, spec, order or epoch; an epoch the readers moved
+ * into), plan_manifest_gen when the manifest is replaced. */
+uint64_t plan_gen(const struct plan *p);
+uint64_t plan_manifest_gen(const struct plan *p);
+/* A manifest was set (the default one, possibly empty, included). */
+int plan_has_manifest(const struct plan *p);
 uint64_t plan_manifest_ino(const struct plan *p, uint32_t i);
 /* Sample index of an inode, or PLAN_NONE. */
 uint32_t plan_sample_of(const struct plan *p, uint64_t ino);

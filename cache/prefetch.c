@@ -24,78 +24,117 @@
 #include <string.h>
 #include <time.h>
 
-#include "cache_int.h"
-#include "store.h"
+#include "prefetch.h"
 #include "backends/base/log.h"
 #include "backends/base/util.h"
 
 #define SCAN_PER_ROUND 4096
 
-void prefetch_epoch_begin_locked(struct cache *c)
+/* Start a per-epoch stats record. */
+static void epoch_begin_locked(struct prefetcher *pf)
 {
-	struct epoch_stats *e = &c->ep[c->nep % EPOCH_HISTORY];
+	struct epoch_stats *e = epoch_begin(pf->ep, plan_epoch(pf->plan));
 
-	memset(e, 0, sizeof(*e));
-	e->epoch = plan_epoch(c->plan);
-	e->backend_bytes_at_start = atomic_load(&c->be->counters.bytes);
+	e->backend_bytes_at_start = atomic_load(&pf->be->counters.bytes);
 	/* Prefetches in flight count: fetched before, stored when they land. */
-	e->cached_objects_at_start = c->cached_objs + c->pf_objs;
-	e->cached_bytes_at_start = c->cached_bytes + c->pf_inflight_bytes;
-	c->nep++;
+	e->cached_objects_at_start = pf->ot->cached_objs + pf->fl->pf_objs;
+	e->cached_bytes_at_start = pf->ot->cached_bytes + pf->fl->pf_inflight_bytes;
+	e->read_bytes_at_start = atomic_load(&pf->ot->ctr->read_bytes);
+	e->hit_bytes_at_start = atomic_load(&pf->ot->ctr->read_bytes_from_cache);
+	e->stall_ns_at_start = atomic_load(&pf->ot->ctr->stall_ns);
+	e->prefetch_used_at_start = atomic_load(&pf->used);
+	e->prefetch_late_at_start = atomic_load(&pf->late);
+}
+
+void prefetch_wake_locked(struct prefetcher *pf)
+{
+	pthread_cond_signal(&pf->cond);
+}
+
+void prefetch_on_settled(void *arg)
+{
+	prefetch_wake_locked(arg);
+}
+
+void prefetch_rewind_locked(struct prefetcher *pf, uint64_t u)
+{
+	if (pf->cursor > u)
+		pf->cursor = u;
+	pthread_cond_signal(&pf->cond);
+}
+
+void prefetch_plan_changed_locked(struct prefetcher *pf)
+{
+	subst_reset_locked(pf->sb);
+	epoch_begin_locked(pf);
+	pthread_cond_signal(&pf->cond);
+}
+
+void prefetch_on_evict(void *arg, struct obj *o)
+{
+	struct prefetcher *pf = arg;
+	struct epoch_stats *e = epoch_cur(pf->ep);
+
+	if (o->flags & OBJ_PREFETCHED)
+		atomic_fetch_add_explicit(&pf->wasted, 1, memory_order_relaxed);
+	if (e && plan_mode(pf->plan) != PLAN_OFF &&
+	    plan_use_epoch(o->pe.next_use) == plan_epoch(pf->plan))
+		e->evicted_planned++;
 }
 
 /* The eviction key of sample i under the plan. */
-static uint64_t key_of(const struct cache *c, uint32_t i)
+static uint64_t key_of(const struct prefetcher *pf, uint32_t i)
 {
-	return c->cfg.substitute ? subst_key_locked(c, i) : plan_next_use(c->plan, i);
+	return pf->sb->mode ? subst_key_locked(pf->sb, i) : plan_next_use(pf->plan, i);
 }
 
-void prefetch_on_open_locked(struct cache *c, struct obj *o, uint64_t ino, uint64_t content_ino)
+void prefetch_on_open_locked(struct prefetcher *pf, struct obj *o, uint64_t ino,
+			     uint64_t content_ino)
 {
 	uint32_t i;
 
 	if (o->flags & OBJ_PREFETCHED) {
-		atomic_fetch_add_explicit(&c->prefetch_used, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&pf->used, 1, memory_order_relaxed);
 		o->flags &= ~OBJ_PREFETCHED;
 	} else if ((o->flags & OBJ_PREFETCHING) && !(o->flags & OBJ_LATE)) {
-		atomic_fetch_add_explicit(&c->prefetch_late, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&pf->late, 1, memory_order_relaxed);
 		o->flags |= OBJ_LATE; /* counted once: not "used" when it lands */
 	}
-	if (plan_mode(c->plan) == PLAN_OFF)
+	if (plan_mode(pf->plan) == PLAN_OFF)
 		return;
 	if (content_ino != ino)
-		subst_set_sample_locked(c, o, plan_sample_of(c->plan, content_ino));
-	i = plan_sample_of(c->plan, ino);
+		subst_set_sample_locked(pf->sb, o, plan_sample_of(pf->plan, content_ino));
+	i = plan_sample_of(pf->plan, ino);
 	if (content_ino == ino)
-		subst_set_sample_locked(c, o, i);
+		subst_set_sample_locked(pf->sb, o, i);
 	if (i == PLAN_NONE)
 		return;
-	if (plan_on_open(c->plan, i)) {
-		c->plan_gen++;
-		subst_reset_locked(c);
-		prefetch_epoch_begin_locked(c);
-		log_debug("readers moved to epoch %llu", (unsigned long long)plan_epoch(c->plan));
+	if (plan_on_open(pf->plan, i)) {
+		subst_reset_locked(pf->sb);
+		epoch_begin_locked(pf);
+		log_debug("readers moved to epoch %llu", (unsigned long long)plan_epoch(pf->plan));
 	}
 	if (o->sample != PLAN_NONE)
-		o->pe.next_use = key_of(c, o->sample);
-	pthread_cond_signal(&c->pf_cond);
+		o->pe.next_use = key_of(pf, o->sample);
+	pthread_cond_signal(&pf->cond);
 }
 
-void prefetch_rekey_locked(struct cache *c)
+/* Re-key every cached object by the plan and pick the policy. */
+static void rekey_locked(struct prefetcher *pf)
 {
-	int on = plan_mode(c->plan) != PLAN_OFF;
+	int on = plan_mode(pf->plan) != PLAN_OFF;
 	struct obj *o;
 
-	for (size_t b = 0; b < c->nbuckets; b++)
-		for (o = c->table[b]; o; o = o->hnext)
-			o->pe.next_use = on && o->sample != PLAN_NONE ? key_of(c, o->sample) : UINT64_MAX;
-	if (policy_rekey(c->pol, on ? POLICY_BELADY : c->cfg.policy))
+	for (size_t b = 0; b < pf->ot->nbuckets; b++)
+		for (o = pf->ot->table[b]; o; o = o->hnext)
+			o->pe.next_use = on && o->sample != PLAN_NONE ? key_of(pf, o->sample) : UINT64_MAX;
+	if (policy_rekey(pf->ot->pol, on ? POLICY_BELADY : pf->policy))
 		log_warn("out of memory re-sorting the cache policy");
 }
 
 /* Tell every in-memory object which sample it is (objects loaded at start
  * carry only a content id).  Lock not held. */
-static void resolve_samples(struct cache *c, uint64_t gen)
+static void resolve_samples(struct prefetcher *pf, uint64_t gen)
 {
 	uint8_t cid[CID_LEN];
 	struct ns_attr a;
@@ -104,130 +143,131 @@ static void resolve_samples(struct cache *c, uint64_t gen)
 	uint32_t n, i;
 	uint64_t ino;
 
-	pthread_mutex_lock(&c->lock);
-	n = plan_manifest_len(c->plan);
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_lock(&pf->ot->lock);
+	n = plan_manifest_len(pf->plan);
+	pthread_mutex_unlock(&pf->ot->lock);
 	for (i = 0; i < n; i++) {
-		pthread_mutex_lock(&c->lock);
-		if (c->manifest_gen != gen || c->pf_stop) {
-			pthread_mutex_unlock(&c->lock);
+		pthread_mutex_lock(&pf->ot->lock);
+		if (plan_manifest_gen(pf->plan) != gen || pf->stop) {
+			pthread_mutex_unlock(&pf->ot->lock);
 			return;
 		}
-		ino = plan_manifest_ino(c->plan, i);
-		pthread_mutex_unlock(&c->lock);
-		if (cache_identity(c, ino, &a, key, sizeof(key), cid))
+		ino = plan_manifest_ino(pf->plan, i);
+		pthread_mutex_unlock(&pf->ot->lock);
+		if (ns_identity(pf->ns, ino, &a, key, sizeof(key), cid))
 			continue;
-		pthread_mutex_lock(&c->lock);
-		o = cache_table_get(c, cid);
-		if (o && c->manifest_gen == gen)
-			subst_set_sample_locked(c, o, i);
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_lock(&pf->ot->lock);
+		o = objtab_get_locked(pf->ot, cid);
+		if (o && plan_manifest_gen(pf->plan) == gen)
+			subst_set_sample_locked(pf->sb, o, i);
+		pthread_mutex_unlock(&pf->ot->lock);
 	}
 }
 
 /* Consider the sample at use number u; lock held on entry and exit.
  * Returns 1 to go on to the next position, 0 to stop for now. */
-static int consider(struct cache *c, uint64_t u)
+static int consider(struct prefetcher *pf, uint64_t u)
 {
 	uint8_t cid[CID_LEN];
 	struct ns_attr a;
 	char key[KEY_MAX];
 	struct backend_stat ident;
 	struct obj *o;
-	uint64_t ino, gen = c->plan_gen;
-	uint32_t i = plan_sample_at(c->plan, u);
+	uint64_t ino, gen = plan_gen(pf->plan);
+	uint32_t i = plan_sample_at(pf->plan, u);
 	int rc, ok = 1;
 
 	if (i == PLAN_NONE)
 		return 0;
 	/* A slot lent to a substitution is where the owed content is read. */
-	if (plan_use_current(c->plan, u) && subst_redirect_locked(c, i) != PLAN_NONE)
-		i = subst_redirect_locked(c, i);
-	ino = plan_manifest_ino(c->plan, i);
-	pthread_mutex_unlock(&c->lock);
-	rc = cache_identity(c, ino, &a, key, sizeof(key), cid);
+	if (plan_use_current(pf->plan, u) && subst_redirect_locked(pf->sb, i) != PLAN_NONE)
+		i = subst_redirect_locked(pf->sb, i);
+	ino = plan_manifest_ino(pf->plan, i);
+	pthread_mutex_unlock(&pf->ot->lock);
+	rc = ns_identity(pf->ns, ino, &a, key, sizeof(key), cid);
 	if (!rc)
-		rc = cache_obj_pin(c, cid, a.size, &o);
-	pthread_mutex_lock(&c->lock);
+		rc = objtab_pin(pf->ot, cid, a.size, &o);
+	pthread_mutex_lock(&pf->ot->lock);
 	if (rc)
 		return 1; /* vanished from the namespace: nothing to fetch */
-	if (gen != c->plan_gen) {
-		pthread_mutex_unlock(&c->lock);
-		cache_obj_unpin(c, o);
-		pthread_mutex_lock(&c->lock);
+	if (gen != plan_gen(pf->plan)) {
+		pthread_mutex_unlock(&pf->ot->lock);
+		fill_unpin(pf->fl, o);
+		pthread_mutex_lock(&pf->ot->lock);
 		return 0;
 	}
-	subst_set_sample_locked(c, o, i);
-	o->pe.next_use = key_of(c, i);
+	subst_set_sample_locked(pf->sb, o, i);
+	o->pe.next_use = key_of(pf, i);
 	if (o->npresent == obj_nchunks(o) || obj_inflight(o)) {
-		pthread_mutex_unlock(&c->lock);
-		cache_obj_unpin(c, o);
-		pthread_mutex_lock(&c->lock);
+		pthread_mutex_unlock(&pf->ot->lock);
+		fill_unpin(pf->fl, o);
+		pthread_mutex_lock(&pf->ot->lock);
 		return 1;
 	}
 	/* With substitution, room comes only from contents already served in
 	 * this epoch (subst.c); either way cache_prefetch_obj reserves it. */
-	if (c->cfg.substitute &&
-	    !subst_make_room_locked(c, &o->pe, (o->size + STORE_BLOCK - 1) / STORE_BLOCK *
-							STORE_BLOCK + STORE_FILE_OVERHEAD)) {
-		pthread_mutex_unlock(&c->lock);
-		cache_obj_unpin(c, o);
-		pthread_mutex_lock(&c->lock);
+	if (pf->sb->mode &&
+	    !subst_make_room_locked(pf->sb, &o->pe, round_block(o->size) + STORE_FILE_OVERHEAD)) {
+		pthread_mutex_unlock(&pf->ot->lock);
+		fill_unpin(pf->fl, o);
+		pthread_mutex_lock(&pf->ot->lock);
 		return 0;
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&pf->ot->lock);
 	memset(&ident, 0, sizeof(ident));
 	ident.size = a.size;
 	ident.mtime_ns = a.mtime_ns;
 	memcpy(ident.etag, a.etag, sizeof(ident.etag));
 	/* Room is reserved now, taken only from objects needed in a later
-	 * epoch (cache.c, reserve_prefetch_locked); none: stop here. */
-	rc = cache_prefetch_obj(c, o, ino, key, &ident);
+	 * epoch (objtab_reserve_prefetch_locked); none: stop here. */
+	rc = fill_prefetch_obj(pf->fl, o, ino, key, &ident);
 	if (rc > 0)
-		atomic_fetch_add_explicit(&c->prefetch_issued, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&pf->issued, 1, memory_order_relaxed);
 	else if (rc == -ENOSPC)
 		ok = 0;
-	cache_obj_unpin(c, o);
-	pthread_mutex_lock(&c->lock);
+	fill_unpin(pf->fl, o);
+	pthread_mutex_lock(&pf->ot->lock);
 	return ok;
 }
 
 static void *prefetch_main(void *arg)
 {
-	struct cache *c = arg;
+	struct prefetcher *pf = arg;
 	struct timespec ts;
 	uint64_t gen, now;
 	unsigned scanned;
 
-	pthread_mutex_lock(&c->lock);
-	while (!c->pf_stop) {
-		if (plan_mode(c->plan) != PLAN_OFF && c->resolved_gen != c->manifest_gen) {
-			gen = c->manifest_gen;
-			pthread_mutex_unlock(&c->lock);
-			resolve_samples(c, gen);
-			pthread_mutex_lock(&c->lock);
-			if (c->manifest_gen == gen)
-				c->resolved_gen = gen;
-			c->rekeyed_gen = c->plan_gen - 1; /* keys must follow */
+	pthread_mutex_lock(&pf->ot->lock);
+	while (!pf->stop) {
+		if (plan_mode(pf->plan) != PLAN_OFF &&
+		    pf->resolved_mgen != plan_manifest_gen(pf->plan)) {
+			gen = plan_manifest_gen(pf->plan);
+			pthread_mutex_unlock(&pf->ot->lock);
+			resolve_samples(pf, gen);
+			pthread_mutex_lock(&pf->ot->lock);
+			if (plan_manifest_gen(pf->plan) == gen)
+				pf->resolved_mgen = gen;
+			pf->rekey = 1; /* keys must follow */
 		}
-		if (c->rekeyed_gen != c->plan_gen) {
-			prefetch_rekey_locked(c);
-			c->rekeyed_gen = c->plan_gen;
-			c->pf_cursor = 0;
+		if (pf->rekey || pf->rekeyed_gen != plan_gen(pf->plan)) {
+			rekey_locked(pf);
+			pf->rekeyed_gen = plan_gen(pf->plan);
+			pf->rekey = 0;
+			pf->cursor = 0;
 		}
-		if (plan_mode(c->plan) != PLAN_OFF) {
-			now = plan_now(c->plan);
-			if (c->pf_cursor < now)
-				c->pf_cursor = now;
-			for (scanned = 0; scanned < SCAN_PER_ROUND && !c->pf_stop &&
-					  c->pf_inflight < c->pf_max &&
-					  c->pf_inflight_bytes < c->pf_max_bytes &&
-					  c->rekeyed_gen == c->plan_gen;
+		if (plan_mode(pf->plan) != PLAN_OFF) {
+			now = plan_now(pf->plan);
+			if (pf->cursor < now)
+				pf->cursor = now;
+			for (scanned = 0; scanned < SCAN_PER_ROUND && !pf->stop &&
+					  pf->fl->pf_inflight < pf->max &&
+					  pf->fl->pf_inflight_bytes < pf->max_bytes &&
+					  pf->rekeyed_gen == plan_gen(pf->plan);
 			     scanned++) {
-				c->pf_cursor = plan_normalize(c->plan, c->pf_cursor);
-				if (!consider(c, c->pf_cursor))
+				pf->cursor = plan_normalize(pf->plan, pf->cursor);
+				if (!consider(pf, pf->cursor))
 					break;
-				c->pf_cursor++;
+				pf->cursor++;
 			}
 			if (scanned == SCAN_PER_ROUND)
 				continue; /* more to look at: go on after a breath */
@@ -238,229 +278,34 @@ static void *prefetch_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&c->pf_cond, &c->lock, &ts);
+		pthread_cond_timedwait(&pf->cond, &pf->ot->lock, &ts);
 	}
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&pf->ot->lock);
 	return NULL;
 }
 
-int prefetch_start(struct cache *c)
+int prefetch_start(struct prefetcher *pf)
 {
-	int rc = -pthread_create(&c->prefetcher, NULL, prefetch_main, c);
+	int rc;
 
-	if (!rc)
-		c->prefetch_started = 1;
+	pthread_cond_init(&pf->cond, NULL);
+	rc = -pthread_create(&pf->thread, NULL, prefetch_main, pf);
+	if (rc)
+		pthread_cond_destroy(&pf->cond);
+	else
+		pf->started = 1;
 	return rc;
 }
 
-void prefetch_stop(struct cache *c)
+void prefetch_stop(struct prefetcher *pf)
 {
-	if (!c->prefetch_started)
+	if (!pf->started)
 		return;
-	pthread_mutex_lock(&c->lock);
-	c->pf_stop = 1;
-	pthread_cond_broadcast(&c->pf_cond);
-	pthread_mutex_unlock(&c->lock);
-	pthread_join(c->prefetcher, NULL);
-	c->prefetch_started = 0;
-}
-
-/* ---- the default manifest: torchvision ImageFolder's order ---- */
-
-static const char *const img_ext[] = { ".jpg", ".jpeg", ".png", ".ppm", ".bmp",
-				       ".pgm", ".tif", ".tiff", ".webp" };
-
-static int is_image(const char *name)
-{
-	size_t n = strlen(name);
-
-	for (size_t i = 0; i < ARRAY_SIZE(img_ext); i++) {
-		size_t e = strlen(img_ext[i]);
-
-		if (n >= e && !strcasecmp(name + n - e, img_ext[i]))
-			return 1;
-	}
-	return 0;
-}
-
-struct names {
-	char **name;
-	uint64_t *ino;
-	int *is_dir;
-	size_t n, cap;
-};
-
-static int names_cb(void *arg, const char *name, const struct ns_attr *a)
-{
-	struct names *v = arg;
-
-	if (v->n == v->cap) {
-		size_t cap = v->cap ? v->cap * 2 : 64;
-		char **nn = realloc(v->name, cap * sizeof(*nn));
-		uint64_t *ni = nn ? realloc(v->ino, cap * sizeof(*ni)) : NULL;
-		int *nd = ni ? realloc(v->is_dir, cap * sizeof(*nd)) : NULL;
-
-		if (nn)
-			v->name = nn;
-		if (ni)
-			v->ino = ni;
-		if (!nd)
-			return 1;
-		v->is_dir = nd;
-		v->cap = cap;
-	}
-	v->name[v->n] = strdup(name);
-	if (!v->name[v->n])
-		return 1;
-	v->ino[v->n] = a->ino;
-	v->is_dir[v->n] = a->is_dir;
-	v->n++;
-	return 0;
-}
-
-static void names_free(struct names *v)
-{
-	for (size_t i = 0; i < v->n; i++)
-		free(v->name[i]);
-	free(v->name);
-	free(v->ino);
-	free(v->is_dir);
-	memset(v, 0, sizeof(*v));
-}
-
-struct ulist {
-	uint64_t *v;
-	size_t n, cap;
-};
-
-static int ulist_add(struct ulist *l, uint64_t x)
-{
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 1024;
-		uint64_t *nv = realloc(l->v, cap * sizeof(*nv));
-
-		if (!nv)
-			return -ENOMEM;
-		l->v = nv;
-		l->cap = cap;
-	}
-	l->v[l->n++] = x;
-	return 0;
-}
-
-struct dirpath {
-	char *path;
-	uint64_t ino;
-};
-
-static int dirpath_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct dirpath *)a)->path, ((const struct dirpath *)b)->path);
-}
-
-/* One class: sorted(os.walk(class_dir)) then sorted file names per dir. */
-static int add_class(struct cache *c, const char *cls, uint64_t ino, struct ulist *out)
-{
-	struct dirpath *dirs = NULL;
-	size_t nd = 0, cap = 0, next = 0;
-	int rc = 0;
-
-	/* Collect every directory under the class (breadth first), then sort by path. */
-	dirs = malloc(sizeof(*dirs) * (cap = 16));
-	if (!dirs)
-		return -ENOMEM;
-	dirs[nd].path = strdup(cls);
-	dirs[nd++].ino = ino;
-	while (next < nd && !rc) {
-		struct names v = { 0 };
-		uint64_t dino = dirs[next].ino;
-		char *dpath = dirs[next].path;
-
-		next++;
-		rc = cache_readdir(c, dino, names_cb, &v);
-		for (size_t i = 0; !rc && i < v.n; i++) {
-			if (!v.is_dir[i])
-				continue;
-			if (nd == cap) {
-				struct dirpath *nn = realloc(dirs, sizeof(*dirs) * (cap *= 2));
-
-				if (!nn) {
-					rc = -ENOMEM;
-					break;
-				}
-				dirs = nn;
-			}
-			if (asprintf(&dirs[nd].path, "%s/%s", dpath, v.name[i]) < 0) {
-				rc = -ENOMEM;
-				break;
-			}
-			dirs[nd++].ino = v.ino[i];
-		}
-		names_free(&v);
-	}
-	if (!rc)
-		qsort(dirs, nd, sizeof(*dirs), dirpath_cmp);
-	for (size_t d = 0; d < nd && !rc; d++) {
-		struct names v = { 0 };
-
-		rc = cache_readdir(c, dirs[d].ino, names_cb, &v);
-		for (size_t i = 0; !rc && i < v.n; i++)
-			if (!v.is_dir[i] && is_image(v.name[i]))
-				rc = ulist_add(out, v.ino[i]);
-		names_free(&v);
-	}
-	for (size_t d = 0; d < nd; d++)
-		free(dirs[d].path);
-	free(dirs);
-	return rc;
-}
-
-int prefetch_default_manifest(struct cache *c, uint64_t **inos, uint32_t *n)
-{
-	struct names root = { 0 };
-	struct ulist out = { 0 };
-	int rc;
-
-	rc = cache_readdir(c, INDEX_ROOT_INO, names_cb, &root);
-	for (size_t i = 0; !rc && i < root.n; i++)
-		if (root.is_dir[i])
-			rc = add_class(c, root.name[i], root.ino[i], &out);
-	names_free(&root);
-	if (!rc && out.n > UINT32_MAX)
-		rc = -EFBIG;
-	if (rc) {
-		free(out.v);
-		return rc;
-	}
-	*inos = out.v ? out.v : calloc(1, sizeof(uint64_t));
-	*n = (uint32_t)out.n;
-	return *inos ? 0 : -ENOMEM;
-}
-
-int prefetch_ensure_manifest(struct cache *c)
-{
-	uint64_t *inos;
-	uint32_t n;
-	int rc;
-
-	pthread_mutex_lock(&c->lock);
-	rc = c->manifest_ready;
-	pthread_mutex_unlock(&c->lock);
-	if (rc)
-		return 0;
-	rc = prefetch_default_manifest(c, &inos, &n);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&c->lock);
-	if (!c->manifest_ready) {
-		rc = plan_set_manifest(c->plan, inos, n);
-		if (!rc) {
-			c->manifest_ready = 1;
-			c->manifest_gen++;
-			inos = NULL;
-		}
-	}
-	pthread_mutex_unlock(&c->lock);
-	free(inos);
-	return rc;
+	pthread_mutex_lock(&pf->ot->lock);
+	pf->stop = 1;
+	pthread_cond_broadcast(&pf->cond);
+	pthread_mutex_unlock(&pf->ot->lock);
+	pthread_join(pf->thread, NULL);
+	pthread_cond_destroy(&pf->cond);
+	pf->started = 0;
 }

@@ -42,6 +42,11 @@ void *ec_realloc(void *p, size_t n)
 	return alloc_should_fail() ? NULL : realloc(p, n);
 }
 
+char *ec_strdup(const char *s)
+{
+	return alloc_should_fail() ? NULL : strdup(s);
+}
+
 int parse_size(const char *s, uint64_t *bytes, double *pct)
 {
 	static const char units[] = "BKMGTPE";

@@ -30,6 +30,7 @@ int hex_val(int c);
 void *ec_malloc(size_t n);
 void *ec_calloc(size_t n, size_t m);
 void *ec_realloc(void *p, size_t n);
+char *ec_strdup(const char *s);
 extern long ec_fail_alloc_after; /* < 0: never fail (default) */
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: MIT */
+/* The read path: opening a file (which content it serves, what the open
+ * tells the prefetcher), and serving a read from the store, from memory, or
+ * by waiting for the fetch of the chunk.
+ *
+ * A read is cut at chunk boundaries; each chunk is a segment of the reply:
+ * a range of its store file (spliced by fs/) once the chunk's checksum has
+ * been checked in this daemon's life, else a buffer (the chunk read back
+ * and checked, or fetched).  A chunk whose check fails is dropped and
+ * fetched again.  The read never returns a short count (the kernel takes it
+ * for end of file): all requested bytes up to the end of file, or an error. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
+
+/* Open the store file of a pinned object whose fd was found closed; kept
+ * until the object is unpinned. */
+static int obj_fd(struct cache *c, struct obj *o)
+{
+	int fd = store_obj_open(c->st, o->cid, 0);
+
+	if (fd < 0)
+		return fd;
+	pthread_mutex_lock(&c->ot.lock);
+	if (o->act->fd >= 0) {
+		close(fd);
+		fd = o->act->fd;
+	} else {
+		o->act->fd = fd;
+	}
+	pthread_mutex_unlock(&c->ot.lock);
+	return fd;
+}
+
+/* With substitution on: which file's bytes this open of ino (whose object
+ * is cid) serves; 0 or -errno. */
+static int pick_content(struct cache *c, uint64_t ino, const struct ns_attr *a,
+			const uint8_t *cid, uint64_t *content)
+{
+	struct obj *xo;
+	uint64_t rewind;
+	int rc;
+
+	*content = ino;
+	if (!c->cfg.substitute)
+		return 0;
+	rc = objtab_pin(&c->ot, cid, a->size, &xo);
+	if (rc)
+		return rc;
+	subst_target(&c->sb, ino, a, xo, content, &rewind);
+	fill_unpin(&c->fill, xo);
+	if (rewind != PLAN_NEVER) {
+		pthread_mutex_lock(&c->ot.lock);
+		prefetch_rewind_locked(&c->pf, rewind);
+		pthread_mutex_unlock(&c->ot.lock);
+	}
+	return 0;
+}
+
+int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out)
+{
+	return cache_file_open_ex(c, ino, 1, out);
+}
+
+int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_file **out)
+{
+	struct cache_file *f;
+	struct ns_attr a;
+	uint8_t cid[CID_LEN];
+	uint64_t content;
+	int rc, hit;
+
+	*out = NULL;
+	f = ec_calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	rc = ns_identity(&c->ns, ino, &a, f->key, sizeof(f->key), cid);
+	if (!rc)
+		rc = pick_content(c, ino, &a, cid, &content);
+	if (!rc && content != ino)
+		rc = ns_identity(&c->ns, content, &a, f->key, sizeof(f->key), cid);
+	if (rc)
+		goto fail;
+	f->c = c;
+	f->ino = content;
+	f->open_ino = ino;
+	f->substituted = content != ino;
+	f->ident.size = a.size;
+	f->ident.mtime_ns = a.mtime_ns;
+	memcpy(f->ident.etag, a.etag, sizeof(a.etag));
+	rc = objtab_pin(&c->ot, cid, a.size, &f->o);
+	if (rc)
+		goto fail;
+	if (!access) {
+		*out = f;
+		return 0;
+	}
+	pthread_mutex_lock(&c->ot.lock);
+	if (f->o->pe.freq < UINT32_MAX)
+		f->o->pe.freq++;
+	f->o->pe.last = (uint64_t)wall_ns();
+	hit = f->o->npresent == obj_nchunks(f->o);
+	obj_mark_dirty(f->o);
+	if (epoch_cur(&c->ep)) {
+		epoch_cur(&c->ep)->opens++;
+		epoch_cur(&c->ep)->open_hits += hit;
+	}
+	prefetch_on_open_locked(&c->pf, f->o, ino, content);
+	pthread_mutex_unlock(&c->ot.lock);
+	if (f->substituted)
+		subst_handle_open(&c->sb, ino, a.size);
+	atomic_fetch_add_explicit(&c->ctr.opens, 1, memory_order_relaxed);
+	if (hit)
+		atomic_fetch_add_explicit(&c->ctr.open_hits, 1, memory_order_relaxed);
+	*out = f;
+	return 0;
+fail:
+	free(f);
+	return rc;
+}
+
+int cache_file_substituted(const struct cache_file *f)
+{
+	return f->substituted;
+}
+
+void cache_set_no_open(struct cache *c, int no_open)
+{
+	c->cfg.no_open = no_open;
+}
+
+int cache_substitute_mode(const struct cache *c)
+{
+	return c->cfg.substitute;
+}
+
+void cache_file_close(struct cache_file *f)
+{
+	if (!f)
+		return;
+	if (f->substituted)
+		subst_handle_close(&f->c->sb, f->open_ino);
+	fill_unpin(&f->c->fill, f->o);
+	free(f);
+}
+
+uint64_t cache_file_size(const struct cache_file *f)
+{
+	return f->o->size;
+}
+
+/* Make chunk k of f's object readable: a segment of the store file, or of
+ * memory held in *hold (a fetch when *is_fetch).  0 or -errno. */
+static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, void **hold,
+		     int *is_fetch, int *from_cache)
+{
+	struct cache *c = f->c;
+	struct obj *o = f->o;
+	struct fetch *fe;
+	size_t len = obj_chunk_len(o, k);
+	uint64_t off = (uint64_t)k * obj_chunk_size(o);
+	int fd, rc, present, verified;
+	void *buf;
+
+	*hold = NULL;
+	*is_fetch = 0;
+	*from_cache = 0;
+	/* One look under the lock: on a warm read that is all the locking. */
+	pthread_mutex_lock(&c->ot.lock);
+	present = obj_bit(o, OBJ_PRESENT, k);
+	verified = obj_bit(o, OBJ_VERIFIED, k);
+	fd = o->act->fd;
+	pthread_mutex_unlock(&c->ot.lock);
+	if (present) {
+		if (fd < 0)
+			fd = obj_fd(c, o);
+		if (fd >= 0 && verified) {
+			*seg = (struct cache_seg){ .fd = fd, .off = off, .len = len };
+			*from_cache = 1;
+			return 0;
+		}
+		buf = fd >= 0 ? ec_malloc(len) : NULL;
+		if (buf && store_read(fd, off, buf, len) == 0 &&
+		    store_checksum(buf, len) == *obj_sum(o, k)) {
+			pthread_mutex_lock(&c->ot.lock);
+			obj_bit_set(o, OBJ_VERIFIED, k, 1);
+			pthread_mutex_unlock(&c->ot.lock);
+			*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len, .buf = buf };
+			*hold = buf;
+			*from_cache = 1;
+			return 0;
+		}
+		if (!buf && fd >= 0)
+			return -ENOMEM;
+		free(buf);
+		/* Missing file or wrong bytes: drop the chunk and fetch again. */
+		atomic_fetch_add_explicit(&c->ctr.verify_failures, 1, memory_order_relaxed);
+		log_warn("cached chunk %u of %s failed its check; fetching it again", k, f->key);
+		pthread_mutex_lock(&c->ot.lock);
+		if (obj_bit(o, OBJ_PRESENT, k)) {
+			uint64_t give = round_block(len);
+
+			obj_bit_set(o, OBJ_PRESENT, k, 0);
+			o->npresent--;
+			c->ot.cached_bytes -= len;
+			if (!o->npresent) {
+				c->ot.cached_objs--;
+				give = o->alloc;
+			}
+			give = MIN(give, o->alloc);
+			o->alloc -= give;
+			c->ot.data_bytes -= give;
+			obj_mark_dirty(o);
+		}
+		pthread_mutex_unlock(&c->ot.lock);
+		if (fd >= 0)
+			store_punch(fd, off, len);
+	}
+
+	rc = fill_get_chunk(&c->fill, o, k, f->ino, f->key, &f->ident, &fe);
+	if (rc == 1) /* stored in the meantime */
+		return chunk_get(f, k, seg, hold, is_fetch, from_cache);
+	if (rc) {
+		if (rc == -ESTALE)
+			f->stale = 1;
+		return rc;
+	}
+	*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len, .buf = fe->buf };
+	*hold = fe;
+	*is_fetch = 1;
+	return 0;
+}
+
+ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct cache_read *rd)
+{
+	struct cache *c = f->c;
+	struct obj *o = f->o;
+	uint64_t end, pos;
+	uint32_t k;
+	size_t total = 0, from_cache = 0;
+	int rc = 0;
+
+	memset(rd, 0, sizeof(*rd));
+	rd->c = c;
+	if (f->stale)
+		return -EIO;
+	atomic_fetch_add_explicit(&c->ctr.reads, 1, memory_order_relaxed);
+	if (off >= o->size || len == 0)
+		return 0;
+	end = MIN(o->size, off + len);
+	for (pos = off; pos < end && rd->nseg < CACHE_MAX_SEGS;) {
+		struct cache_seg seg;
+		void *hold;
+		int cached, is_fetch;
+		uint64_t cstart, skip;
+		size_t take;
+
+		k = (uint32_t)(pos / obj_chunk_size(o));
+		rc = chunk_get(f, k, &seg, &hold, &is_fetch, &cached);
+		if (rc < 0)
+			break;
+		if (hold) {
+			/* Tag fetch references so release knows how to drop them. */
+			rd->hold[rd->nhold++] = (void *)((uintptr_t)hold | (is_fetch ? 1u : 0u));
+		}
+		cstart = (uint64_t)k * obj_chunk_size(o);
+		skip = pos - cstart;
+		take = (size_t)MIN(end - pos, seg.len - skip);
+		seg.off += skip;
+		if (seg.buf)
+			seg.buf = (const char *)seg.buf + skip;
+		seg.len = take;
+		rd->seg[rd->nseg++] = seg;
+		total += take;
+		if (cached)
+			from_cache += take;
+		pos += take;
+		rc = 0;
+	}
+	if (rc == 0 && pos < end)
+		rc = -EIO; /* more chunks than segments: chunk size below the minimum */
+	if (rc < 0) {
+		/* Never a short count: the kernel would take it for end of file. */
+		cache_read_release(rd);
+		if (rc == -ESTALE)
+			f->stale = 1;
+		return rc == -ESTALE || rc == -ETIMEDOUT ? -EIO : rc;
+	}
+	atomic_fetch_add_explicit(&c->ctr.read_bytes, total, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->ctr.read_bytes_from_cache, from_cache, memory_order_relaxed);
+	return (ssize_t)total;
+}
+
+void cache_read_release(struct cache_read *rd)
+{
+	for (int i = 0; i < rd->nhold; i++) {
+		uintptr_t h = (uintptr_t)rd->hold[i];
+
+		if (h & 1)
+			fetch_put(&rd->c->fill, (struct fetch *)(h & ~(uintptr_t)1));
+		else
+			free((void *)h);
+	}
+	rd->nhold = 0;
+	rd->nseg = 0;
+}
+
+int cache_cached_bytes(struct cache *c, uint64_t ino, uint64_t *cached, uint64_t *size)
+{
+	char key[KEY_MAX];
+	uint8_t cid[CID_LEN];
+	struct ns_attr a;
+	struct obj *o;
+	int rc;
+
+	rc = ns_identity(&c->ns, ino, &a, key, sizeof(key), cid);
+	if (rc)
+		return rc;
+	*size = a.size;
+	*cached = 0;
+	pthread_mutex_lock(&c->ot.lock);
+	o = objtab_get_locked(&c->ot, cid);
+	if (o)
+		for (uint32_t k = 0; k < obj_nchunks(o); k++)
+			if (obj_bit(o, OBJ_PRESENT, k))
+				*cached += obj_chunk_len(o, k);
+	pthread_mutex_unlock(&c->ot.lock);
+	return 0;
+}
