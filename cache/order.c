@@ -81,6 +81,7 @@
 #include <string.h>
 
 #include "order.h"
+#include "backends/base/util.h"
 
 /* ---- mt19937 ---- */
 
@@ -366,7 +367,7 @@ int order_generate(const struct order_spec *spec, uint64_t n, uint32_t *out, uin
 	if (need == 0)
 		return 0;
 	if (len < n) {
-		scratch = malloc((size_t)n * sizeof(*scratch));
+		scratch = ec_malloc((size_t)n * sizeof(*scratch));
 		if (!scratch)
 			return -ENOMEM;
 		perm = scratch;

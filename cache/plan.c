@@ -172,13 +172,13 @@ int plan_set_manifest(struct plan *p, uint64_t *inos, uint32_t n)
 		i32 = (uint32_t *)inos;
 		for (uint32_t i = 0; i < n; i++)
 			i32[i] = (uint32_t)inos[i];
-		i32 = realloc(inos, ((size_t)n + 1) * sizeof(*i32));
+		i32 = ec_realloc(inos, ((size_t)n + 1) * sizeof(*i32));
 		if (!i32) /* cannot fail when shrinking, but if it did: */
 			i32 = (uint32_t *)inos;
 		inos = NULL;
 	} else {
 		/* The caller's array may have room to spare (a growing list). */
-		uint64_t *v = realloc(inos, ((size_t)n + 1) * sizeof(*v));
+		uint64_t *v = ec_realloc(inos, ((size_t)n + 1) * sizeof(*v));
 
 		if (v)
 			inos = v;
@@ -291,7 +291,7 @@ static int eo_make(struct plan *p, uint64_t e, struct epoch_order *eo)
 			return rc;
 		}
 		if (len < p->n) { /* one rank's share: give the rest back */
-			uint32_t *o = realloc(ord, (size_t)len * sizeof(*ord) + 4);
+			uint32_t *o = ec_realloc(ord, (size_t)len * sizeof(*ord) + 4);
 
 			if (o)
 				ord = o;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mountinfo.h"
+#include "util.h"
 
 int mountinfo_escape(const char *path, char *out, size_t outlen)
 {
@@ -57,7 +58,7 @@ static int parse_line(char *line, struct mountinfo_ent *e, char **mp, char **esc
 		tok = strtok_r(NULL, " ", &save);
 	if (!tok || !(fstype = strtok_r(NULL, " ", &save)) || !(source = strtok_r(NULL, " ", &save)))
 		return -1;
-	*esc = strdup(fld[4]);
+	*esc = ec_strdup(fld[4]);
 	*mp = fld[4];
 	if (!*esc)
 		return -ENOMEM;
