@@ -14,6 +14,7 @@
 #define EPOCHFS_ENGINE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "cache.h"
 #include "epochs.h"
@@ -55,9 +56,13 @@ struct cache_file {
 	uint64_t ino;
 	struct backend_stat ident;
 	char key[KEY_MAX];
-	int stale;
+	int stale;                /* the source changed: reads fail with EIO */
 	int substituted;          /* serving another sample's bytes */
 	uint64_t open_ino;        /* the inode opened (ino is the content's) */
+	atomic_uint reads;        /* reads begun on this handle */
+	/* The source changed before this handle served any byte: its reads go
+	 * to a handle on the new version (read.c, changed_under). */
+	_Atomic(struct cache_file *) repl;
 };
 
 /* records.c: load the object records at open (and drop store files no

@@ -145,6 +145,7 @@ void cache_file_close(struct cache_file *f)
 {
 	if (!f)
 		return;
+	cache_file_close(atomic_load(&f->repl));
 	if (f->substituted)
 		subst_handle_close(&f->c->sb, f->open_ino);
 	fill_unpin(&f->c->fill, f->o);
@@ -153,7 +154,9 @@ void cache_file_close(struct cache_file *f)
 
 uint64_t cache_file_size(const struct cache_file *f)
 {
-	return f->o->size;
+	const struct cache_file *r = atomic_load(&((struct cache_file *)f)->repl);
+
+	return r ? cache_file_size(r) : f->o->size;
 }
 
 /* Make chunk k of f's object readable: a segment of the store file, or of
@@ -227,19 +230,56 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 	rc = fill_get_chunk(&c->fill, o, k, f->ino, f->key, &f->ident, &fe);
 	if (rc == 1) /* stored in the meantime */
 		return chunk_get(f, k, seg, hold, is_fetch, from_cache);
-	if (rc) {
-		if (rc == -ESTALE)
-			f->stale = 1;
+	if (rc)
 		return rc;
-	}
 	*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len, .buf = fe->buf };
 	*hold = fe;
 	*is_fetch = 1;
 	return 0;
 }
 
+/* A read of f found its source changed (the index has the new identity by
+ * now).  The kernel has this open's size and may hold pages of it, so the
+ * new bytes can be served consistently only when this is the handle's first
+ * read and no other has begun (nothing of the old version was served), the
+ * content was not substituted, and the size is the same: a longer file
+ * would be cut at the old size, and a shorter reply is taken for an end of
+ * file only while no attribute change is in flight (the invalidation sent
+ * for the change is one), else the kernel fills the rest with zeros.  Then
+ * f's reads go to a handle on the new version, and this returns it; else
+ * NULL, and the open fails with EIO from now on. */
+static struct cache_file *changed_under(struct cache_file *f, int first)
+{
+	struct cache_file *nf = NULL, *none = NULL;
+	char key[KEY_MAX];
+	uint8_t cid[CID_LEN];
+	struct ns_attr a;
+
+	if (ns_identity(&f->c->ns, f->ino, &a, key, sizeof(key), cid))
+		a.size = UINT64_MAX;
+	if (first && !f->substituted && a.size == f->ident.size &&
+	    cache_file_open_ex(f->c, f->ino, 0, &nf) == 0) {
+		if (!atomic_compare_exchange_strong(&f->repl, &none, nf)) {
+			cache_file_close(nf); /* another read switched first */
+			nf = none;
+		} else {
+			log_info("%s changed at the source before this open read it: it reads "
+				 "the new version (%llu bytes)", f->key, (unsigned long long)a.size);
+		}
+		return nf;
+	}
+	log_warn("%s changed at the source while open (size %llu -> %llu): this open "
+		 "fails with EIO; open it again to read the new version", f->key,
+		 (unsigned long long)f->ident.size, (unsigned long long)a.size);
+	f->stale = 1;
+	return NULL;
+}
+
 ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct cache_read *rd)
 {
+	struct cache_file *r = atomic_load(&f->repl);
+	unsigned nth;
+
 	struct cache *c = f->c;
 	struct obj *o = f->o;
 	uint64_t end, pos;
@@ -247,10 +287,13 @@ ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct c
 	size_t total = 0, from_cache = 0;
 	int rc = 0;
 
+	if (r)
+		return cache_file_read(r, off, len, rd);
 	memset(rd, 0, sizeof(*rd));
 	rd->c = c;
 	if (f->stale)
 		return -EIO;
+	nth = atomic_fetch_add_explicit(&f->reads, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->ctr.reads, 1, memory_order_relaxed);
 	if (off >= o->size || len == 0)
 		return 0;
@@ -289,8 +332,8 @@ ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct c
 	if (rc < 0) {
 		/* Never a short count: the kernel would take it for end of file. */
 		cache_read_release(rd);
-		if (rc == -ESTALE)
-			f->stale = 1;
+		if (rc == -ESTALE && (r = changed_under(f, nth == 0 && atomic_load(&f->reads) == 1)))
+			return cache_file_read(r, off, len, rd);
 		return rc == -ESTALE || rc == -ETIMEDOUT ? -EIO : rc;
 	}
 	atomic_fetch_add_explicit(&c->ctr.read_bytes, total, memory_order_relaxed);
