@@ -206,6 +206,7 @@ void cache_close(struct cache *c)
 	if (c->lockfd >= 0)
 		close(c->lockfd);
 	free(c->dir);
+	free(c->mountpoint);
 	free(c);
 }
 
@@ -216,7 +217,15 @@ void cache_note_owner(struct cache *c, const char *state)
 
 void cache_note_mounted(struct cache *c, const char *mountpoint)
 {
+	char *mp = ec_strdup(mountpoint);
+
 	dirlock_note_mounted(c->lockfd, c->dir, mountpoint);
+	/* Set once, before any control write can arrive; kept on ENOMEM-less
+	 * paths only (an absolute path is then refused with a clear reason). */
+	if (mp && !c->mountpoint)
+		c->mountpoint = mp;
+	else
+		free(mp);
 }
 
 void cache_set_inval_hook(struct cache *c, void (*fn)(void *arg, uint64_t ino), void *arg)

@@ -69,12 +69,26 @@ static char **split_lines(const char *data, size_t len, size_t *nlines, char **c
 	return v;
 }
 
-/* A path of the mount that must be a regular file. */
+/* A path of the mount that must be a regular file: relative to the mount,
+ * or absolute under the mount point. */
 static int resolve_file(struct cache *c, const char *path, uint64_t *ino, char *err, size_t errlen)
 {
+	const char *mp = c->mountpoint;
+	size_t ml = mp ? strlen(mp) : 0;
 	struct ns_attr a;
 	int rc;
 
+	if (*path == '/') {
+		if (mp && !strcmp(mp, "/")) {
+			path++;
+		} else if (mp && !strncmp(path, mp, ml) && path[ml] == '/') {
+			path += ml + 1;
+		} else {
+			snprintf(err, errlen, "'%.200s' is not under the mount point %s", path,
+				 mp ? mp : "(not known yet)");
+			return -EINVAL;
+		}
+	}
 	while (*path == '.' && path[1] == '/')
 		path += 2;
 	rc = *path ? cache_resolve(c, path, &a) : -EINVAL;
@@ -84,6 +98,15 @@ static int resolve_file(struct cache *c, const char *path, uint64_t *ino, char *
 	}
 	*ino = a.ino;
 	return 0;
+}
+
+/* Say which line of a multi-line write err is about (1-based). */
+static void at_line(size_t lineno, char *err, size_t errlen)
+{
+	char tmp[512];
+
+	snprintf(tmp, sizeof(tmp), "%s", err);
+	snprintf(err, errlen, "line %zu: %s", lineno, tmp);
 }
 
 /* The default manifest (ImageFolder's order) if none is set yet; it is
@@ -212,6 +235,8 @@ int control_manifest_apply(struct cache *c, const char *data, size_t len, char *
 		if (!*lines[i])
 			continue;
 		rc = resolve_file(c, lines[i], &inos[m], err, errlen);
+		if (rc)
+			at_line(i + 1, err, errlen);
 		m++;
 	}
 	free(lines);
@@ -292,6 +317,8 @@ int control_order_apply(struct cache *c, const char *data, size_t len, char *err
 			continue;
 		}
 		rc = resolve_file(c, lines[i], &inos[total++], err, errlen);
+		if (rc)
+			at_line(i + 1, err, errlen);
 		lens[nl]++;
 	}
 	if (!rc && lens[nl])
@@ -422,8 +449,8 @@ int control_evict_apply(struct cache *c, const char *data, size_t len, char *err
 		return -ENOMEM;
 	inos = ec_malloc((n + 1) * sizeof(*inos));
 	for (size_t i = 0; inos && i < n && !rc; i++)
-		if (*lines[i])
-			rc = resolve_file(c, lines[i], &inos[m++], err, errlen);
+		if (*lines[i] && (rc = resolve_file(c, lines[i], &inos[m++], err, errlen)))
+			at_line(i + 1, err, errlen);
 	free(lines);
 	free(copy);
 	if (!inos)
@@ -505,6 +532,8 @@ int control_importance_apply(struct cache *c, const char *data, size_t len, char
 		if (!*lines[i])
 			continue;
 		rc = parse_importance(c, lines[i], &inos[m], &scores[m], err, errlen);
+		if (rc)
+			at_line(i + 1, err, errlen);
 		m++;
 	}
 	free(lines);

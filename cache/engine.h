@@ -28,6 +28,7 @@
 struct cache {
 	struct cache_config cfg;
 	char *dir;
+	char *mountpoint;            /* absolute, once mounted (cache_note_mounted) */
 	int lockfd;
 	struct backend *be;
 	struct index *ix;
