@@ -16,6 +16,7 @@
 
 #include "dirlock.h"
 #include "engine.h"
+#include "planstore.h"
 #include "backends/base/log.h"
 #include "backends/base/util.h"
 
@@ -176,6 +177,8 @@ int cache_open(const struct cache_config *cfg, struct backend *be, struct cache 
 		rc = fill_start(&c->fill);
 	if (!rc)
 		rc = prefetch_start(&c->pf);
+	if (!rc)
+		rc = planstore_restore(c, cfg->forget_plan);
 	if (rc)
 		goto fail;
 	*out = c;
@@ -193,6 +196,8 @@ void cache_close(struct cache *c)
 		return;
 	dirlock_note(c->lockfd, c->dir, "closing"); /* a daemon waiting for the dir waits on */
 	prefetch_stop(&c->pf);
+	if (c->ix && c->plan)
+		planstore_tick(c); /* the ranks' last positions */
 	fill_stop(&c->fill);
 	records_stop_flusher(c);
 	if (c->ix && c->ot.table)
@@ -207,6 +212,7 @@ void cache_close(struct cache *c)
 		close(c->lockfd);
 	free(c->dir);
 	free(c->mountpoint);
+	free(c->saved_pos);
 	free(c);
 }
 

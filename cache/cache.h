@@ -34,6 +34,7 @@ struct cache_config {
 	int substitute;           /* SUBST_OFF, SUBST_DIR, SUBST_ALL */
 	unsigned substitute_deadline_ms; /* wait this long for a prefetch first */
 	int no_open;              /* reported only: opens are counted at first reads */
+	int forget_plan;          /* discard the plan saved in the index */
 };
 
 void cache_config_init(struct cache_config *cfg);
@@ -84,6 +85,10 @@ int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out);
  * mode opens nothing: each READ makes a handle, and only the read at offset 0
  * counts as the open, for stats, access counts and the prefetcher). */
 int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_file **out);
+/* The same, telling which process opens (0: unknown): the per-rank figures
+ * put a process's opens outside every plan down to the rank it reads for. */
+int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
+			struct cache_file **out);
 void cache_file_close(struct cache_file *f);
 uint64_t cache_file_size(const struct cache_file *f);
 /* The handle serves another file's bytes (substitution): no page cache. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "control_int.h"
 #include "engine.h"
 #include "manifest.h"
 #include "backends/base/log.h"
@@ -17,7 +18,7 @@
 
 /* Paths of a list of inodes, one per line; takes and frees inos (NULL:
  * -ENOMEM).  Lock not held. */
-static int render_inos(struct cache *c, uint64_t *inos, size_t n, char **out, size_t *len)
+int control_render_inos(struct cache *c, uint64_t *inos, size_t n, char **out, size_t *len)
 {
 	struct sbuf b = { 0 };
 	char path[KEY_MAX];
@@ -35,7 +36,7 @@ static int render_inos(struct cache *c, uint64_t *inos, size_t n, char **out, si
 }
 
 /* Split data into lines (in place in a copy); blank lines kept as "". */
-static char **split_lines(const char *data, size_t len, size_t *nlines, char **copy)
+char **control_split_lines(const char *data, size_t len, size_t *nlines, char **copy)
 {
 	char *s = ec_malloc(len + 1), **v = NULL;
 	size_t n = 0, cap = 0;
@@ -71,7 +72,7 @@ static char **split_lines(const char *data, size_t len, size_t *nlines, char **c
 
 /* A path of the mount that must be a regular file: relative to the mount,
  * or absolute under the mount point. */
-static int resolve_file(struct cache *c, const char *path, uint64_t *ino, char *err, size_t errlen)
+int control_resolve_file(struct cache *c, const char *path, uint64_t *ino, char *err, size_t errlen)
 {
 	const char *mp = c->mountpoint;
 	size_t ml = mp ? strlen(mp) : 0;
@@ -101,7 +102,7 @@ static int resolve_file(struct cache *c, const char *path, uint64_t *ino, char *
 }
 
 /* Say which line of a multi-line write err is about (1-based). */
-static void at_line(size_t lineno, char *err, size_t errlen)
+void control_at_line(size_t lineno, char *err, size_t errlen)
 {
 	char tmp[512];
 
@@ -111,7 +112,7 @@ static void at_line(size_t lineno, char *err, size_t errlen)
 
 /* The default manifest (ImageFolder's order) if none is set yet; it is
  * built unlocked, from the namespace.  0 or -errno. */
-static int ensure_manifest(struct cache *c)
+int control_ensure_manifest(struct cache *c)
 {
 	uint64_t *inos;
 	uint32_t n;
@@ -136,28 +137,8 @@ static int ensure_manifest(struct cache *c)
 	return rc;
 }
 
-/* ---- seed ---- */
-
-int control_seed_render(struct cache *c, char **out, size_t *len)
-{
-	struct order_spec s;
-	char line[256];
-	int rc;
-
-	pthread_mutex_lock(&c->ot.lock);
-	rc = plan_spec(c->plan, &s);
-	pthread_mutex_unlock(&c->ot.lock);
-	if (rc)
-		line[0] = 0;
-	else if (order_spec_format(&s, line, sizeof(line) - 1) == 0)
-		strcat(line, "\n");
-	*out = ec_strdup(line);
-	*len = strlen(line);
-	return *out ? 0 : -ENOMEM;
-}
-
 /* One non-empty line (a trailing newline allowed) into buf. */
-static int one_line(const char *data, size_t len, char *buf, size_t buflen, char *err, size_t errlen)
+int control_one_line(const char *data, size_t len, char *buf, size_t buflen, char *err, size_t errlen)
 {
 	while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
 		len--;
@@ -170,35 +151,6 @@ static int one_line(const char *data, size_t len, char *buf, size_t buflen, char
 	return 0;
 }
 
-int control_seed_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
-{
-	struct order_spec spec;
-	char line[1024];
-	int rc;
-
-	rc = one_line(data, len, line, sizeof(line), err, errlen);
-	if (!rc)
-		rc = order_spec_parse(line, &spec, err, errlen);
-	if (rc)
-		return -EINVAL;
-	rc = ensure_manifest(c);
-	if (rc) {
-		snprintf(err, errlen, "cannot build the manifest: %s", strerror(-rc));
-		return rc;
-	}
-	pthread_mutex_lock(&c->ot.lock);
-	rc = plan_set_seed(c->plan, &spec);
-	if (!rc)
-		prefetch_plan_changed_locked(&c->pf);
-	pthread_mutex_unlock(&c->ot.lock);
-	if (rc == -EINVAL)
-		snprintf(err, errlen, "the spec does not fit the manifest of %u samples",
-			 plan_manifest_len(c->plan));
-	if (!rc)
-		log_info("plan: %s", line);
-	return rc;
-}
-
 /* ---- manifest ---- */
 
 int control_manifest_render(struct cache *c, char **out, size_t *len)
@@ -207,7 +159,7 @@ int control_manifest_render(struct cache *c, char **out, size_t *len)
 	uint32_t n;
 	int rc;
 
-	rc = ensure_manifest(c);
+	rc = control_ensure_manifest(c);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&c->ot.lock);
@@ -216,7 +168,7 @@ int control_manifest_render(struct cache *c, char **out, size_t *len)
 	for (uint32_t i = 0; inos && i < n; i++)
 		inos[i] = plan_manifest_ino(c->plan, i);
 	pthread_mutex_unlock(&c->ot.lock);
-	return render_inos(c, inos, n, out, len);
+	return control_render_inos(c, inos, n, out, len);
 }
 
 int control_manifest_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
@@ -227,16 +179,16 @@ int control_manifest_apply(struct cache *c, const char *data, size_t len, char *
 	uint64_t *inos;
 	int rc = 0;
 
-	lines = split_lines(data, len, &n, &copy);
+	lines = control_split_lines(data, len, &n, &copy);
 	if (!lines)
 		return -ENOMEM;
 	inos = ec_malloc((n + 1) * sizeof(*inos));
 	for (size_t i = 0; inos && i < n && !rc; i++) {
 		if (!*lines[i])
 			continue;
-		rc = resolve_file(c, lines[i], &inos[m], err, errlen);
+		rc = control_resolve_file(c, lines[i], &inos[m], err, errlen);
 		if (rc)
-			at_line(i + 1, err, errlen);
+			control_at_line(i + 1, err, errlen);
 		m++;
 	}
 	free(lines);
@@ -263,129 +215,8 @@ int control_manifest_apply(struct cache *c, const char *data, size_t len, char *
 	pthread_mutex_unlock(&c->ot.lock);
 	if (rc)
 		free(inos);
-	return rc;
-}
-
-/* ---- order ---- */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-int control_order_render(struct cache *c, char **out, size_t *len)
-{
-	const uint32_t *ord;
-	uint64_t n, *inos;
-
-	pthread_mutex_lock(&c->ot.lock);
-	ord = plan_order(c->plan, &n);
-	inos = ec_malloc((n + 1) * sizeof(*inos));
-	for (uint64_t i = 0; inos && i < n; i++)
-		inos[i] = plan_manifest_ino(c->plan, ord[i]);
-	pthread_mutex_unlock(&c->ot.lock);
-	return render_inos(c, inos, n, out, len);
-}
-
-int control_order_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
-{
-	size_t n = 0, nl = 0, total = 0;
-	char **lines, *copy;
-	uint64_t *inos = NULL, *lens = NULL, *man;
-	uint32_t **lists = NULL, mn, extra = 0;
-	uint64_t e0;
-	int rc = 0;
-
-	rc = ensure_manifest(c);
-	if (rc)
-		return rc;
-	lines = split_lines(data, len, &n, &copy);
-	if (!lines)
-		return -ENOMEM;
-	inos = ec_malloc((n + 1) * sizeof(*inos));
-	lens = ec_calloc(n + 2, sizeof(*lens));
-	lists = ec_calloc(n + 2, sizeof(*lists));
-	if (!inos || !lens || !lists)
-		rc = -ENOMEM;
-	/* Resolve every path first; blank lines separate epochs. */
-	for (size_t i = 0; !rc && i < n; i++) {
-		if (!*lines[i]) {
-			if (lens[nl])
-				nl++;
-			continue;
-		}
-		rc = resolve_file(c, lines[i], &inos[total++], err, errlen);
-		if (rc)
-			at_line(i + 1, err, errlen);
-		lens[nl]++;
-	}
-	if (!rc && lens[nl])
-		nl++;
-	if (!rc && nl == 0) {
-		snprintf(err, errlen, "an empty order");
-		rc = -EINVAL;
-	}
-	if (rc)
-		goto out;
-
-	pthread_mutex_lock(&c->ot.lock);
-	/* The first block is the epoch the readers are in (or 0 without a plan). */
-	e0 = plan_mode(c->plan) == PLAN_OFF ? 0 : plan_epoch(c->plan);
-	/* Files not in the manifest join it (the order may name any file). */
-	mn = plan_manifest_len(c->plan);
-	for (size_t i = 0; i < total; i++)
-		if (plan_sample_of(c->plan, inos[i]) == PLAN_NONE)
-			extra++;
-	if (extra) {
-		size_t k = 0, u = 0;
-
-		man = ec_malloc(((size_t)mn + extra) * sizeof(*man));
-		if (!man) {
-			pthread_mutex_unlock(&c->ot.lock);
-			rc = -ENOMEM;
-			goto out;
-		}
-		for (size_t i = 0; i < total; i++)
-			if (plan_sample_of(c->plan, inos[i]) == PLAN_NONE)
-				man[mn + k++] = inos[i];
-		qsort(man + mn, k, sizeof(*man), cmp_u64);
-		for (size_t i = 0; i < k; i++)
-			if (!u || man[mn + u - 1] != man[mn + i])
-				man[mn + u++] = man[mn + i];
-		for (uint32_t i = 0; i < mn; i++)
-			man[i] = plan_manifest_ino(c->plan, i);
-		rc = plan_set_manifest(c->plan, man, mn + (uint32_t)u);
-		if (rc)
-			free(man);
-	}
-	for (size_t e = 0, at = 0; !rc && e < nl; e++) {
-		lists[e] = ec_malloc((size_t)(lens[e] + 1) * sizeof(**lists));
-		if (!lists[e]) {
-			rc = -ENOMEM;
-			break;
-		}
-		for (uint64_t i = 0; i < lens[e]; i++)
-			lists[e][i] = plan_sample_of(c->plan, inos[at++]);
-	}
-	if (!rc) {
-		rc = plan_set_explicit(c->plan, lists, lens, nl, e0);
-		lists = NULL;
-		lens = NULL;
-	}
 	if (!rc)
-		prefetch_plan_changed_locked(&c->pf);
-	pthread_mutex_unlock(&c->ot.lock);
-out:
-	if (lists)
-		for (size_t e = 0; e < n + 2; e++)
-			free(lists[e]);
-	free(lists);
-	free(lens);
-	free(inos);
-	free(lines);
-	free(copy);
+		control_plan_saved(c);
 	return rc;
 }
 
@@ -409,7 +240,7 @@ int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err
 	unsigned long long e;
 	int rc;
 
-	rc = one_line(data, len, line, sizeof(line), err, errlen);
+	rc = control_one_line(data, len, line, sizeof(line), err, errlen);
 	if (rc)
 		return rc;
 	errno = 0;
@@ -430,6 +261,8 @@ int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err
 			prefetch_plan_changed_locked(&c->pf);
 	}
 	pthread_mutex_unlock(&c->ot.lock);
+	if (!rc)
+		control_plan_saved(c);
 	return rc ? -EINVAL : 0;
 }
 
@@ -444,13 +277,13 @@ int control_evict_apply(struct cache *c, const char *data, size_t len, char *err
 	uint8_t cid[CID_LEN];
 	int rc = 0;
 
-	lines = split_lines(data, len, &n, &copy);
+	lines = control_split_lines(data, len, &n, &copy);
 	if (!lines)
 		return -ENOMEM;
 	inos = ec_malloc((n + 1) * sizeof(*inos));
 	for (size_t i = 0; inos && i < n && !rc; i++)
-		if (*lines[i] && (rc = resolve_file(c, lines[i], &inos[m++], err, errlen)))
-			at_line(i + 1, err, errlen);
+		if (*lines[i] && (rc = control_resolve_file(c, lines[i], &inos[m++], err, errlen)))
+			control_at_line(i + 1, err, errlen);
 	free(lines);
 	free(copy);
 	if (!inos)
@@ -509,7 +342,7 @@ static int parse_importance(struct cache *c, char *line, uint64_t *ino, double *
 		}
 		return 0;
 	}
-	return resolve_file(c, line, ino, err, errlen);
+	return control_resolve_file(c, line, ino, err, errlen);
 }
 
 int control_importance_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
@@ -520,10 +353,10 @@ int control_importance_apply(struct cache *c, const char *data, size_t len, char
 	double *scores;
 	int rc = 0;
 
-	rc = ensure_manifest(c);
+	rc = control_ensure_manifest(c);
 	if (rc)
 		return rc;
-	lines = split_lines(data, len, &n, &copy);
+	lines = control_split_lines(data, len, &n, &copy);
 	if (!lines)
 		return -ENOMEM;
 	inos = ec_malloc((n + 1) * sizeof(*inos));
@@ -533,7 +366,7 @@ int control_importance_apply(struct cache *c, const char *data, size_t len, char
 			continue;
 		rc = parse_importance(c, lines[i], &inos[m], &scores[m], err, errlen);
 		if (rc)
-			at_line(i + 1, err, errlen);
+			control_at_line(i + 1, err, errlen);
 		m++;
 	}
 	free(lines);
@@ -570,7 +403,7 @@ int control_check_path_line(struct cache *c, const char *line, char *err, size_t
 
 	if (!*line)
 		return 0; /* blank lines separate epochs or are ignored */
-	return resolve_file(c, line, &ino, err, errlen);
+	return control_resolve_file(c, line, &ino, err, errlen);
 }
 
 int control_check_importance_line(struct cache *c, const char *line, char *err, size_t errlen)

@@ -45,6 +45,11 @@ struct cache {
 	struct prefetcher pf;
 	struct epoch_log ep;
 
+	/* the plan as last saved in the index (planstore.c) */
+	uint64_t saved_mgen;
+	char *saved_pos;
+	size_t saved_pos_len;
+
 	pthread_t flusher;
 	pthread_cond_t flush_cond;
 	int flusher_started, flush_stop;

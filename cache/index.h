@@ -98,6 +98,17 @@ int index_obj_put_many(struct index *ix, struct obj_rec *const *r, size_t n);
 typedef int (*index_obj_fn)(void *arg, const struct obj_rec *r);
 int index_obj_foreach(struct index *ix, index_obj_fn fn, void *arg);
 
+/* ---- named blobs (the saved plan) ---- */
+struct index_blob {
+	const char *key;
+	const void *val;   /* NULL: delete the key */
+	size_t len;
+};
+/* Write (or delete) every blob in one transaction.  0 or -errno. */
+int index_blob_put(struct index *ix, const struct index_blob *b, size_t n);
+/* A copy of a blob (malloc'd, the caller frees).  -ENOENT, -ENOMEM. */
+int index_blob_get(struct index *ix, const char *key, void **val, size_t *len);
+
 static inline int obj_chunk_present(const struct obj_rec *r, uint32_t c)
 {
 	return (r->present[c >> 3] >> (c & 7)) & 1;

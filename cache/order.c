@@ -387,6 +387,43 @@ int order_generate(const struct order_spec *spec, uint64_t n, uint32_t *out, uin
 	return 0;
 }
 
+int order_generate_ranks(const struct order_spec *spec, const uint32_t *ranks, unsigned nranks,
+			 uint64_t n, uint32_t *out, uint64_t len)
+{
+	struct order_spec one = *spec;
+	uint64_t need, w = spec->world;
+	uint32_t *perm;
+	int rc;
+
+	if (nranks == 0)
+		return -EINVAL;
+	for (unsigned r = 0; r < nranks; r++) {
+		one.rank = ranks[r];
+		rc = order_len(&one, n, &need);
+		if (rc)
+			return rc;
+	}
+	if (len < need * nranks)
+		return -ENOSPC;
+	if (nranks == 1)
+		return order_generate(&one, n, out, len);
+	if (spec->sampler != ORDER_DISTRIBUTED)
+		return -EINVAL; /* one order for the whole job: one rank */
+	if (need == 0)
+		return 0;
+	/* One permutation for every rank: out[q * nranks + r] is rank r's q-th
+	 * index, padded[ranks[r] + q * world] with padded[p] = perm[p % n]. */
+	perm = ec_malloc((size_t)n * sizeof(*perm));
+	if (!perm)
+		return -ENOMEM;
+	torch_randperm(spec->seed + spec->epoch, (uint32_t)n, perm);
+	for (uint64_t q = 0; q < need; q++)
+		for (unsigned r = 0; r < nranks; r++)
+			out[q * nranks + r] = perm[(ranks[r] + q * w) % n];
+	free(perm);
+	return 0;
+}
+
 /* ---- Parsing and formatting ---- */
 
 static const char *const sampler_names[] = {

@@ -42,6 +42,15 @@ int order_len(const struct order_spec *spec, uint64_t n, uint64_t *len);
  * 0, -EINVAL as for order_len(), -ENOSPC if len < order_len, -ENOMEM. */
 int order_generate(const struct order_spec *spec, uint64_t n, uint32_t *out, uint64_t len);
 
+/* The orders of several ranks of one distributed job at once, merged by
+ * position: out[q * nranks + r] is the q-th index rank ranks[r] reads (each
+ * rank reads the same number of indices).  spec's rank is ignored; ranks
+ * must each be valid for spec.  One permutation is made for all of them.
+ * For a non-distributed sampler nranks must be 1.  len: entries out has
+ * room for (at least order_len * nranks).  0, -EINVAL, -ENOSPC, -ENOMEM. */
+int order_generate_ranks(const struct order_spec *spec, const uint32_t *ranks, unsigned nranks,
+			 uint64_t n, uint32_t *out, uint64_t len);
+
 /* Parse "seed=42 sampler=distributed world=8 rank=3 drop_last=0 epoch=0" (keys in any
  * order, separated by blanks; a trailing newline is fine). Keys: seed (required),
  * sampler (distributed|randperm|numpy, default distributed), world (default 1), rank

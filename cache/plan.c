@@ -1,75 +1,23 @@
 /* SPDX-License-Identifier: MIT */
-/* The plan of future reads.
- *
- * Positions are numbered absolutely: use number u = epoch * STRIDE + position
- * in that epoch's order, STRIDE being larger than any order.  A sample's next
- * use is its first unopened position in the current epoch, else its first
- * position in the next epoch: enough for Belady's rule (evict what is needed
- * furthest away) and for a prefetcher that looks ahead across the boundary.
- *
- * Tracking the readers.  Loader workers open files slightly out of order, so
- * the position is the first planned sample not yet opened (a low-water mark),
- * not the last one opened.  The epoch ends when every planned sample has been
- * opened, or when a sample already opened this epoch is opened again while
- * 90% of the epoch is done (a dataloader that skipped or lost a few).
+/* The plan of future reads: the manifest, the job and its ranks, and
+ * saving the plan for a remount (plan_ranks.c has the orders and positions).
  *
  * Memory.  The daemon's RSS must stay within a few tens of bytes per file, so
  * the per-sample state is kept small: the manifest as 32-bit inode numbers
  * when they fit, the inode -> sample map as a direct array when the inode
- * numbers are dense (the namespace numbers them densely from 1), 4 + 4 bytes
- * per sample for each of the two epoch orders, a bit per position for what
- * the readers opened.  About 24 bytes per sample with one reader rank. */
+ * numbers are dense (the namespace numbers them densely from 1), and per
+ * epoch order (two are kept) 4 bytes a sample for its first slot and 4
+ * bytes and a bit a slot (a rank's position).  About 24 bytes per sample
+ * with one rank reading every sample; with several local ranks of a larger
+ * world, each slot is one rank's position, so the cost per sample stays
+ * the same: 4 + 4 + 2 * (4 + 4 * planned fraction + 1/8). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan.h"
+#include "plan_int.h"
+#include "backends/base/sbuf.h"
 #include "backends/base/util.h"
-
-#define STRIDE (1ull << 33)
-
-struct epoch_order {
-	uint32_t *ord;   /* sample indices in read order */
-	int ord_owned;   /* 0: ord is an explicit list of the plan's */
-	uint64_t len;
-	uint32_t *pos;   /* sample -> first position, PLAN_NONE */
-	uint32_t *again; /* position -> the sample's next position, PLAN_NONE;
-			  * NULL when no sample is planned twice */
-	uint64_t epoch;
-	int valid;
-};
-
-struct plan {
-	/* The manifest: sample index -> inode, 32 bits wide when every inode
-	 * fits (ino32), else 64 (ino64); the other one is NULL. */
-	uint32_t *ino32;
-	uint64_t *ino64;
-	uint32_t n;
-	/* Inode -> sample index.  Dense inode numbers: a direct array,
-	 * dmap[ino - dbase] for ino in [dbase, dbase + dlen), PLAN_NONE for
-	 * none.  Otherwise (huge or sparse numbers) open addressing over
-	 * sample indices (PLAN_NONE empty), the key being the sample's inode. */
-	uint32_t *dmap;
-	uint64_t dbase;
-	size_t dlen;
-	uint32_t *hslots;
-	size_t hcap;
-
-	enum plan_mode mode;
-	struct order_spec spec;
-	uint32_t **lists;     /* explicit */
-	uint64_t *lens;
-	size_t nlists;
-	uint64_t first_epoch; /* epoch of lists[0] */
-
-	struct epoch_order cur, next;
-	uint64_t *opened;     /* bitmap over the positions of cur */
-	uint64_t nopened, frontier;
-
-	uint64_t gen;         /* bumped at every change but an open's */
-	uint64_t mgen;        /* bumped when the manifest is replaced */
-	int mset;             /* a manifest was set */
-};
 
 int plan_create(struct plan **out)
 {
@@ -77,34 +25,13 @@ int plan_create(struct plan **out)
 	return *out ? 0 : -ENOMEM;
 }
 
-static void eo_free(struct epoch_order *e)
-{
-	if (e->ord_owned)
-		free(e->ord);
-	free(e->pos);
-	free(e->again);
-	memset(e, 0, sizeof(*e));
-}
-
-static void lists_free(struct plan *p)
-{
-	for (size_t i = 0; i < p->nlists; i++)
-		free(p->lists[i]);
-	free(p->lists);
-	free(p->lens);
-	p->lists = NULL;
-	p->lens = NULL;
-	p->nlists = 0;
-}
-
 void plan_off(struct plan *p)
 {
 	eo_free(&p->cur);
 	eo_free(&p->next);
-	free(p->opened);
-	p->opened = NULL;
-	p->nopened = p->frontier = 0;
-	lists_free(p);
+	for (unsigned k = 0; k < p->nr; k++)
+		plan_free_lists(&p->rk[k]);
+	p->nr = 0;
 	p->mode = PLAN_OFF;
 	p->gen++;
 }
@@ -266,192 +193,141 @@ uint32_t plan_sample_of(const struct plan *p, uint64_t ino)
 	return PLAN_NONE;
 }
 
-/* Make the order of epoch e into eo.  -ENOENT when the mode cannot (an
- * explicit plan that does not reach that far). */
-static int eo_make(struct plan *p, uint64_t e, struct epoch_order *eo)
+
+/* ---- the job ---- */
+
+enum plan_mode plan_mode(const struct plan *p)
 {
-	struct order_spec s;
+	return p->mode;
+}
+
+/* A copy of the plan's job to change (the lists stay the plan's). */
+static void job_of(const struct plan *p, struct plan_job *job)
+{
+	job->mode = p->mode;
+	job->spec = p->spec;
+	job->nr = p->nr;
+	memcpy(job->rk, p->rk, sizeof(job->rk));
+}
+
+/* Rank id's entry in job, inserted in rank order (counters carried over
+ * from the plan's rank of that id); NULL when the job is full. */
+static struct plan_rank *job_rank(const struct plan *p, struct plan_job *job, uint32_t id)
+{
+	unsigned k;
+
+	for (k = 0; k < job->nr && job->rk[k].id < id; k++)
+		;
+	if (k < job->nr && job->rk[k].id == id)
+		return &job->rk[k];
+	if (job->nr == PLAN_MAX_RANKS)
+		return NULL;
+	memmove(&job->rk[k + 1], &job->rk[k], (job->nr - k) * sizeof(job->rk[0]));
+	job->nr++;
+	memset(&job->rk[k], 0, sizeof(job->rk[k]));
+	job->rk[k].id = id;
+	for (unsigned j = 0; j < p->nr; j++)
+		if (p->rk[j].id == id)
+			job->rk[k].st = p->rk[j].st;
+	return &job->rk[k];
+}
+
+static int same_job(const struct order_spec *a, const struct order_spec *b)
+{
+	return a->sampler == b->sampler && a->seed == b->seed && a->world == b->world &&
+	       a->drop_last == b->drop_last;
+}
+
+int plan_seed_ranks(struct plan *p, const struct order_spec *spec, const uint32_t *ranks,
+		    unsigned nranks, uint64_t start, int join)
+{
+	struct plan_job job = { .mode = PLAN_SEED, .spec = *spec };
+	struct order_spec one = *spec;
 	uint64_t len;
-	uint32_t *ord = NULL, *pos, *again = NULL;
-	int rc, dup = 0, owned = 0;
+	int rc;
 
-	memset(eo, 0, sizeof(*eo));
-	if (p->mode == PLAN_SEED) {
-		s = p->spec;
-		s.epoch = e;
-		rc = order_len(&s, p->n, &len);
-		if (rc)
-			return rc;
-		ord = ec_malloc((size_t)MAX(len, p->n) * sizeof(*ord) + 4);
-		if (!ord)
-			return -ENOMEM;
-		rc = order_generate(&s, p->n, ord, MAX(len, p->n));
-		if (rc) {
-			free(ord);
-			return rc;
-		}
-		if (len < p->n) { /* one rank's share: give the rest back */
-			uint32_t *o = ec_realloc(ord, (size_t)len * sizeof(*ord) + 4);
+	if (!nranks || nranks > PLAN_MAX_RANKS)
+		return -EINVAL;
+	if (join && p->mode == PLAN_SEED && same_job(&p->spec, spec))
+		job_of(p, &job);
+	job.spec = *spec;
+	for (unsigned i = 0; i < nranks; i++) {
+		struct plan_rank *r;
 
-			if (o)
-				ord = o;
-		}
-		owned = 1;
-	} else if (p->mode == PLAN_EXPLICIT) {
-		if (e < p->first_epoch || e - p->first_epoch >= p->nlists)
-			return -ENOENT;
-		/* The plan keeps the lists: read the order from there. */
-		len = p->lens[e - p->first_epoch];
-		ord = p->lists[e - p->first_epoch];
-	} else {
-		return -ENOENT;
+		one.rank = ranks[i];
+		rc = order_len(&one, p->n, &len);
+		if (rc || start > len)
+			return -EINVAL;
+		r = job_rank(p, &job, ranks[i]);
+		if (!r)
+			return -EINVAL;
+		/* A rank declared again in the epoch it reads keeps its progress. */
+		r->frontier = r->epoch == spec->epoch ? MAX(r->frontier, start) : start;
+		r->epoch = spec->epoch;
 	}
-	pos = ec_malloc((size_t)p->n * sizeof(*pos) + 4);
-	if (!pos) {
-		if (owned)
-			free(ord);
-		return -ENOMEM;
-	}
-	memset(pos, 0xff, (size_t)p->n * sizeof(*pos));
-	for (uint64_t i = len; i-- > 0;)
-		if (ord[i] < p->n) {
-			dup |= pos[ord[i]] != PLAN_NONE;
-			pos[ord[i]] = (uint32_t)i;
-		}
-	if (dup) {
-		/* Padding or sampling with replacement: chain each position to
-		 * the sample's next one, so that finding its first unopened
-		 * position does not scan the order. */
-		again = ec_malloc((size_t)len * sizeof(*again) + 4);
-		if (!again) {
-			if (owned)
-				free(ord);
-			free(pos);
-			return -ENOMEM;
-		}
-		memset(pos, 0xff, (size_t)p->n * sizeof(*pos));
-		for (uint64_t i = len; i-- > 0;) {
-			again[i] = PLAN_NONE;
-			if (ord[i] < p->n) {
-				again[i] = pos[ord[i]];
-				pos[ord[i]] = (uint32_t)i;
-			}
-		}
-	}
-	eo->again = again;
-	eo->ord = ord;
-	eo->ord_owned = owned;
-	eo->len = len;
-	eo->pos = pos;
-	eo->epoch = e;
-	eo->valid = 1;
-	return 0;
+	if (spec->sampler != ORDER_DISTRIBUTED && job.nr > 1)
+		return -EINVAL;
+	return plan_commit(p, &job);
 }
 
-/* eo_make's answer for epoch e short of running out of memory. */
-static int eo_check(const struct plan *p, uint64_t e)
+int plan_explicit_rank(struct plan *p, uint32_t rank, uint32_t **lists, uint64_t *lens,
+		       size_t nlists, uint64_t first_epoch, uint64_t start, int join)
 {
-	struct order_spec s;
-	uint64_t len;
+	struct plan_job job = { .mode = PLAN_EXPLICIT };
+	struct plan_rank *r;
 
-	if (p->mode == PLAN_SEED) {
-		s = p->spec;
-		s.epoch = e;
-		return order_len(&s, p->n, &len);
-	}
-	if (p->mode == PLAN_EXPLICIT)
-		return e < p->first_epoch || e - p->first_epoch >= p->nlists ? -ENOENT : 0;
-	return -ENOENT;
-}
-
-static size_t bitmap_words(uint64_t bits)
-{
-	return (size_t)(bits / 64) + 1;
-}
-
-int plan_set_epoch(struct plan *p, uint64_t e)
-{
-	struct epoch_order cur;
-	uint64_t *opened;
-	int rc, advance;
-
-	if (p->mode == PLAN_OFF)
-		return -ENOENT;
-	/* At most two orders at a time: the next epoch's is made once the old
-	 * ones are gone. */
-	advance = p->cur.valid && p->cur.epoch + 1 == e && p->next.valid;
-	if (advance) {
-		cur = p->next;
-	} else {
-		/* A jump: the old next epoch is of no use; drop it before
-		 * making the new order unless that would fail anyway (out
-		 * of memory, the plan is left without a next epoch, as when
-		 * only that one cannot be made). */
-		rc = eo_check(p, e);
-		if (rc)
-			return rc;
-		eo_free(&p->next);
-		rc = eo_make(p, e, &cur);
-		if (rc)
-			return rc;
-	}
-	opened = ec_calloc(bitmap_words(cur.len), sizeof(*opened));
-	if (!opened) {
-		if (!advance)
-			eo_free(&cur);
-		return -ENOMEM;
-	}
-	if (advance)
-		memset(&p->next, 0, sizeof(p->next));
-	eo_free(&p->cur);
-	eo_free(&p->next);
-	free(p->opened);
-	p->cur = cur;
-	p->opened = opened;
-	p->nopened = p->frontier = 0;
-	if (eo_make(p, e + 1, &p->next))
-		memset(&p->next, 0, sizeof(p->next));
-	p->gen++;
-	return 0;
+	if (!nlists || start > lens[0])
+		return -EINVAL;
+	for (size_t e = 0; e < nlists; e++)
+		for (uint64_t i = 0; i < lens[e]; i++)
+			if (lists[e][i] >= p->n && lists[e][i] != PLAN_NONE)
+				return -EINVAL;
+	if (join && p->mode == PLAN_EXPLICIT)
+		job_of(p, &job);
+	job.mode = PLAN_EXPLICIT;
+	r = job_rank(p, &job, rank);
+	if (!r)
+		return -EINVAL;
+	r->lists = lists;
+	r->lens = lens;
+	r->nlists = nlists;
+	r->first_epoch = first_epoch;
+	r->epoch = first_epoch;
+	r->frontier = start;
+	r->nopened = 0;
+	return plan_commit(p, &job);
 }
 
 int plan_set_seed(struct plan *p, const struct order_spec *spec)
 {
-	uint64_t len;
-	int rc;
-
-	rc = order_len(spec, p->n, &len);
-	if (rc)
-		return rc;
-	plan_off(p);
-	p->mode = PLAN_SEED;
-	p->spec = *spec;
-	rc = plan_set_epoch(p, spec->epoch);
-	if (rc)
-		plan_off(p);
-	return rc;
+	return plan_seed_ranks(p, spec, &spec->rank, 1, 0, 0);
 }
 
 int plan_set_explicit(struct plan *p, uint32_t **lists, uint64_t *lens, size_t nlists,
 		      uint64_t first_epoch)
 {
-	int rc;
+	int rc = plan_explicit_rank(p, 0, lists, lens, nlists, first_epoch, 0, 0);
 
-	plan_off(p);
-	p->mode = PLAN_EXPLICIT;
-	p->lists = lists;
-	p->lens = lens;
-	p->nlists = nlists;
-	p->first_epoch = first_epoch;
-	rc = plan_set_epoch(p, first_epoch);
-	if (rc)
-		plan_off(p);
+	if (rc) { /* the lists are the plan's either way */
+		struct plan_rank r = { .lists = lists, .lens = lens, .nlists = nlists };
+
+		plan_free_lists(&r);
+	}
 	return rc;
 }
 
-enum plan_mode plan_mode(const struct plan *p)
+int plan_set_epoch(struct plan *p, uint64_t e)
 {
-	return p->mode;
+	struct plan_job job;
+
+	if (p->mode == PLAN_OFF)
+		return -ENOENT;
+	job_of(p, &job);
+	for (unsigned k = 0; k < job.nr; k++) {
+		job.rk[k].epoch = e;
+		job.rk[k].frontier = 0;
+	}
+	return plan_commit(p, &job);
 }
 
 int plan_spec(const struct plan *p, struct order_spec *out)
@@ -459,175 +335,202 @@ int plan_spec(const struct plan *p, struct order_spec *out)
 	if (p->mode != PLAN_SEED)
 		return -ENOENT;
 	*out = p->spec;
-	out->epoch = p->cur.epoch;
+	out->rank = p->rk[0].id;
+	out->epoch = p->rk[0].epoch;
 	return 0;
 }
 
-uint64_t plan_epoch(const struct plan *p)
+/* ---- ranks ---- */
+
+unsigned plan_nranks(const struct plan *p)
 {
-	return p->cur.epoch;
+	return p->mode == PLAN_OFF ? 0 : p->nr;
 }
 
-const uint32_t *plan_order(const struct plan *p, uint64_t *len)
+int plan_rank_get(const struct plan *p, unsigned k, struct plan_rank_info *out)
 {
-	*len = p->cur.valid ? p->cur.len : 0;
-	return p->cur.ord;
+	const struct plan_rank *r;
+	const struct epoch_order *eo = NULL;
+
+	if (k >= plan_nranks(p))
+		return -ENOENT;
+	r = &p->rk[k];
+	if (p->cur.valid && r->epoch == p->cur.epoch)
+		eo = &p->cur;
+	else if (p->next.valid && r->epoch == p->next.epoch)
+		eo = &p->next;
+	*out = (struct plan_rank_info){ .rank = r->id, .epoch = r->epoch,
+					.position = r->frontier, .len = eo ? eo->rlen[k] : 0,
+					.st = r->st };
+	return 0;
 }
 
-uint64_t plan_position(const struct plan *p)
+struct plan_rank_stats *plan_rank_stats(struct plan *p, unsigned k)
 {
-	return p->frontier;
+	return k < p->nr ? &p->rk[k].st : NULL;
 }
 
-uint64_t plan_opened(const struct plan *p)
+/* ---- saving ---- */
+
+#define EXPORT_MAGIC 0x324c5045u    /* "EPL2" */
+#define POSITIONS_MAGIC 0x32505045u /* "EPP2" */
+
+static void put(struct sbuf *b, const void *v, size_t n)
 {
-	return p->nopened;
+	sbuf_add(b, v, n);
 }
 
-uint64_t plan_now(const struct plan *p)
+int plan_export(const struct plan *p, void **out, size_t *len)
 {
-	return p->cur.epoch * STRIDE + p->frontier;
-}
+	struct sbuf b = { 0 };
+	uint32_t u[6] = { EXPORT_MAGIC, p->mode, p->spec.sampler, p->spec.world,
+			  (uint32_t)p->spec.drop_last, p->n };
+	uint32_t nr = plan_nranks(p);
 
-uint64_t plan_use_epoch(uint64_t u)
-{
-	return u == PLAN_NEVER ? UINT64_MAX : u / STRIDE;
-}
+	put(&b, u, sizeof(u));
+	put(&b, &p->spec.seed, 8);
+	put(&b, &nr, 4);
+	for (unsigned k = 0; k < nr; k++) {
+		const struct plan_rank *r = &p->rk[k];
+		uint64_t v[4] = { r->epoch, r->frontier, r->first_epoch, r->nlists };
 
-static inline int is_opened(const struct plan *p, uint64_t q)
-{
-	return (int)(p->opened[q / 64] >> (q % 64) & 1);
-}
-
-/* Mark position q of the current epoch opened and move the low-water mark. */
-static void mark(struct plan *p, uint64_t q)
-{
-	uint64_t w;
-
-	if (is_opened(p, q))
-		return;
-	p->opened[q / 64] |= 1ull << (q % 64);
-	p->nopened++;
-	/* The first clear bit from the frontier on, a word at a time (the bits
-	 * past the end of the order are clear). */
-	while (p->frontier < p->cur.len) {
-		w = ~p->opened[p->frontier / 64] >> (p->frontier % 64);
-		if (w) {
-			p->frontier += (uint64_t)__builtin_ctzll(w);
-			break;
+		put(&b, &r->id, 4);
+		put(&b, v, sizeof(v));
+		for (size_t e = 0; e < r->nlists; e++) {
+			put(&b, &r->lens[e], 8);
+			put(&b, r->lists[e], (size_t)r->lens[e] * 4);
 		}
-		p->frontier = (p->frontier | 63) + 1;
 	}
-	p->frontier = MIN(p->frontier, p->cur.len);
+	return sbuf_done(&b, (char **)out, len);
 }
 
-/* Sample i's first position in the current epoch not opened yet (a sample
- * planned twice, as padding makes it, counts at each place), PLAN_NONE. */
-static uint32_t first_unopened(const struct plan *p, uint32_t i)
+int plan_export_positions(const struct plan *p, void **out, size_t *len)
 {
-	uint32_t q = p->cur.pos[i];
+	struct sbuf b = { 0 };
+	uint32_t u[2] = { POSITIONS_MAGIC, plan_nranks(p) };
 
-	while (q != PLAN_NONE && q < p->cur.len && is_opened(p, q))
-		q = p->cur.again ? p->cur.again[q] : PLAN_NONE;
-	return q;
+	put(&b, u, sizeof(u));
+	for (unsigned k = 0; k < u[1]; k++) {
+		put(&b, &p->rk[k].id, 4);
+		put(&b, &p->rk[k].epoch, 8);
+		put(&b, &p->rk[k].frontier, 8);
+	}
+	return sbuf_done(&b, (char **)out, len);
 }
 
-int plan_on_open(struct plan *p, uint32_t i)
-{
-	uint32_t q;
+struct reader {
+	const uint8_t *p;
+	size_t left;
+	int bad;
+};
 
-	if (p->mode == PLAN_OFF || !p->cur.valid || i >= p->n)
-		return 0;
-	q = first_unopened(p, i);
-	if (q != PLAN_NONE) {
-		mark(p, q);
-		if (p->nopened < p->cur.len)
-			return 0;
-		plan_set_epoch(p, p->cur.epoch + 1);
-		p->gen++;
-		return 1;
+static void get(struct reader *r, void *v, size_t n)
+{
+	if (r->bad || r->left < n) {
+		r->bad = 1;
+		memset(v, 0, n);
+		return;
 	}
-	/* Opened again, or not planned this epoch: maybe the next has begun. */
-	if (p->cur.pos[i] != PLAN_NONE && p->nopened * 10 >= p->cur.len * 9 &&
-	    plan_set_epoch(p, p->cur.epoch + 1) == 0) {
-		if (p->cur.valid && p->cur.pos[i] != PLAN_NONE)
-			mark(p, p->cur.pos[i]);
-		p->gen++;
-		return 1;
+	memcpy(v, r->p, n);
+	r->p += n;
+	r->left -= n;
+}
+
+/* One rank's lists from the bytes; 0 or -EINVAL/-ENOMEM (freed). */
+static int get_lists(struct reader *rd, struct plan_rank *r, uint32_t n)
+{
+	r->lists = ec_calloc(r->nlists + 1, sizeof(*r->lists));
+	r->lens = ec_calloc(r->nlists + 1, sizeof(*r->lens));
+	if (!r->lists || !r->lens)
+		goto nomem;
+	for (size_t e = 0; e < r->nlists; e++) {
+		get(rd, &r->lens[e], 8);
+		if (rd->bad || r->lens[e] > rd->left / 4)
+			goto bad;
+		r->lists[e] = ec_malloc((size_t)r->lens[e] * 4 + 4);
+		if (!r->lists[e])
+			goto nomem;
+		get(rd, r->lists[e], (size_t)r->lens[e] * 4);
+		for (uint64_t i = 0; i < r->lens[e]; i++)
+			if (r->lists[e][i] >= n && r->lists[e][i] != PLAN_NONE)
+				goto bad;
 	}
 	return 0;
+nomem:
+	r->nlists = r->lists ? r->nlists : 0;
+	plan_free_lists(r);
+	return -ENOMEM;
+bad:
+	plan_free_lists(r);
+	return -EINVAL;
 }
 
-uint64_t plan_next_use(const struct plan *p, uint32_t i)
+/* Positions saved later than the plan: they win, rank by rank. */
+static void apply_saved_positions(struct plan_job *job, const void *pos, size_t poslen)
 {
-	uint32_t q;
+	struct reader rd = { pos, poslen, 0 };
+	uint32_t u[2], id;
+	uint64_t e, q;
 
-	if (p->mode == PLAN_OFF || i >= p->n)
-		return PLAN_NEVER;
-	if (p->cur.valid) {
-		q = first_unopened(p, i);
-		if (q != PLAN_NONE)
-			return p->cur.epoch * STRIDE + q;
+	if (!pos)
+		return;
+	get(&rd, u, sizeof(u));
+	if (rd.bad || u[0] != POSITIONS_MAGIC)
+		return;
+	for (uint32_t i = 0; i < u[1] && !rd.bad; i++) {
+		get(&rd, &id, 4);
+		get(&rd, &e, 8);
+		get(&rd, &q, 8);
+		for (unsigned k = 0; !rd.bad && k < job->nr; k++)
+			if (job->rk[k].id == id) {
+				job->rk[k].epoch = e;
+				job->rk[k].frontier = q;
+			}
 	}
-	if (p->next.valid && p->next.pos[i] != PLAN_NONE)
-		return p->next.epoch * STRIDE + p->next.pos[i];
-	return PLAN_NEVER;
 }
 
-uint64_t plan_normalize(const struct plan *p, uint64_t u)
+int plan_import(struct plan *p, const void *buf, size_t len, const void *pos, size_t poslen)
 {
-	if (p->cur.valid && u / STRIDE == p->cur.epoch && u % STRIDE >= p->cur.len)
-		return (p->cur.epoch + 1) * STRIDE;
-	return u;
-}
+	struct reader rd = { buf, len, 0 };
+	struct plan_job job = { 0 };
+	uint32_t u[6], nr;
+	int rc = -EINVAL;
 
-uint32_t plan_sample_at(const struct plan *p, uint64_t u)
-{
-	uint64_t e = u / STRIDE, q = u % STRIDE;
+	get(&rd, u, sizeof(u));
+	get(&rd, &job.spec.seed, 8);
+	get(&rd, &nr, 4);
+	if (rd.bad || u[0] != EXPORT_MAGIC || u[5] != p->n || nr == 0 || nr > PLAN_MAX_RANKS ||
+	    (u[1] != PLAN_SEED && u[1] != PLAN_EXPLICIT))
+		return -EINVAL;
+	job.mode = (enum plan_mode)u[1];
+	job.spec.sampler = (enum order_sampler)u[2];
+	job.spec.world = u[3];
+	job.spec.drop_last = (int)u[4];
+	for (job.nr = 0; job.nr < nr; job.nr++) {
+		struct plan_rank *r = &job.rk[job.nr];
+		uint64_t v[4];
 
-	if (p->cur.valid && e == p->cur.epoch && q < p->cur.len)
-		return p->cur.ord[q];
-	if (p->next.valid && e == p->next.epoch && q < p->next.len)
-		return p->next.ord[q];
-	return PLAN_NONE;
-}
-
-int plan_pending(const struct plan *p, uint32_t i)
-{
-	uint64_t u = plan_next_use(p, i);
-
-	return u != PLAN_NEVER && u / STRIDE == p->cur.epoch;
-}
-
-/* A stable pseudo-random place in epoch e for sample i. */
-static uint64_t spread_place(uint64_t e, uint32_t i)
-{
-	uint64_t z = (uint64_t)i * 0x9e3779b97f4a7c15ull;
-
-	z = (z ^ (z >> 31)) * 0xbf58476d1ce4e5b9ull;
-	z ^= z >> 29;
-	return e * STRIDE + z % (STRIDE / 2);
-}
-
-uint64_t plan_spread_key(const struct plan *p, uint32_t i)
-{
-	uint64_t u = plan_next_use(p, i);
-
-	if (u == PLAN_NEVER || u / STRIDE == p->cur.epoch)
-		return u;
-	/* A later epoch: a stable pseudo-random place in it instead of the
-	 * real one, so that what is kept for it is spread over all of it. */
-	return spread_place(u / STRIDE, i);
-}
-
-uint64_t plan_spread_key_after(const struct plan *p, uint32_t i)
-{
-	if (p->mode == PLAN_OFF || i >= p->n || !p->next.valid || p->next.pos[i] == PLAN_NONE)
-		return PLAN_NEVER;
-	return spread_place(p->next.epoch, i);
-}
-
-int plan_use_current(const struct plan *p, uint64_t u)
-{
-	return p->cur.valid && u != PLAN_NEVER && u / STRIDE == p->cur.epoch;
+		get(&rd, &r->id, 4);
+		get(&rd, v, sizeof(v));
+		r->epoch = v[0];
+		r->frontier = v[1];
+		r->first_epoch = v[2];
+		r->nlists = (size_t)v[3];
+		if (rd.bad || (job.mode == PLAN_SEED) != (r->nlists == 0) ||
+		    r->nlists > rd.left / 8 || (job.nr && r->id <= job.rk[job.nr - 1].id))
+			goto out;
+		if (r->nlists && (rc = get_lists(&rd, r, p->n)))
+			goto out;
+		rc = -EINVAL;
+	}
+	if (rd.left)
+		goto out;
+	apply_saved_positions(&job, pos, poslen);
+	rc = plan_commit(p, &job);
+	if (!rc)
+		return 0;
+out:
+	for (unsigned k = 0; k < job.nr; k++)
+		plan_free_lists(&job.rk[k]);
+	return rc;
 }

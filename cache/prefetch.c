@@ -88,17 +88,29 @@ static uint64_t key_of(const struct prefetcher *pf, uint32_t i)
 	return pf->sb->mode ? subst_key_locked(pf->sb, i) : plan_next_use(pf->plan, i);
 }
 
-void prefetch_on_open_locked(struct prefetcher *pf, struct obj *o, uint64_t ino,
-			     uint64_t content_ino)
+/* The rank the opener was last located in (its pid's entry), -1. */
+static int pid_rank(const struct prefetcher *pf, uint32_t pid)
 {
+	const struct pid_slot *sl = &pf->pids[pid % PREFETCH_PIDS];
+
+	return pid && sl->pid == pid ? sl->rank : -1;
+}
+
+void prefetch_on_open_locked(struct prefetcher *pf, struct obj *o, uint64_t ino,
+			     uint64_t content_ino, uint32_t pid)
+{
+	struct plan_rank_stats *st;
+	int used = 0, late = 0, rank, k;
 	uint32_t i;
 
 	if (o->flags & OBJ_PREFETCHED) {
 		atomic_fetch_add_explicit(&pf->used, 1, memory_order_relaxed);
 		o->flags &= ~OBJ_PREFETCHED;
+		used = 1;
 	} else if ((o->flags & OBJ_PREFETCHING) && !(o->flags & OBJ_LATE)) {
 		atomic_fetch_add_explicit(&pf->late, 1, memory_order_relaxed);
 		o->flags |= OBJ_LATE; /* counted once: not "used" when it lands */
+		late = 1;
 	}
 	if (plan_mode(pf->plan) == PLAN_OFF)
 		return;
@@ -107,12 +119,25 @@ void prefetch_on_open_locked(struct prefetcher *pf, struct obj *o, uint64_t ino,
 	i = plan_sample_of(pf->plan, ino);
 	if (content_ino == ino)
 		subst_set_sample_locked(pf->sb, o, i);
-	if (i == PLAN_NONE)
-		return;
-	if (plan_on_open(pf->plan, i)) {
+	if (i != PLAN_NONE && plan_on_open_rank(pf->plan, i, &rank)) {
 		subst_reset_locked(pf->sb);
 		epoch_begin_locked(pf);
 		log_debug("readers moved to epoch %llu", (unsigned long long)plan_epoch(pf->plan));
+	}
+	if (i == PLAN_NONE)
+		rank = -1;
+	/* Per-rank figures: a located open counts for its rank, which its
+	 * opener's later plain reads are put down to. */
+	if (rank >= 0 && pid)
+		pf->pids[pid % PREFETCH_PIDS] = (struct pid_slot){ pid, rank };
+	k = rank >= 0 ? rank : pid_rank(pf, pid);
+	if (rank < 0)
+		atomic_fetch_add_explicit(&pf->plain_reads, 1, memory_order_relaxed);
+	if ((st = k >= 0 ? plan_rank_stats(pf->plan, (unsigned)k) : NULL)) {
+		st->opens++;
+		st->prefetch_used += used;
+		st->prefetch_late += late;
+		st->plain_reads += rank < 0;
 	}
 	if (o->sample != PLAN_NONE)
 		o->pe.next_use = key_of(pf, o->sample);
@@ -179,6 +204,8 @@ static int consider(struct prefetcher *pf, uint64_t u)
 
 	if (i == PLAN_NONE)
 		return 0;
+	if (i == PLAN_HOLE)
+		return 1; /* nothing to read there (any more) */
 	/* A slot lent to a substitution is where the owed content is read. */
 	if (plan_use_current(pf->plan, u) && subst_redirect_locked(pf->sb, i) != PLAN_NONE)
 		i = subst_redirect_locked(pf->sb, i);

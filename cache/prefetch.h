@@ -16,6 +16,13 @@
 #include "plan.h"
 #include "subst.h"
 
+/* Which rank an opener's pid was last located in. */
+#define PREFETCH_PIDS 1024
+struct pid_slot {
+	uint32_t pid;
+	int rank;
+};
+
 struct prefetcher {
 	struct objtab *ot;
 	struct ns *ns;
@@ -36,6 +43,8 @@ struct prefetcher {
 	uint64_t rekeyed_gen;        /* plan whose keys the policy has */
 	int rekey;                   /* keys must follow (a resolution) */
 	atomic_uint_fast64_t issued, used, late, wasted;
+	atomic_uint_fast64_t plain_reads;  /* opens of samples no rank plans */
+	struct pid_slot pids[PREFETCH_PIDS];
 };
 
 /* Start the thread (the fields above set by the caller).  0 or -errno. */
@@ -50,10 +59,11 @@ void prefetch_rewind_locked(struct prefetcher *pf, uint64_t u);
  * the substitution books start over, a new epoch record begins, the
  * prefetcher looks. */
 void prefetch_plan_changed_locked(struct prefetcher *pf);
-/* An open of ino whose content (content_ino: ino but for a substitution)
- * is o: follow the readers, count prefetch use. */
+/* An open of ino by process pid (0: unknown) whose content (content_ino:
+ * ino but for a substitution) is o: follow the readers, count prefetch use
+ * for the node and for the rank the open is located in. */
 void prefetch_on_open_locked(struct prefetcher *pf, struct obj *o, uint64_t ino,
-			     uint64_t content_ino);
+			     uint64_t content_ino, uint32_t pid);
 /* o is being evicted (statistics).  The objtab's on_evict hook. */
 void prefetch_on_evict(void *pf, struct obj *o);
 /* A prefetch fetch settled.  The fill's on_prefetch_settled hook. */

@@ -71,6 +71,12 @@ int cache_file_open(struct cache *c, uint64_t ino, struct cache_file **out)
 
 int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_file **out)
 {
+	return cache_file_open_pid(c, ino, access, 0, out);
+}
+
+int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
+			struct cache_file **out)
+{
 	struct cache_file *f;
 	struct ns_attr a;
 	uint8_t cid[CID_LEN];
@@ -112,7 +118,7 @@ int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_f
 		epoch_cur(&c->ep)->opens++;
 		epoch_cur(&c->ep)->open_hits += hit;
 	}
-	prefetch_on_open_locked(&c->pf, f->o, ino, content);
+	prefetch_on_open_locked(&c->pf, f->o, ino, content, pid);
 	pthread_mutex_unlock(&c->ot.lock);
 	if (f->substituted)
 		subst_handle_open(&c->sb, ino, a.size);

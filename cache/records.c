@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "engine.h"
+#include "planstore.h"
 #include "backends/base/log.h"
 #include "backends/base/util.h"
 
@@ -181,6 +182,7 @@ static void *flusher_main(void *arg)
 			break;
 		pthread_mutex_unlock(&c->ot.lock);
 		records_flush(c);
+		planstore_tick(c);
 		if (++ticks % 5 == 0)
 			index_sync(c->ix);
 		index_trim(c->ix);

@@ -17,8 +17,9 @@
 /* What the stats need from under the lock. */
 struct snap {
 	uint64_t data, meta, objs, fbytes, epoch, pos, eplen, debt;
-	unsigned nep;
+	unsigned nep, nranks;
 	int degraded, planned;
+	struct plan_rank_info ranks[PLAN_MAX_RANKS];
 	struct epoch_stats ep[EPOCH_HISTORY];
 };
 
@@ -35,8 +36,11 @@ static void take_snapshot(struct cache *c, struct snap *s)
 	if (s->planned) {
 		s->epoch = plan_epoch(c->plan);
 		s->pos = plan_position(c->plan);
-		plan_order(c->plan, &s->eplen);
+		s->eplen = plan_epoch_length(c->plan);
 	}
+	s->nranks = plan_nranks(c->plan);
+	for (unsigned k = 0; k < s->nranks; k++)
+		plan_rank_get(c->plan, k, &s->ranks[k]);
 	s->nep = c->ep.n;
 	s->debt = c->sb.debt;
 	memcpy(s->ep, c->ep.ep, sizeof(s->ep));
@@ -104,6 +108,26 @@ static void epochs_json(struct sbuf *b, struct cache *c, const struct snap *s)
 	sbuf_str(b, "]");
 }
 
+/* Each followed rank's figures, counted since the mount. */
+static void ranks_json(struct sbuf *b, const struct snap *s)
+{
+	sbuf_str(b, "\"ranks\":[");
+	for (unsigned k = 0; k < s->nranks; k++) {
+		const struct plan_rank_info *r = &s->ranks[k];
+
+		sbuf_printf(b,
+			    "%s{\"rank\":%u,\"epoch\":%llu,\"position\":%llu,\"epoch_length\":%llu,"
+			    "\"opens\":%llu,\"prefetch_used\":%llu,\"prefetch_late\":%llu,"
+			    "\"plain_reads\":%llu}",
+			    k ? "," : "", r->rank, (unsigned long long)r->epoch,
+			    (unsigned long long)r->position, (unsigned long long)r->len,
+			    (unsigned long long)r->st.opens, (unsigned long long)r->st.prefetch_used,
+			    (unsigned long long)r->st.prefetch_late,
+			    (unsigned long long)r->st.plain_reads);
+	}
+	sbuf_str(b, "],");
+}
+
 int cache_stats_json(struct cache *c, char **out, size_t *len)
 {
 	const struct backend_counters *bc = &c->be->counters;
@@ -150,6 +174,8 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		    s.planned, (unsigned long long)s.epoch, (unsigned long long)s.pos,
 		    (unsigned long long)s.eplen, LD(c->pf.issued), LD(c->pf.used), LD(c->pf.late),
 		    LD(c->pf.wasted), LD(c->sb.substitutions), (unsigned long long)s.debt);
+	sbuf_printf(&b, "\"plain_reads\":%llu,", LD(c->pf.plain_reads));
+	ranks_json(&b, &s);
 	epochs_json(&b, c, &s);
 	sbuf_str(&b, "}\n");
 	return sbuf_done(&b, out, len);

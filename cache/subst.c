@@ -176,7 +176,7 @@ int subst_make_room_locked(struct subst *sb, const struct pol_entry *pe, uint64_
 static uint32_t candidate(struct subst *sb, uint32_t x, uint64_t xparent)
 {
 	const uint32_t *ord;
-	uint64_t len, pos = plan_position(sb->plan), q, scanned = 0;
+	uint64_t len, pos = plan_first_pending_slot(sb->plan), q, scanned = 0;
 	struct ns_attr a;
 	unsigned r_none = 0, r_full = 0, r_dir = 0;
 
