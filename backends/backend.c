@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* What all backends share: option defaults, dispatch by URL, the synchronous
- * read wrapper over submit(), and the check that keeps keys inside the mount. */
+ * read wrapper over submit().  (The check that keeps keys inside the mount is
+ * in keys.c, beside the other key rules.) */
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -68,7 +68,7 @@ ssize_t backend_read(struct backend *be, const char *key, uint64_t off,
 		req.expect = *expect;
 	req.done = sync_done;
 	req.arg = &w;
-	rc = be->ops->submit(be, &req);
+	rc = backend_submit(be, &req);
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&w.lock);
@@ -78,29 +78,4 @@ ssize_t backend_read(struct backend *be, const char *key, uint64_t off,
 	if (current)
 		*current = req.current;
 	return req.result;
-}
-
-int backend_key_check(const char *key)
-{
-	const char *p = key, *seg;
-	size_t n;
-
-	if (!key || !*key || *key == '/')
-		return -EINVAL;
-	while (*p) {
-		seg = p;
-		while (*p && *p != '/')
-			p++;
-		n = (size_t)(p - seg);
-		if (n == 0 || n > NAME_MAX)
-			return -EINVAL;
-		if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
-			return -EINVAL;
-		if (*p == '/') {
-			p++;
-			if (!*p)
-				return -EINVAL; /* trailing slash */
-		}
-	}
-	return 0;
 }

@@ -51,11 +51,9 @@ struct backend_req {
 	/* results */
 	ssize_t result;
 	struct backend_stat current;
-	/* private to the backend */
-	struct backend_req *next;
+	/* The backend's own state of this request (queue links, a state
+	 * machine...), whatever its type; callers never touch it. */
 	void *priv;
-	int state, fd, attempts;
-	size_t got;
 };
 
 /* Called once per listed regular file with its key (relative path, '/'
@@ -112,6 +110,17 @@ ssize_t backend_read(struct backend *be, const char *key, uint64_t off,
 		     void *buf, size_t len, const struct backend_stat *expect,
 		     struct backend_stat *current);
 
+/* The ways in: callers use these, not be->ops. */
+static inline int backend_list(struct backend *be, backend_list_fn fn, void *arg)
+{
+	return be->ops->list(be, fn, arg);
+}
+
+static inline int backend_submit(struct backend *be, struct backend_req *req)
+{
+	return be->ops->submit(be, req);
+}
+
 static inline void backend_destroy(struct backend *be)
 {
 	if (be)
@@ -125,10 +134,5 @@ int backend_http_create(const char *url, const struct backend_options *o,
 			struct backend **out, char *err, size_t errlen);
 int backend_s3_create(const char *url, const struct backend_options *o,
 		      struct backend **out, char *err, size_t errlen);
-
-/* Key sanitation shared by all backends: returns 0 when key is a safe
- * relative path (no empty, "." or ".." segment, no leading '/', each
- * segment <= NAME_MAX bytes, no NUL); -EINVAL otherwise. */
-int backend_key_check(const char *key);
 
 #endif

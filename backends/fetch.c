@@ -855,8 +855,6 @@ static void req_done(struct fetch_job *job)
 	struct backend_req *req = rj->req;
 
 	req->result = job->result;
-	req->attempts = job->attempts;
-	req->got = job->got;
 	req->current = job->current;
 	free(rj->url);
 	free(rj);

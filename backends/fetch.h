@@ -3,7 +3,8 @@
  * thread drives a libcurl multi handle with bounded concurrency, retries
  * transient faults with capped exponential backoff and jitter, and checks the
  * identity of what it reads.  Also the small parsers both backends share
- * (HTTP dates, key sanitation, percent coding), exposed for the unit tests. */
+ * (HTTP dates, headers), exposed for the unit tests; keys and percent coding
+ * are in keys.h. */
 #ifndef EPOCHFS_FETCH_H
 #define EPOCHFS_FETCH_H
 
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <time.h>
 #include "backend.h"
+#include "keys.h"
 
 #define FETCH_BODY_MAX (64u << 20)  /* cap of a buffered (listing) body */
 #define FETCH_ERRBODY_MAX 4096      /* cap of a kept error body */
@@ -138,44 +140,6 @@ int fetch_parse_content_range(const char *s, uint64_t *start, uint64_t *total);
 
 /* Compare two ETags ignoring quotes and a weak "W/" prefix. */
 int fetch_etag_equal(const char *a, const char *b);
-
-/* Percent-encode src (RFC 3986 unreserved kept, and '/' when keep_slash)
- * into dst; 0 or -ENAMETOOLONG. */
-int fetch_urlencode(const char *src, int keep_slash, char *dst, size_t dstlen);
-
-/* Decode %XX escapes of src into dst; 0, -EINVAL (bad escape or %00) or
- * -ENAMETOOLONG. */
-int fetch_urldecode(const char *src, size_t n, char *dst, size_t dstlen);
-
-/* keys.c: turning listed names into safe keys. */
-
-enum key_verdict {
-	KEY_OK,        /* use the key as it is */
-	KEY_DIRMARK,   /* a directory marker ("a/b/"): skip silently */
-	KEY_BAD,       /* unrepresentable: skip with a warning */
-};
-
-/* Decide what to do with a listed key (relative to the source root); on
- * KEY_BAD *why says which rule rejected it. */
-enum key_verdict key_classify(const char *key, const char **why);
-
-/* A streaming filter between a sorted listing and the list callback: it
- * resolves a key that is both an object and a prefix ("a" and "a/b": the
- * object "a" is skipped with a warning), drops duplicates and bad keys,
- * counting each skip.  Holds at most the chain of keys that are prefixes of
- * one another (bounded by the key length). */
-struct key_filter;
-
-int key_filter_create(backend_list_fn fn, void *arg,
-		      struct backend_counters *c, const char *what,
-		      struct key_filter **out);
-/* Offer one key; returns 0 or the callback's non-zero value. */
-int key_filter_push(struct key_filter *kf, const char *key, const struct backend_stat *st);
-/* Emit what is held; returns 0 or the callback's non-zero value. */
-int key_filter_flush(struct key_filter *kf);
-/* Number of out-of-order keys seen (conflicts there go undetected). */
-uint64_t key_filter_unsorted(const struct key_filter *kf);
-void key_filter_destroy(struct key_filter *kf);
 
 /* http.c: the two listing formats, exposed for the unit tests. */
 

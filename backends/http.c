@@ -39,7 +39,7 @@ static char *object_url(struct http_backend *h, const char *key)
 	if (!u)
 		return NULL;
 	memcpy(u, h->be.url, bl);
-	if (fetch_urlencode(key, 1, u + bl, n - bl)) {
+	if (key_urlencode(key, 1, u + bl, n - bl)) {
 		free(u);
 		return NULL;
 	}
@@ -240,7 +240,7 @@ int http_parse_manifest_line(char *line, char *key, size_t keylen, uint64_t *siz
 		return -EINVAL;
 	if (!strncmp(path, "./", 2))
 		path += 2;
-	if (fetch_urldecode(path, strlen(path), key, keylen))
+	if (key_urldecode(path, strlen(path), key, keylen))
 		return -EINVAL;
 	*size = v;
 	return 1;

@@ -3,18 +3,44 @@
  * key_classify (which rules are applied and why is in docs/backends.md),
  * then through a streaming filter that, given keys in byte order as S3
  * lists them, skips an object that is also a prefix ("a" beside "a/b").
- * Also the percent coding used to put keys into URLs. */
+ * Also the percent coding used to put keys into URLs, and backend_key_check,
+ * the last check before a key reaches the namespace. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "fetch.h"
+#include "keys.h"
 #include "backends/base/log.h"
 #include "backends/base/util.h"
 
 #define KEY_WARN_MAX 100   /* skip warnings per listing; then only a total */
 #define KEY_HELD_MAX 4096  /* held keys form a prefix chain: <= PATH_MAX deep */
+
+int backend_key_check(const char *key)
+{
+	const char *p = key, *seg;
+	size_t n;
+
+	if (!key || !*key || *key == '/')
+		return -EINVAL;
+	while (*p) {
+		seg = p;
+		while (*p && *p != '/')
+			p++;
+		n = (size_t)(p - seg);
+		if (n == 0 || n > NAME_MAX)
+			return -EINVAL;
+		if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+			return -EINVAL;
+		if (*p == '/') {
+			p++;
+			if (!*p)
+				return -EINVAL; /* trailing slash */
+		}
+	}
+	return 0;
+}
 
 enum key_verdict key_classify(const char *key, const char **why)
 {
@@ -224,7 +250,7 @@ void key_filter_destroy(struct key_filter *kf)
 	free(kf);
 }
 
-int fetch_urlencode(const char *src, int keep_slash, char *dst, size_t dstlen)
+int key_urlencode(const char *src, int keep_slash, char *dst, size_t dstlen)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0;
@@ -250,7 +276,7 @@ int fetch_urlencode(const char *src, int keep_slash, char *dst, size_t dstlen)
 	return 0;
 }
 
-int fetch_urldecode(const char *src, size_t n, char *dst, size_t dstlen)
+int key_urldecode(const char *src, size_t n, char *dst, size_t dstlen)
 {
 	size_t o = 0;
 

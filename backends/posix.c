@@ -33,13 +33,19 @@ struct posix_be {
 	struct io_uring ring;
 	pthread_t thread;
 	pthread_mutex_t lock;
-	struct backend_req *head, *tail; /* queued, not yet in the ring */
+	struct posix_req *head, *tail; /* queued, not yet in the ring */
 	unsigned inflight;
 	int stop;
 	unsigned list_threads;
 };
 
-struct posix_priv {
+/* A request's state machine, allocated at submit and hung on req->priv;
+ * it is also what the ring's completions point at. */
+struct posix_req {
+	struct backend_req *req;
+	struct posix_req *next;   /* the queue before the ring */
+	int state, fd;
+	size_t got;
 	struct statx stx;
 };
 
@@ -63,12 +69,13 @@ static int identity_matches(const struct backend_stat *expect, const struct back
 }
 
 /* Finish a request: close its file, count it, call back.  Ring thread only. */
-static void req_finish(struct posix_be *p, struct backend_req *req, ssize_t res)
+static void req_finish(struct posix_be *p, struct posix_req *pr, ssize_t res)
 {
-	if (req->fd >= 0)
-		close(req->fd);
-	req->fd = -1;
-	free(req->priv);
+	struct backend_req *req = pr->req;
+
+	if (pr->fd >= 0)
+		close(pr->fd);
+	free(pr);
 	req->priv = NULL;
 	req->result = res;
 	if (res < 0 && res != -ESTALE && res != -ENOENT)
@@ -79,63 +86,63 @@ static void req_finish(struct posix_be *p, struct backend_req *req, ssize_t res)
 	req->done(req);
 }
 
-static void prep_next(struct posix_be *p, struct backend_req *req)
+static void prep_next(struct posix_be *p, struct posix_req *pr)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&p->ring);
-	struct posix_priv *pv = req->priv;
+	struct backend_req *req = pr->req;
 
 	/* The ring has room for every request in flight (see posix_create). */
-	switch (req->state) {
+	switch (pr->state) {
 	case ST_OPEN:
 		io_uring_prep_openat(sqe, p->dirfd, req->key, O_RDONLY | O_CLOEXEC, 0);
 		break;
 	case ST_STATX:
-		io_uring_prep_statx(sqe, req->fd, "", AT_EMPTY_PATH,
-				    STATX_SIZE | STATX_MTIME, &pv->stx);
+		io_uring_prep_statx(sqe, pr->fd, "", AT_EMPTY_PATH,
+				    STATX_SIZE | STATX_MTIME, &pr->stx);
 		break;
 	case ST_READ:
-		io_uring_prep_read(sqe, req->fd, (char *)req->buf + req->got,
-				   (unsigned)MIN(req->len - req->got, 1u << 30),
-				   req->off + req->got);
+		io_uring_prep_read(sqe, pr->fd, (char *)req->buf + pr->got,
+				   (unsigned)MIN(req->len - pr->got, 1u << 30),
+				   req->off + pr->got);
 		break;
 	}
-	io_uring_sqe_set_data(sqe, req);
+	io_uring_sqe_set_data(sqe, pr);
 }
 
 /* Advance a request on its completion. Ring thread only. */
-static void on_cqe(struct posix_be *p, struct backend_req *req, int res)
+static void on_cqe(struct posix_be *p, struct posix_req *pr, int res)
 {
-	struct posix_priv *pv = req->priv;
+	struct backend_req *req = pr->req;
 
-	switch (req->state) {
+	switch (pr->state) {
 	case ST_OPEN:
 		if (res < 0)
-			return req_finish(p, req, res);
-		req->fd = res;
-		req->state = ST_STATX;
+			return req_finish(p, pr, res);
+		pr->fd = res;
+		pr->state = ST_STATX;
 		break;
 	case ST_STATX:
 		if (res < 0)
-			return req_finish(p, req, res);
-		st_from_statx(&pv->stx, &req->current);
+			return req_finish(p, pr, res);
+		st_from_statx(&pr->stx, &req->current);
 		if (!identity_matches(&req->expect, &req->current))
-			return req_finish(p, req, -ESTALE);
+			return req_finish(p, pr, -ESTALE);
 		if (req->len == 0 || req->off >= req->current.size)
-			return req_finish(p, req, 0);
-		req->state = ST_READ;
+			return req_finish(p, pr, 0);
+		pr->state = ST_READ;
 		break;
 	case ST_READ:
 		if (res == -EAGAIN || res == -EINTR)
 			break;
 		if (res < 0)
-			return req_finish(p, req, res);
-		req->got += (size_t)res;
-		if (res == 0 || req->got >= req->len ||
-		    req->off + req->got >= req->current.size)
-			return req_finish(p, req, (ssize_t)req->got);
+			return req_finish(p, pr, res);
+		pr->got += (size_t)res;
+		if (res == 0 || pr->got >= req->len ||
+		    req->off + pr->got >= req->current.size)
+			return req_finish(p, pr, (ssize_t)pr->got);
 		break;
 	}
-	prep_next(p, req);
+	prep_next(p, pr);
 }
 
 static void arm_wakeup(struct posix_be *p)
@@ -150,28 +157,21 @@ static void *ring_thread(void *arg)
 {
 	struct posix_be *p = arg;
 	struct io_uring_cqe *cqe;
-	struct backend_req *req;
+	struct posix_req *pr;
 	unsigned head, n;
 
 	arm_wakeup(p);
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		while (p->head && p->inflight < p->base.concurrency) {
-			req = p->head;
-			p->head = req->next;
+			pr = p->head;
+			p->head = pr->next;
 			if (!p->head)
 				p->tail = NULL;
 			p->inflight++;
 			pthread_mutex_unlock(&p->lock);
-			req->state = ST_OPEN;
-			req->fd = -1;
-			req->got = 0;
-			req->priv = calloc(1, sizeof(struct posix_priv));
 			atomic_fetch_add(&p->base.counters.requests, 1);
-			if (!req->priv)
-				req_finish(p, req, -ENOMEM);
-			else
-				prep_next(p, req);
+			prep_next(p, pr);
 			pthread_mutex_lock(&p->lock);
 		}
 		if (p->stop && !p->inflight && !p->head) {
@@ -190,7 +190,7 @@ static void *ring_thread(void *arg)
 				arm_wakeup(p);
 				continue;
 			}
-			on_cqe(p, (struct backend_req *)(uintptr_t)tag, res);
+			on_cqe(p, (struct posix_req *)(uintptr_t)tag, res);
 		}
 		io_uring_cq_advance(&p->ring, n);
 	}
@@ -208,20 +208,26 @@ static void wake(struct posix_be *p)
 static int posix_submit(struct backend *be, struct backend_req *req)
 {
 	struct posix_be *p = pbe(be);
+	struct posix_req *pr = ec_calloc(1, sizeof(*pr));
 
-	req->next = NULL;
-	req->fd = -1;
-	req->priv = NULL;
+	if (!pr)
+		return -ENOMEM;
+	pr->req = req;
+	pr->state = ST_OPEN;
+	pr->fd = -1;
+	req->priv = pr;
 	pthread_mutex_lock(&p->lock);
 	if (p->stop) {
 		pthread_mutex_unlock(&p->lock);
+		req->priv = NULL;
+		free(pr);
 		return -ESHUTDOWN;
 	}
 	if (p->tail)
-		p->tail->next = req;
+		p->tail->next = pr;
 	else
-		p->head = req;
-	p->tail = req;
+		p->head = pr;
+	p->tail = pr;
 	pthread_mutex_unlock(&p->lock);
 	wake(p);
 	return 0;

@@ -322,7 +322,7 @@ int s3_parse_list(const char *xml, s3_key_fn fn, void *arg, char *token, size_t 
 			return -EIO;
 		if (s3_xml_decode(s, n, key, sizeof(key)))
 			bad = 1;
-		else if (urlenc && fetch_urldecode(key, strlen(key), key, sizeof(key)))
+		else if (urlenc && key_urldecode(key, strlen(key), key, sizeof(key)))
 			bad = 1;
 		if (!xml_elem(p, ce, "Size", &s, &n) && n < sizeof(num)) {
 			memcpy(num, s, n);
@@ -354,8 +354,8 @@ static char *object_url(struct s3_backend *s, const char *key)
 	if (!u)
 		return NULL;
 	memcpy(u, s->base, bl);
-	if (fetch_urlencode(s->prefix, 1, u + bl, n - bl) ||
-	    fetch_urlencode(key, 1, u + strlen(u), n - strlen(u))) {
+	if (key_urlencode(s->prefix, 1, u + bl, n - bl) ||
+	    key_urlencode(key, 1, u + strlen(u), n - strlen(u))) {
 		free(u);
 		return NULL;
 	}
@@ -369,8 +369,8 @@ static char *list_url(struct s3_backend *s, const char *token, unsigned max_keys
 	char *u = malloc(n), *t = malloc(3 * strlen(token) + 1), *p = malloc(3 * strlen(s->prefix) + 1);
 	char *r = NULL;
 
-	if (!u || !t || !p || fetch_urlencode(token, 0, t, 3 * strlen(token) + 1) ||
-	    fetch_urlencode(s->prefix, 0, p, 3 * strlen(s->prefix) + 1))
+	if (!u || !t || !p || key_urlencode(token, 0, t, 3 * strlen(token) + 1) ||
+	    key_urlencode(s->prefix, 0, p, 3 * strlen(s->prefix) + 1))
 		goto out;
 	snprintf(u, n, "%s?%s%s%sencoding-type=url&list-type=2&max-keys=%u&prefix=%s", s->base,
 		 token[0] ? "continuation-token=" : "", t, token[0] ? "&" : "", max_keys, p);

@@ -349,7 +349,7 @@ static void fetch_submit(struct fill *fl, struct fetch *fe)
 	int rc;
 
 	atomic_fetch_add_explicit(&fl->ctr->fetches, 1, memory_order_relaxed);
-	rc = fl->be->ops->submit(fl->be, &fe->req);
+	rc = backend_submit(fl->be, &fe->req);
 	if (rc) {
 		log_warn("%s: the backend refused the read: %s", fe->key, strerror(-rc));
 		fe->req.result = rc == -ENOMEM ? rc : -EIO;

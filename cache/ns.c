@@ -61,7 +61,7 @@ static int list_cb(void *arg, const char *key, const struct backend_stat *st)
 static void *lister_main(void *arg)
 {
 	struct list_ctx *lc = arg;
-	int rc = lc->ns->be->ops->list(lc->ns->be, list_cb, lc);
+	int rc = backend_list(lc->ns->be, list_cb, lc);
 
 	pthread_mutex_lock(&lc->lock);
 	lc->done = 1;

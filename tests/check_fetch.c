@@ -119,20 +119,20 @@ START_TEST(urlcoding)
 {
 	char b[64];
 
-	ck_assert_int_eq(fetch_urlencode("a b/c~d%e", 1, b, sizeof(b)), 0);
+	ck_assert_int_eq(key_urlencode("a b/c~d%e", 1, b, sizeof(b)), 0);
 	ck_assert_str_eq(b, "a%20b/c~d%25e");
-	ck_assert_int_eq(fetch_urlencode("a/b+=", 0, b, sizeof(b)), 0);
+	ck_assert_int_eq(key_urlencode("a/b+=", 0, b, sizeof(b)), 0);
 	ck_assert_str_eq(b, "a%2Fb%2B%3D");
-	ck_assert_int_eq(fetch_urlencode("\xff\x01", 1, b, sizeof(b)), 0);
+	ck_assert_int_eq(key_urlencode("\xff\x01", 1, b, sizeof(b)), 0);
 	ck_assert_str_eq(b, "%FF%01");
-	ck_assert_int_eq(fetch_urlencode("aaaa", 1, b, 4), -ENAMETOOLONG);
-	ck_assert_int_eq(fetch_urlencode("   ", 1, b, 9), -ENAMETOOLONG);
-	ck_assert_int_eq(fetch_urldecode("a%20b%2fc", 9, b, sizeof(b)), 0);
+	ck_assert_int_eq(key_urlencode("aaaa", 1, b, 4), -ENAMETOOLONG);
+	ck_assert_int_eq(key_urlencode("   ", 1, b, 9), -ENAMETOOLONG);
+	ck_assert_int_eq(key_urldecode("a%20b%2fc", 9, b, sizeof(b)), 0);
 	ck_assert_str_eq(b, "a b/c");
-	ck_assert_int_eq(fetch_urldecode("%00", 3, b, sizeof(b)), -EINVAL);
-	ck_assert_int_eq(fetch_urldecode("%4", 2, b, sizeof(b)), -EINVAL);
-	ck_assert_int_eq(fetch_urldecode("%zz", 3, b, sizeof(b)), -EINVAL);
-	ck_assert_int_eq(fetch_urldecode("abcd", 4, b, 4), -ENAMETOOLONG);
+	ck_assert_int_eq(key_urldecode("%00", 3, b, sizeof(b)), -EINVAL);
+	ck_assert_int_eq(key_urldecode("%4", 2, b, sizeof(b)), -EINVAL);
+	ck_assert_int_eq(key_urldecode("%zz", 3, b, sizeof(b)), -EINVAL);
+	ck_assert_int_eq(key_urldecode("abcd", 4, b, 4), -ENAMETOOLONG);
 }
 END_TEST
 
