@@ -194,8 +194,7 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		/* A stable miss in a read-only snapshot: let the kernel cache it. */
 		memset(&e, 0, sizeof(e));
 		e.entry_timeout = ctx(req)->timeout;
-		fuse_reply_entry(req, &e);
-		return;
+		rc = 0;
 	}
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -219,33 +218,42 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 						  : ctx(req)->timeout);
 }
 
-/* setattr: only truncation of a writable control file (the shell's '>'). */
-static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
-		       struct fuse_file_info *fi)
+/* setattr: only truncation of a writable control file (the shell's '>');
+ * anything else is EACCES on a control file, EROFS elsewhere. */
+static int do_setattr(struct ll_ctx *x, fuse_ino_t ino, const struct stat *attr, int to_set,
+		      pid_t pid, struct stat *st)
 {
 	const struct ctl_file *f = ctl_by_ino(ino);
-	struct stat st;
+	int rc;
 
-	(void)fi;
 	if (!f || !f->apply || (to_set & ~(FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_ATIME |
 					   FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
 					   FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME)) ||
-	    ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != 0)) {
-		fuse_reply_err(req, ctl_is_ino(ino) && ino != CTL_DIR_INO ? EACCES : EROFS);
-		return;
+	    ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != 0))
+		return ctl_is_ino(ino) && ino != CTL_DIR_INO ? -EACCES : -EROFS;
+	if (x->no_open && (to_set & FUSE_SET_ATTR_SIZE)) {
+		rc = ctl_nopen_truncate(x->cache, ino, pid);
+		if (rc)
+			return rc;
 	}
-	if (ctx(req)->no_open && (to_set & FUSE_SET_ATTR_SIZE)) {
-		int rc = ctl_nopen_truncate(ctx(req)->cache, ino, fuse_req_ctx(req)->pid);
-
-		if (rc) {
-			fuse_reply_err(req, -rc);
-			return;
-		}
-	}
-	ctl_stat(ctx(req), ino, -1, &st);
+	ctl_stat(x, ino, -1, st);
 	if (to_set & FUSE_SET_ATTR_SIZE)
-		st.st_size = 0;
-	fuse_reply_attr(req, &st, 0);
+		st->st_size = 0;
+	return 0;
+}
+
+static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	struct stat st;
+	int rc;
+
+	(void)fi;
+	rc = do_setattr(ctx(req), ino, attr, to_set, fuse_req_ctx(req)->pid, &st);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_attr(req, &st, 0);
 }
 
 /* ---- directories ---- */
@@ -273,7 +281,7 @@ static int dir_add(struct dir_handle *d, const char *name, const struct ns_attr 
 		d->e = n;
 		d->cap = cap;
 	}
-	d->e[d->n].name = strdup(name);
+	d->e[d->n].name = ec_strdup(name);
 	if (!d->e[d->n].name)
 		return -ENOMEM;
 	d->e[d->n].attr = *a;
@@ -350,23 +358,24 @@ static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	fi->fh = (uintptr_t)d;
 	fi->cache_readdir = 1;
 	fi->keep_cache = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT)
+	if (fuse_reply_open(req, fi) == -ENOENT) /* the opener is gone */
 		dir_free(d);
 }
 
-static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
-		       int plus)
+/* Fill *out (malloc'd, size bytes at most; *len used) with the entries of d
+ * from off on.  plus: READDIRPLUS, where every emitted entry but the dots
+ * counts as a lookup; an entry that does not fit is not emitted, so there is
+ * no count to undo.  0 or -ENOMEM. */
+static int do_readdir(fuse_req_t req, const struct dir_handle *d, size_t size, off_t off,
+		      int plus, char **out, size_t *len)
 {
-	struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
 	struct ll_ctx *x = ctx(req);
-	char *buf = ec_malloc(size);
+	char *buf = ec_malloc(size ? size : 1);
 	size_t pos = 0, n;
 	struct fuse_entry_param e;
 
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
+	if (!buf)
+		return -ENOMEM;
 	for (size_t i = (size_t)off; i < d->n; i++) {
 		struct dir_entry *de = &d->e[i];
 
@@ -389,7 +398,23 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 			break; /* did not fit: not emitted, so no lookup to undo */
 		pos += n;
 	}
-	fuse_reply_buf(req, buf, pos);
+	*out = buf;
+	*len = pos;
+	return 0;
+}
+
+static void reply_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi,
+			  int plus)
+{
+	const struct dir_handle *d = (const struct dir_handle *)(uintptr_t)fi->fh;
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = do_readdir(req, d, size, off, plus, &buf, &len);
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_buf(req, buf, len);
 	free(buf);
 }
 
@@ -397,14 +422,14 @@ static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	(void)ino;
-	do_readdir(req, size, off, fi, 0);
+	reply_readdir(req, size, off, fi, 0);
 }
 
 static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
 	(void)ino;
-	do_readdir(req, size, off, fi, 1);
+	reply_readdir(req, size, off, fi, 1);
 }
 
 static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -457,59 +482,48 @@ static void fh_put(struct fh *h)
 	free(h);
 }
 
-static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* Open ino: a control file (writing only by the mounting user or root) or a
+ * dataset file (read only).  Fills fi's flags and *out (one reference, the
+ * open's).  0 or -ENOSYS (no-open mode), -EACCES, -EROFS, -ENOMEM, or the
+ * cache's error. */
+static int do_open(struct ll_ctx *x, fuse_ino_t ino, uid_t uid, struct fuse_file_info *fi,
+		   struct fh **out)
 {
-	struct ll_ctx *x = ctx(req);
 	int writing = (fi->flags & O_ACCMODE) != O_RDONLY;
 	struct cache_file *f;
 	struct ctl_handle *h;
 	struct fh *fh;
 	int rc;
 
-	if (x->no_open) {
-		/* The kernel stops sending OPEN (and RELEASE) for good; every
-		 * request then comes with fh 0 (see ll_read, ll_write). */
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
+	/* No-open mode: the kernel stops sending OPEN (and RELEASE) for good;
+	 * every request then comes with fh 0 (see ll_read, ll_write). */
+	if (x->no_open)
+		return -ENOSYS;
 	if (ctl_is_ino(ino)) {
-		if (writing && fuse_req_ctx(req)->uid != x->uid && fuse_req_ctx(req)->uid != 0) {
-			fuse_reply_err(req, EACCES);
-			return;
-		}
+		if (writing && uid != x->uid && uid != 0)
+			return -EACCES;
 		rc = ctl_open(x->cache, ino, writing, !!(fi->flags & O_TRUNC), &h);
-		if (rc) {
-			fuse_reply_err(req, -rc);
-			return;
-		}
+		if (rc)
+			return rc;
 		fh = fh_new(h, NULL);
 		if (!fh) {
 			ctl_close(h);
-			fuse_reply_err(req, ENOMEM);
-			return;
+			return -ENOMEM;
 		}
-		fi->fh = (uintptr_t)fh;
 		fi->direct_io = 1;
-		if (fuse_reply_open(req, fi) == -ENOENT)
-			fh_put(fh);
-		return;
+		*out = fh;
+		return 0;
 	}
-	if (writing) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
+	if (writing)
+		return -EROFS;
 	rc = cache_file_open(x->cache, ino, &f);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
+	if (rc)
+		return rc;
 	fh = fh_new(NULL, f);
 	if (!fh) {
 		cache_file_close(f);
-		fuse_reply_err(req, ENOMEM);
-		return;
+		return -ENOMEM;
 	}
-	fi->fh = (uintptr_t)fh;
 	if (cache_file_substituted(f)) {
 		/* Another file's bytes: never through (or into) the page cache. */
 		fi->direct_io = 1;
@@ -519,159 +533,200 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	/* Nothing to do at close of a dataset file: spare the round trip. */
 	fi->noflush = 1;
-	if (fuse_reply_open(req, fi) == -ENOENT)
+	*out = fh;
+	return 0;
+}
+
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fh *fh = NULL;
+	int rc = do_open(ctx(req), ino, fuse_req_ctx(req)->uid, fi, &fh);
+
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uintptr_t)fh;
+	if (fuse_reply_open(req, fi) == -ENOENT) /* the opener is gone */
 		fh_put(fh);
 }
 
-static void do_read(fuse_req_t req, size_t size, off_t off, const struct fh *fh)
-{
-	struct ctl_handle *h = fh->ctl;
-	struct cache_file *f = fh->file;
+/* What a READ is answered with: a control file's bytes (buf, len), or the
+ * segments of a cache read (rd, spliced from the store where they are
+ * fds).  What it holds is let go after the reply (read_reply_release). */
+struct read_reply {
+	const char *buf;
+	size_t len;
+	char *owned;               /* buf, when it was made for this request */
+	struct cache_read rd;
+	int has_rd;
+	struct cache_file *tmp;    /* no-open mode: the handle of this request */
 	struct {
 		struct fuse_bufvec v;
 		struct fuse_buf more[CACHE_MAX_SEGS];
 	} bv;
-	struct cache_read rd;
+};
+
+/* Read size bytes at off of an open file into r.  0 or the cache's error. */
+static int do_read(const struct fh *fh, size_t size, off_t off, struct read_reply *r)
+{
+	struct ctl_handle *h = fh->ctl;
 	ssize_t n;
 
 	if (h) {
 		size_t o = MIN((size_t)off, h->len);
 
-		fuse_reply_buf(req, h->buf ? h->buf + o : NULL, MIN(size, h->len - o));
-		return;
+		r->buf = h->buf ? h->buf + o : NULL;
+		r->len = MIN(size, h->len - o);
+		return 0;
 	}
-	n = cache_file_read(f, (uint64_t)off, size, &rd);
-	if (n < 0) {
-		fuse_reply_err(req, (int)-n);
-		return;
-	}
-	memset(&bv, 0, sizeof(bv));
-	bv.v.count = (size_t)rd.nseg;
-	for (int i = 0; i < rd.nseg; i++) {
-		struct fuse_buf *b = &bv.v.buf[i];
+	n = cache_file_read(fh->file, (uint64_t)off, size, &r->rd);
+	if (n < 0)
+		return (int)n;
+	r->has_rd = 1;
+	r->bv.v.count = (size_t)r->rd.nseg;
+	for (int i = 0; i < r->rd.nseg; i++) {
+		struct fuse_buf *b = &r->bv.v.buf[i];
 
-		b->size = rd.seg[i].len;
-		if (rd.seg[i].fd >= 0) {
+		b->size = r->rd.seg[i].len;
+		if (r->rd.seg[i].fd >= 0) {
 			b->flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-			b->fd = rd.seg[i].fd;
-			b->pos = (off_t)rd.seg[i].off;
+			b->fd = r->rd.seg[i].fd;
+			b->pos = (off_t)r->rd.seg[i].off;
 		} else {
-			b->mem = (void *)rd.seg[i].buf;
+			b->mem = (void *)r->rd.seg[i].buf;
 		}
 	}
-	if (rd.nseg == 0)
-		fuse_reply_buf(req, NULL, 0);
-	else
-		fuse_reply_data(req, &bv.v, FUSE_BUF_SPLICE_MOVE);
-	cache_read_release(&rd);
+	return 0;
 }
 
-static void do_write(fuse_req_t req, const char *buf, size_t size, off_t off, const struct fh *fh)
-{
-	struct ctl_handle *h = fh->ctl;
-	int rc;
-
-	if (!h) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	rc = ctl_write(ctx(req)->cache, h, (uint64_t)off, buf, size);
-	if (rc)
-		fuse_reply_err(req, -rc);
-	else
-		fuse_reply_write(req, size);
-}
-
-static void do_flush(fuse_req_t req, const struct fh *fh)
-{
-	struct ctl_handle *h = fh->ctl;
-	int rc = 0;
-
-	if (h)
-		rc = ctl_commit(ctx(req)->cache, h);
-	fuse_reply_err(req, -rc);
-}
-
-/* A READ without a handle (no-open mode): a handle for this request only.
- * The read at offset 0 is the file's open, for stats and the prefetcher. */
-static void read_nopen(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off)
+/* A READ without a handle (no-open mode): a handle for this request only
+ * (r->tmp, closed after the reply).  The read at offset 0 is the file's
+ * open, for stats and the prefetcher.  0, -ENOMEM, -EIO (the file changed at
+ * the source and the kernel has not had its new attributes), or the cache's
+ * error. */
+static int read_nopen(struct ll_ctx *x, fuse_ino_t ino, size_t size, off_t off,
+		      struct read_reply *r)
 {
 	struct fh tmp = { 0 };
-	char *buf;
 	int rc;
 
 	if (ctl_is_ino(ino)) {
-		buf = ec_malloc(size ? size : 1);
-		if (!buf) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		fuse_reply_buf(req, buf, ctl_nopen_read(ino, (uint64_t)off, size, buf));
-		free(buf);
-		return;
+		r->owned = ec_malloc(size ? size : 1);
+		if (!r->owned)
+			return -ENOMEM;
+		r->buf = r->owned;
+		r->len = ctl_nopen_read(ino, (uint64_t)off, size, r->owned);
+		return 0;
 	}
-	if (changed_test(ino, 0)) {
-		fuse_reply_err(req, EIO);
-		return;
-	}
-	rc = cache_file_open_ex(ctx(req)->cache, ino, off == 0, &tmp.file);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	do_read(req, size, off, &tmp);
-	cache_file_close(tmp.file);
+	if (changed_test(ino, 0))
+		return -EIO;
+	rc = cache_file_open_ex(x->cache, ino, off == 0, &r->tmp);
+	if (rc)
+		return rc;
+	tmp.file = r->tmp;
+	return do_read(&tmp, size, off, r);
+}
+
+/* Let go of what the reply was made of: the cache read's references, then
+ * the request's own handle. */
+static void read_reply_release(struct read_reply *r)
+{
+	if (r->has_rd)
+		cache_read_release(&r->rd);
+	if (r->tmp)
+		cache_file_close(r->tmp);
+	free(r->owned);
 }
 
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fh *fh;
+	struct read_reply r;
+	struct fh *fh = NULL;
+	int rc;
 
+	memset(&r, 0, sizeof(r));
 	if (!fi->fh) {
-		read_nopen(req, ino, size, off);
-		return;
+		rc = read_nopen(ctx(req), ino, size, off, &r);
+	} else {
+		fh = fh_get(fi);
+		rc = do_read(fh, size, off, &r);
 	}
-	fh = fh_get(fi);
-	do_read(req, size, off, fh);
-	fh_put(fh);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else if (r.has_rd && r.rd.nseg > 0)
+		fuse_reply_data(req, &r.bv.v, FUSE_BUF_SPLICE_MOVE);
+	else
+		fuse_reply_buf(req, r.buf, r.len);
+	read_reply_release(&r);
+	if (fh)
+		fh_put(fh);
+}
+
+/* Bytes written to an open file: a control file takes them, anything else
+ * is read only.  0 or -EROFS, or ctl_write's error. */
+static int do_write(struct ll_ctx *x, const struct fh *fh, const char *buf, size_t size, off_t off)
+{
+	if (!fh->ctl)
+		return -EROFS;
+	return ctl_write(x->cache, fh->ctl, (uint64_t)off, buf, size);
+}
+
+/* A WRITE without a handle (no-open mode): the control file's current
+ * write stream.  0 or -EROFS, or ctl_nopen_write's error. */
+static int write_nopen(struct ll_ctx *x, fuse_ino_t ino, pid_t pid, const char *buf, size_t size,
+		       off_t off)
+{
+	if (!ctl_is_ino(ino))
+		return -EROFS;
+	return ctl_nopen_write(x->cache, ino, pid, (uint64_t)off, buf, size);
+}
+
+/* FLUSH of an open file: a control file applies what was written.  0 or
+ * ctl_commit's error. */
+static int do_flush(struct ll_ctx *x, const struct fh *fh)
+{
+	return fh->ctl ? ctl_commit(x->cache, fh->ctl) : 0;
 }
 
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		     struct fuse_file_info *fi)
 {
-	struct fh *fh;
+	struct fh *fh = NULL;
 	int rc;
 
 	if (!fi->fh) {
-		rc = ctl_is_ino(ino) ? ctl_nopen_write(ctx(req)->cache, ino, fuse_req_ctx(req)->pid,
-						       (uint64_t)off, buf, size)
-				     : -EROFS;
-		if (rc)
-			fuse_reply_err(req, -rc);
-		else
-			fuse_reply_write(req, size);
-		return;
+		rc = write_nopen(ctx(req), ino, fuse_req_ctx(req)->pid, buf, size, off);
+	} else {
+		fh = fh_get(fi);
+		rc = do_write(ctx(req), fh, buf, size, off);
 	}
-	fh = fh_get(fi);
-	do_write(req, buf, size, off, fh);
-	fh_put(fh);
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		fuse_reply_write(req, size);
+	if (fh)
+		fh_put(fh);
 }
 
 static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fh *fh;
+	struct fh *fh = NULL;
+	int rc;
 
 	(void)ino;
 	if (!fi->fh) {
 		/* No-open mode: nothing to do at close, and this tells the
 		 * kernel to stop asking. */
-		fuse_reply_err(req, ENOSYS);
-		return;
+		rc = -ENOSYS;
+	} else {
+		fh = fh_get(fi);
+		rc = do_flush(ctx(req), fh);
 	}
-	fh = fh_get(fi);
-	do_flush(req, fh);
-	fh_put(fh);
+	fuse_reply_err(req, -rc);
+	if (fh)
+		fh_put(fh);
 }
 
 static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -706,46 +761,59 @@ static void ll_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+/* The value of the one attribute there is (XATTR_CACHED: "CACHED/SIZE")
+ * into val, its length into *n.  0 or -ENODATA (another name, a control
+ * file or a directory), or the cache's error. */
+static int do_getxattr(struct ll_ctx *x, fuse_ino_t ino, const char *name, char *val,
+		       size_t vlen, size_t *n)
 {
 	uint64_t cached, total;
-	char val[64];
-	int n, rc;
+	int rc;
 
-	if (strcmp(name, XATTR_CACHED) || ctl_is_ino(ino)) {
-		fuse_reply_err(req, ENODATA);
-		return;
-	}
-	rc = cache_cached_bytes(ctx(req)->cache, ino, &cached, &total);
-	if (rc) {
-		fuse_reply_err(req, rc == -EISDIR ? ENODATA : -rc);
-		return;
-	}
-	n = snprintf(val, sizeof(val), "%llu/%llu", (unsigned long long)cached,
-		     (unsigned long long)total);
-	if (size == 0)
-		fuse_reply_xattr(req, (size_t)n);
-	else if (size < (size_t)n)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, val, (size_t)n);
+	if (strcmp(name, XATTR_CACHED) || ctl_is_ino(ino))
+		return -ENODATA;
+	rc = cache_cached_bytes(x->cache, ino, &cached, &total);
+	if (rc)
+		return rc == -EISDIR ? -ENODATA : rc;
+	*n = (size_t)snprintf(val, vlen, "%llu/%llu", (unsigned long long)cached,
+			      (unsigned long long)total);
+	return 0;
 }
 
-static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+/* Reply to a GETXATTR or LISTXATTR whose value (val, n bytes) is known:
+ * its size when asked for with size 0, ERANGE when it does not fit. */
+static void reply_xattr(fuse_req_t req, size_t size, const char *val, size_t n)
 {
-	struct ns_attr a;
-	size_t n = sizeof(XATTR_CACHED);
-
-	if (ctl_is_ino(ino) || cache_getattr(ctx(req)->cache, ino, &a) || a.is_dir) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
 	if (size == 0)
 		fuse_reply_xattr(req, n);
 	else if (size < n)
 		fuse_reply_err(req, ERANGE);
 	else
-		fuse_reply_buf(req, XATTR_CACHED, n);
+		fuse_reply_buf(req, val, n);
+}
+
+static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	char val[64];
+	size_t n = 0;
+	int rc = do_getxattr(ctx(req), ino, name, val, sizeof(val), &n);
+
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_xattr(req, size, val, n);
+}
+
+/* Dataset files have the one attribute; control files and directories
+ * have none (an empty list, whatever the size asked for). */
+static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct ns_attr a;
+
+	if (ctl_is_ino(ino) || cache_getattr(ctx(req)->cache, ino, &a) || a.is_dir)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		reply_xattr(req, size, XATTR_CACHED, sizeof(XATTR_CACHED));
 }
 
 static void ll_init(void *userdata, struct fuse_conn_info *conn)
