@@ -234,6 +234,27 @@ int control_epoch_render(struct cache *c, char **out, size_t *len)
 	return sbuf_done(&b, out, len);
 }
 
+/* The end of a write to .epochfs/epoch that ended mid-line: digits, and a
+ * plan for them to name an epoch of. */
+int control_check_epoch_prefix(struct cache *c, const char *p, char *err, size_t errlen)
+{
+	int off;
+
+	if (!*p || strspn(p, "0123456789") != strlen(p) || strlen(p) > 20 ||
+	    (strlen(p) == 20 && strcmp(p, "18446744073709551615") > 0)) {
+		snprintf(err, errlen, "'%.40s' is not an epoch number", p);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&c->ot.lock);
+	off = plan_mode(c->plan) == PLAN_OFF;
+	pthread_mutex_unlock(&c->ot.lock);
+	if (off) {
+		snprintf(err, errlen, "no plan: write .epochfs/seed or .epochfs/order first");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
 {
 	char line[64], *end;
@@ -404,6 +425,104 @@ int control_check_path_line(struct cache *c, const char *line, char *err, size_t
 	if (!*line)
 		return 0; /* blank lines separate epochs or are ignored */
 	return control_resolve_file(c, line, &ino, err, errlen);
+}
+
+/* A line still being written: is there a file of the mount whose path
+ * begins with p?  Checks that every complete component of p names a
+ * directory and that the last, partial one begins some entry's name there.
+ * 0 when a complete line could still be good, -EINVAL with a reason when
+ * none can (the write that ended mid-line then fails at once, where the
+ * close that would have applied it could not report an error). */
+struct prefix_arg {
+	const char *base;
+	size_t len;
+	int found;
+};
+
+static int prefix_match(void *arg, const char *name, const struct ns_attr *a)
+{
+	struct prefix_arg *pa = arg;
+
+	(void)a;
+	pa->found = !strncmp(name, pa->base, pa->len);
+	return pa->found;
+}
+
+int control_check_path_prefix(struct cache *c, const char *p, char *err, size_t errlen)
+{
+	const char *mp = c->mountpoint, *slash;
+	size_t ml = mp ? strlen(mp) : 0, pl = strlen(p);
+	struct prefix_arg pa;
+	struct ns_attr a;
+	char dir[KEY_MAX];
+	uint64_t ino = INDEX_ROOT_INO;
+	int rc;
+
+	if (*p == '#' || !*p)
+		return 0; /* an order's header is checked whole when applied */
+	if (*p == '/') {
+		if (!mp || pl <= ml)
+			return mp && !strncmp(mp, p, pl) ? 0 : control_resolve_file(c, p, &ino, err, errlen);
+		if (strcmp(mp, "/") && (strncmp(p, mp, ml) || p[ml] != '/'))
+			return control_resolve_file(c, p, &ino, err, errlen); /* gives the reason */
+		p += strcmp(mp, "/") ? ml + 1 : 1;
+	}
+	while (*p == '.' && p[1] == '/')
+		p += 2;
+	if (!strcmp(p, "."))
+		return 0;
+	slash = strrchr(p, '/');
+	if (slash) {
+		if ((size_t)(slash - p) >= sizeof(dir)) {
+			snprintf(err, errlen, "path too long");
+			return -EINVAL;
+		}
+		memcpy(dir, p, (size_t)(slash - p));
+		dir[slash - p] = 0;
+		if (cache_resolve(c, dir, &a) || !a.is_dir) {
+			snprintf(err, errlen, "'%.200s' is not a directory of the mount", dir);
+			return -EINVAL;
+		}
+		ino = a.ino;
+		p = slash + 1;
+	}
+	pa.base = p;
+	pa.len = strlen(p);
+	pa.found = 0;
+	rc = cache_readdir(c, ino, prefix_match, &pa);
+	if (rc)
+		return rc;
+	if (pa.found || !pa.len)
+		return 0;
+	snprintf(err, errlen, "no file of the mount begins with '%.200s%s%.200s'",
+		 slash ? dir : "", slash ? "/" : "", p);
+	return -EINVAL;
+}
+
+/* An importance line still being written: PATH (or INDEX) and a score. */
+int control_check_importance_prefix(struct cache *c, const char *p, char *err, size_t errlen)
+{
+	const char *sp = strrchr(p, ' '), *tab = strrchr(p, '\t');
+	char head[KEY_MAX + 64];
+	uint64_t ino;
+	size_t i;
+
+	if (tab > sp)
+		sp = tab;
+	if (sp && sp != p && (size_t)(sp - p) < sizeof(head)) {
+		memcpy(head, p, (size_t)(sp - p));
+		head[sp - p] = 0;
+		for (i = 0; head[i] >= '0' && head[i] <= '9'; i++)
+			;
+		if ((!head[i] || !control_resolve_file(c, head, &ino, err, errlen)) &&
+		    strspn(sp + 1, "0123456789.eE+-") == strlen(sp + 1))
+			return 0;
+	}
+	for (i = 0; p[i] >= '0' && p[i] <= '9'; i++)
+		;
+	if (!p[i])
+		return 0; /* an index */
+	return control_check_path_prefix(c, p, err, errlen);
 }
 
 int control_check_importance_line(struct cache *c, const char *line, char *err, size_t errlen)

@@ -23,5 +23,12 @@ int control_evict_apply(struct cache *c, const char *data, size_t len, char *err
 /* One complete line of a multi-line file, checked as it is written. */
 int control_check_path_line(struct cache *c, const char *line, char *err, size_t errlen);
 int control_check_importance_line(struct cache *c, const char *line, char *err, size_t errlen);
+/* The last line of a write that ended mid-line: 0 when a line that begins
+ * so could still be good, -EINVAL with the reason when none can. */
+int control_check_path_prefix(struct cache *c, const char *partial, char *err, size_t errlen);
+int control_check_importance_prefix(struct cache *c, const char *partial, char *err,
+				    size_t errlen);
+int control_check_seed_prefix(struct cache *c, const char *partial, char *err, size_t errlen);
+int control_check_epoch_prefix(struct cache *c, const char *partial, char *err, size_t errlen);
 
 #endif

@@ -147,6 +147,86 @@ static int parse_seed(const char *line, struct order_spec *spec, uint32_t *ids, 
 	return 0;
 }
 
+/* The keys of a seed line and what their values are made of. */
+static const struct {
+	const char *key, *chars;
+} seed_keys[] = {
+	{ "seed", "0123456789" },    { "sampler", "abcdefghijklmnopqrstuvwxyz" },
+	{ "world", "0123456789" },   { "rank", "0123456789,-" },
+	{ "drop_last", "01" },       { "epoch", "0123456789" },
+	{ "start", "0123456789" },
+};
+static const char *const seed_samplers[] = { "distributed", "randperm", "numpy" };
+
+/* One key=value token of a seed line: -1 when it cannot begin a good one,
+ * 0 when it is whole as far as its letters go, 1 when it needs more (a key
+ * cut short, "world=", "sampler=dis", "rank=0-"). */
+static int seed_token(const char *tok, size_t len)
+{
+	const char *eq = memchr(tok, '=', len);
+	size_t kl = eq ? (size_t)(eq - tok) : len, vl = eq ? len - kl - 1 : 0;
+	const char *v = eq ? eq + 1 : NULL;
+
+	for (size_t k = 0; k < ARRAY_SIZE(seed_keys); k++) {
+		if (!eq) {
+			if (kl <= strlen(seed_keys[k].key) && !strncmp(seed_keys[k].key, tok, kl))
+				return 1;
+			continue;
+		}
+		if (strlen(seed_keys[k].key) != kl || strncmp(seed_keys[k].key, tok, kl))
+			continue;
+		if (!vl)
+			return 1;
+		for (size_t i = 0; i < vl; i++)
+			if (!strchr(seed_keys[k].chars, v[i]))
+				return -1;
+		if (k == 1) {
+			for (size_t i = 0; i < ARRAY_SIZE(seed_samplers); i++)
+				if (!strncmp(seed_samplers[i], v, vl))
+					return strlen(seed_samplers[i]) == vl ? 0 : 1;
+			return -1;
+		}
+		return k == 3 && (v[vl - 1] == ',' || v[vl - 1] == '-');
+	}
+	return -1;
+}
+
+/* The end of a write to .epochfs/seed that ended mid-line.  0 when it is a
+ * good line already (applied at the newline or the close) or when its last
+ * token still needs more to be whole; -EINVAL with the reason when no line
+ * that begins so can be good, so that the write() fails (printf "seed=1
+ * world=2 rank=2" > seed reports it; a close could not). */
+int control_check_seed_prefix(struct cache *c, const char *p, char *err, size_t errlen)
+{
+	struct order_spec spec;
+	uint32_t ids[PLAN_MAX_RANKS];
+	uint64_t start;
+	unsigned n;
+	const char *q = p, *tok;
+	int more = 0, t;
+
+	(void)c;
+	while (*q == ' ' || *q == '\t')
+		q++;
+	if (!strncmp("clear", q, strlen(q)) || !strcmp(q, "clear"))
+		return 0;
+	if (!parse_seed(p, &spec, ids, &n, &start, err, errlen))
+		return 0;
+	while (*q) {
+		tok = q;
+		q += strcspn(q, " \t");
+		t = seed_token(tok, (size_t)(q - tok));
+		if (t < 0 || (t > 0 && *q)) {
+			snprintf(err, errlen, "'%.*s' cannot begin a key=value of a seed line (keys: "
+				 "seed sampler world rank drop_last epoch start)", (int)(q - tok), tok);
+			return -EINVAL;
+		}
+		more = t;
+		q += strspn(q, " \t");
+	}
+	return more ? 0 : -EINVAL; /* err holds parse_seed's reason */
+}
+
 int control_seed_apply(struct cache *c, const char *data, size_t len, char *err, size_t errlen)
 {
 	struct order_spec spec;

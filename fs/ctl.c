@@ -20,17 +20,20 @@
 static const struct ctl_file files[] = {
 	{ .name = "stats", .mode = 0444, .render = cache_stats_json },
 	{ .name = "seed", .mode = 0644, .render = control_seed_render, .apply = control_seed_apply,
-	  .single_line = 1 },
+	  .check_partial = control_check_seed_prefix, .single_line = 1 },
 	{ .name = "manifest", .mode = 0644, .render = control_manifest_render,
-	  .apply = control_manifest_apply, .check_line = control_check_path_line, .empty_ok = 1 },
+	  .apply = control_manifest_apply, .check_line = control_check_path_line,
+	  .check_partial = control_check_path_prefix },
 	{ .name = "order", .mode = 0644, .render = control_order_render, .apply = control_order_apply,
-	  .check_line = control_check_path_line },
+	  .check_line = control_check_path_line, .check_partial = control_check_path_prefix,
+	  .header_ok = 1 },
 	{ .name = "epoch", .mode = 0644, .render = control_epoch_render, .apply = control_epoch_apply,
-	  .single_line = 1 },
+	  .check_partial = control_check_epoch_prefix, .single_line = 1 },
 	{ .name = "importance", .mode = 0200, .apply = control_importance_apply,
-	  .check_line = control_check_importance_line },
+	  .check_line = control_check_importance_line,
+	  .check_partial = control_check_importance_prefix },
 	{ .name = "evict", .mode = 0200, .apply = control_evict_apply,
-	  .check_line = control_check_path_line },
+	  .check_line = control_check_path_line, .check_partial = control_check_path_prefix },
 };
 
 const struct ctl_file *ctl_by_ino(uint64_t ino)
@@ -63,8 +66,11 @@ int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_h
 	h = ec_calloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
+	/* The shell's '>' opens with O_TRUNC and flushes a copy of the
+	 * descriptor before it writes: were the truncation a write of "", that
+	 * flush would apply it before the real write is seen (and checked). */
+	(void)trunc;
 	h->file = f;
-	h->wrote = writing && trunc && f->empty_ok; /* ": > manifest" restores the default */
 	if (!writing && f->render) {
 		rc = f->render(c, &h->buf, &h->len);
 		if (rc) {
@@ -76,8 +82,42 @@ int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_h
 	return 0;
 }
 
-/* Check the complete lines written since the last check; a bad one fails
- * this write and drops everything written on this open. */
+/* A rejected write: say why, naming the line, and drop everything
+ * written on this open. */
+static int reject(struct ctl_handle *h, size_t lineno, const char *err, int rc)
+{
+	log_warn("write to .epochfs/%s rejected: line %zu: %s", h->file->name, lineno,
+		 *err ? err : strerror(-rc));
+	h->failed = 1;
+	h->wrote = 0;
+	h->len = h->checked = 0;
+	return -EINVAL;
+}
+
+/* The unfinished last line of what was written: could a good line begin
+ * so?  A bad one fails this write and drops everything written on this
+ * open. */
+static int check_partial(struct cache *c, struct ctl_handle *h)
+{
+	char err[256] = "", line[4200];
+	size_t n = h->len - h->checked;
+	int rc;
+
+	if (!n || !h->file->check_partial)
+		return 0;
+	if (n >= sizeof(line) || memchr(h->buf + h->checked, '\0', n)) {
+		snprintf(err, sizeof(err), "a line too long or with a NUL byte");
+		return reject(h, h->lines + 1, err, -EINVAL);
+	}
+	memcpy(line, h->buf + h->checked, n);
+	line[n] = 0;
+	rc = h->file->check_partial(c, line, err, sizeof(err));
+	return rc ? reject(h, h->lines + 1, err, rc) : 0;
+}
+
+/* Check the complete lines written since the last check, then the
+ * unfinished last one as far as it goes: a bad line fails this write and
+ * drops everything written on this open. */
 static int check_lines(struct cache *c, struct ctl_handle *h)
 {
 	char err[256] = "", *nl, line[4200];
@@ -94,19 +134,17 @@ static int check_lines(struct cache *c, struct ctl_handle *h)
 		} else {
 			memcpy(line, h->buf + h->checked, n);
 			line[n] = 0;
-			rc = h->file->check_line(c, line, err, sizeof(err));
+			if (h->file->header_ok && h->checked == 0 && !strncmp(line, "# ", 2))
+				rc = 0; /* the header is checked whole when applied */
+			else
+				rc = h->file->check_line(c, line, err, sizeof(err));
 		}
-		if (rc) {
-			log_warn("write to .epochfs/%s rejected: %s", h->file->name,
-				 *err ? err : strerror(-rc));
-			h->failed = 1;
-			h->wrote = 0;
-			h->len = h->checked = 0;
-			return -EINVAL;
-		}
+		if (rc)
+			return reject(h, h->lines + 1, err, rc);
+		h->lines++;
 		h->checked += n + 1;
 	}
-	return 0;
+	return check_partial(c, h);
 }
 
 int ctl_write(struct cache *c, struct ctl_handle *h, uint64_t off, const char *data, size_t len)
@@ -133,12 +171,19 @@ int ctl_write(struct cache *c, struct ctl_handle *h, uint64_t off, const char *d
 	memcpy(h->buf + h->len, data, len);
 	h->len += len;
 	h->wrote = 1;
-	/* Applied at the newline, so that the write() itself fails when the
-	 * line is bad (the shell's echo reports that). */
-	if (h->file->single_line && memchr(data, '\n', len)) {
-		int rc = ctl_commit(c, h);
+	/* A one-line file is applied at its newline, so that the write()
+	 * itself fails when the line is bad; a write that ends mid-line is
+	 * checked as far as it goes (printf "seed=3" writes no newline, and a
+	 * close could not report the error to the shell). */
+	if (h->file->single_line) {
+		int rc = 0;
 
-		h->failed = 0; /* the next line starts afresh */
+		if (memchr(data, '\n', len)) {
+			rc = ctl_commit(c, h);
+			h->failed = 0; /* the next line starts afresh */
+		} else if (h->file->check_partial) {
+			rc = check_partial(c, h);
+		}
 		return rc;
 	}
 	return check_lines(c, h);
@@ -408,7 +453,7 @@ size_t ctl_nopen_read(uint64_t ino, uint64_t off, size_t len, char *out)
 }
 
 /* A truncation (": > file", or the O_TRUNC of an open for writing) starts a
- * new stream; for a file where empty means "the default", it is one. */
+ * new stream; by itself it applies nothing. */
 int ctl_nopen_truncate(struct cache *c, uint64_t ino, pid_t pid)
 {
 	struct ctl_slot *s = slot(ino);

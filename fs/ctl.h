@@ -25,7 +25,9 @@ struct ctl_file {
 	int single_line; /* applied at the newline, failing the write() */
 	/* Check one complete line as it arrives (multi-line files). */
 	int (*check_line)(struct cache *c, const char *line, char *err, size_t errlen);
-	int empty_ok;    /* an open with O_TRUNC and no write applies "" */
+	/* Check the unfinished last line of a write: could a good line begin so? */
+	int (*check_partial)(struct cache *c, const char *line, char *err, size_t errlen);
+	int header_ok;   /* the first line may be a '# ...' header (order) */
 };
 
 /* The file with this inode, or NULL. */
@@ -42,13 +44,19 @@ struct ctl_handle {
 	char *buf;
 	size_t len, cap;
 	size_t checked;  /* bytes of buf whose lines were checked */
-	int wrote, failed;
+	size_t lines;    /* lines checked so far, for the reasons */
+	int wrote;       /* bytes not yet applied */
+	int failed;      /* a rejected write: nothing more is taken */
 };
 
+/* trunc (O_TRUNC) changes nothing by itself: only written lines are
+ * applied (a blank line is what restores a default). */
 int ctl_open(struct cache *c, uint64_t ino, int writing, int trunc, struct ctl_handle **out);
 /* Accept written bytes at off (appends only). 0 or -EINVAL/-EFBIG/-ENOMEM. */
 int ctl_write(struct cache *c, struct ctl_handle *h, uint64_t off, const char *data, size_t len);
-/* Apply what was written (on flush); 0 or -EINVAL (logged). */
+/* Apply what was written (on flush); 0 or -EINVAL (logged).  A flush with
+ * nothing written applies nothing: the shell's redirection flushes a copy of
+ * the descriptor before it writes. */
 int ctl_commit(struct cache *c, struct ctl_handle *h);
 void ctl_close(struct ctl_handle *h);
 

@@ -198,9 +198,9 @@ def cmd_orders(a):
     check(epochfs.read_manifest(mnt) == want_manifest, "a blank-line manifest write does not restore the default")
     epochfs.write_manifest(mnt, rev)
     err = attempt(mnt, "manifest", [])  # open(O_TRUNC) + close, as ': > manifest'
-    check(err is None and epochfs.read_manifest(mnt) == want_manifest,
-          "an empty manifest write (open O_TRUNC, close, no write()) does not restore the default: %s, "
-          "manifest %s" % (fmt(err), "reversed" if epochfs.read_manifest(mnt) == rev else "other"))
+    check(err is None and epochfs.read_manifest(mnt) == rev,
+          "open(O_TRUNC) + close with no write() changed the manifest: %s, manifest %s"
+          % (fmt(err), "default" if epochfs.read_manifest(mnt) == want_manifest else "other"))
     finish("orders")
 
 
@@ -300,13 +300,18 @@ def cmd_control(a):
     ]
     for line in bad_seeds:
         expect_rejected(mnt, "seed", [line + "\n"])
-    for line in ("seed=abc", "seed=1 world=2 rank=2", "seed=1 bogus=2"):
-        expect_rejected(mnt, "seed", [line], where=("close",), label=line + " (no newline)")
+    # A write that ends mid-line fails itself when no good line can begin so
+    # (printf without a newline must report it: the shell ignores close()).
+    for line in ("seed=abc", "seed=1 world=2 rank=2", "seed=1 bogus=2", "seed=1 sampler=x"):
+        expect_rejected(mnt, "seed", [line], label=line + " (no newline)")
+    # One that could still become good is checked whole when the file closes.
+    expect_rejected(mnt, "seed", ["seed=1 world="], where=("close",), label="seed=1 world= (no newline)")
     expect_rejected(mnt, "seed", ["seed=1 wor", "ld=2 rank=2\n"], label="rank>=world in two writes")
-    print("seed: %d bad lines rejected" % (len(bad_seeds) + 4), flush=True)
+    print("seed: %d bad lines rejected" % (len(bad_seeds) + 6), flush=True)
 
     for line in ("-1", "x", "1.5", "1 2", "0x10", "18446744073709551616", "epoch=3"):
         expect_rejected(mnt, "epoch", [line + "\n"])
+        expect_rejected(mnt, "epoch", [line], label=line + " (no newline)")
     print("epoch: bad numbers rejected", flush=True)
 
     good = "".join(p + "\n" for p in manifest[:5])
@@ -319,6 +324,11 @@ def cmd_control(a):
             expect_rejected(mnt, name, chunks, where=("write", "close"))
     # docs/control.md: a bad line fails that write() itself; the open's other lines are dropped
     expect_rejected(mnt, "order", [good, "nope\n", good], where=("write",), label="good, bad, good")
+    # a last line without a newline that no file of the mount begins with
+    # fails the write itself (printf "nope" > order must report it)
+    for name in ("order", "manifest", "evict"):
+        expect_rejected(mnt, name, [good + "nope/missing.JPEG"], label=name + ": bad last line, no newline")
+        expect_rejected(mnt, name, [good + p0[:-3]], where=("close",), label=name + ": last line, a prefix")
     print("order/manifest: unknown paths and directories rejected", flush=True)
 
     if "importance" in have:

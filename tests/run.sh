@@ -22,6 +22,13 @@ for a in "$@"; do
 	esac
 done
 pass=0 fail=0 skipped=0 failed_names=""
+# The tests' own mounts live under their mktemp dirs; a mount of anyone
+# else's (a user's dataset, a stale mount left on a shared machine) is not
+# theirs to judge, so only new ones under those dirs count as left behind.
+test_mounts() {
+	awk '$3 == "fuse.epochfs" && $2 ~ "^/tmp/epochfs-(it|remote)\\." { print $2 }' /proc/mounts | sort
+}
+mounts_before=$(test_mounts)
 
 run() { # NAME TIMEOUT CMD...
 	local name=$1 to=$2 rc t0 t1
@@ -80,8 +87,10 @@ if [ $unit_only = 0 ]; then
 fi
 
 # Nothing may be left mounted by a test.
-if grep -q ' fuse.epochfs ' /proc/mounts; then
-	echo "FAIL: epochfs mounts left behind:"; grep ' fuse.epochfs ' /proc/mounts
+left=$(comm -13 <(echo "$mounts_before") <(test_mounts) | grep .)
+if [ -n "$left" ]; then
+	echo "FAIL: epochfs mounts left behind by the tests:"; echo "$left"
+	for m in $left; do fusermount3 -uz "$m" 2>/dev/null; done
 	fail=$((fail + 1))
 fi
 [ -n "$failed_names" ] && echo "failed:$failed_names"
