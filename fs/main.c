@@ -20,6 +20,8 @@
 #include "ctl.h"
 #include "ll.h"
 #include "options.h"
+#include "preflight.h"
+#include "backends/base/exitcode.h"
 #include "backends/base/log.h"
 #include "backends/base/util.h"
 
@@ -89,28 +91,6 @@ static void inval_stop(void)
 	pthread_join(inval.thread, NULL);
 }
 
-/* mkdir -p; 0 or -errno. */
-static int mkdirs(const char *path)
-{
-	char buf[PATH_MAX];
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, n + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 static void report(int fd, int status)
 {
 	if (fd >= 0) {
@@ -157,6 +137,177 @@ static void detach_stdio(void)
 		close(fd);
 }
 
+/* The FUSE options (-o keys that are not ours), checked by FUSE itself
+ * while the session is made: done before the source is touched, so that a
+ * typo costs no listing.  The session's user data (x) is filled later,
+ * before the mount: nothing calls into it until then. */
+static int make_session(const struct epochfs_opts *o, struct fuse_args *args, char **fuse_o,
+			struct ll_ctx *x)
+{
+	/* The source names the mount in mount, df and /proc/mounts. */
+	char fsname[1024];
+	size_t k = 0;
+
+	for (const char *s = o->source; *s && k + 3 < sizeof(fsname); s++) {
+		if (*s == ',' || *s == '\\')
+			fsname[k++] = '\\';
+		fsname[k++] = *s;
+	}
+	fsname[k] = 0;
+	if (asprintf(fuse_o, "fsname=%s,subtype=epochfs,max_read=%u,default_permissions%s%s",
+		     fsname, CACHE_MAX_READ, o->fuse_opts ? "," : "",
+		     o->fuse_opts ? o->fuse_opts : "") < 0) {
+		*fuse_o = NULL;
+		return -ENOMEM;
+	}
+	if (fuse_opt_add_arg(args, "epochfs") || fuse_opt_add_arg(args, "-o") ||
+	    fuse_opt_add_arg(args, *fuse_o) || (o->debug && fuse_opt_add_arg(args, "-d")))
+		return -ENOMEM;
+	g_se = fuse_session_new(args, &ll_ops, sizeof(ll_ops), x);
+	return g_se ? 0 : -EINVAL;
+}
+
+/* A local source must be a directory. */
+static int check_source(const struct epochfs_opts *o)
+{
+	const char *dir = strncmp(o->source, "file://", 7) ? o->source : o->source + 7;
+	struct stat st;
+
+	if (strstr(o->source, "://") && strncmp(o->source, "file://", 7))
+		return 0; /* remote: the backend says */
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		log_err("source %s: %s", o->source, stat(dir, &st) < 0 ? strerror(errno) : "not a directory");
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
+/* The mount point: a directory, not already an epochfs mount (a second
+ * daemon there would hide the first, which keeps running unreachable). */
+static int check_mountpoint(const struct epochfs_opts *o, char **abs_mnt)
+{
+	struct stat st;
+	int rc;
+
+	if (stat(o->mountpoint, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		log_err("mount point %s: %s", o->mountpoint,
+			stat(o->mountpoint, &st) < 0 ? strerror(errno) : "not a directory");
+		return -ENOTDIR;
+	}
+	/* Resolved before mounting: afterwards a lookup under the mount point
+	 * would wait on this daemon's own loop. */
+	*abs_mnt = realpath(o->mountpoint, NULL);
+	if (!*abs_mnt) {
+		log_err("mount point %s: %s", o->mountpoint, strerror(errno));
+		return -errno;
+	}
+	rc = pf_epochfs_mounted(NULL, *abs_mnt);
+	if (rc == -EBUSY) {
+		log_err("mount point %s already has an epochfs mount (unmount it first: fusermount3 -u %s)",
+			*abs_mnt, *abs_mnt);
+		return rc;
+	}
+	if (pf_dir_nonempty(*abs_mnt) > 0 && !o->nonempty)
+		log_warn("mount point %s is not empty: its files are hidden while mounted "
+			 "(-o nonempty says it is meant)", *abs_mnt);
+	return 0;
+}
+
+/* The cache directory: not inside the mount point (it would vanish under
+ * the mount), a cache size that fits its filesystem (the result is the size
+ * the cache gets), then created with its parents (said, so a typo is
+ * seen). */
+static int check_cache_dir(struct epochfs_opts *o, const char *abs_mnt, char *abs_cache,
+			   size_t len)
+{
+	char created[PATH_MAX], err[512], size[32], fs[32];
+	struct pf_space sp;
+	int rc = pf_abspath(o->cache_dir, abs_cache, len);
+
+	if (rc) {
+		log_err("cache dir %s: %s", o->cache_dir, strerror(-rc));
+		return rc;
+	}
+	if (pf_is_under(abs_cache, abs_mnt)) {
+		log_err("cache dir %s is inside the mount point %s: it would be hidden by the mount; "
+			"choose a cache dir elsewhere", abs_cache, abs_mnt);
+		return -EINVAL;
+	}
+	rc = pf_space_get(abs_cache, &sp);
+	if (rc) {
+		log_err("cache dir %s: %s", abs_cache, strerror(-rc));
+		return rc;
+	}
+	rc = pf_capacity(&sp, o->cache.capacity, o->cache.capacity_pct, &o->cache.capacity, err,
+			 sizeof(err));
+	if (rc) {
+		log_err("%s; choose a smaller --cache-size or another --cache-dir", err);
+		return rc;
+	}
+	rc = pf_mkdirs(abs_cache, created, sizeof(created));
+	if (rc) {
+		log_err("cannot create cache dir %s: %s", abs_cache, strerror(-rc));
+		return rc;
+	}
+	if (*created && strcmp(created, abs_cache))
+		log_info("created cache dir %s and its missing parents from %s", abs_cache, created);
+	else if (*created)
+		log_info("created cache dir %s", abs_cache);
+	format_bytes(o->cache.capacity, size, sizeof(size));
+	format_bytes(sp.fs_avail + sp.cache_used, fs, sizeof(fs));
+	if (o->cache.capacity_pct)
+		log_info("cache size %s: %g%% of %s (free space plus the cache's own)", size,
+			 o->cache.capacity_pct, fs);
+	else
+		log_info("cache size %s (the cache can have up to %s)", size, fs);
+	return 0;
+}
+
+/* Where the log goes: --log-file, else stderr in the foreground, else
+ * syslog, else (no /dev/log: syslog would drop every line) a file in the
+ * cache dir, said on stderr while someone still sees it.  Until the mount
+ * is up every line goes to stderr too. */
+static int open_log(const struct epochfs_opts *o, const char *abs_cache)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	if (o->log_file) {
+		rc = log_to_file(o->log_file);
+		if (rc) {
+			log_err("log file %s: %s", o->log_file, strerror(-rc));
+			return rc;
+		}
+	} else if (o->foreground) {
+		return 0;
+	} else if (log_syslog_available()) {
+		log_init("epochfs", o->log_level, 1);
+	} else {
+		rc = (size_t)snprintf(path, sizeof(path), "%s/epochfs.log", abs_cache) >= sizeof(path)
+			     ? -ENAMETOOLONG : log_to_file(path);
+		if (rc) {
+			log_err("no syslog here (no /dev/log) and log file %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		log_tee_stderr(1);
+		log_info("no syslog here (no /dev/log): logging to %s", path);
+		return 0;
+	}
+	log_tee_stderr(1);
+	return 0;
+}
+
+/* What a failed cache_open means for the exit status: its reason names the
+ * part that failed ("cache dir ...", "cache index ...", "listing ..."). */
+static int cache_exit_code(int rc, const char *err)
+{
+	if (rc == -EBUSY || !strncmp(err, "cache ", 6) || !strncmp(err, "index", 5))
+		return EXIT_LOCAL;
+	if (!strncmp(err, "listing ", 8))
+		return EXIT_SOURCE;
+	return EXIT_FAILED;
+}
+
 int main(int argc, char **argv)
 {
 	struct epochfs_opts o;
@@ -165,10 +316,8 @@ int main(int argc, char **argv)
 	struct backend *be = NULL;
 	struct cache *cache = NULL;
 	struct ll_ctx x;
-	char err[512], *fuse_o = NULL;
-	char *abs_mnt = NULL;
-	struct stat st;
-	int rc, status_fd = -1, exit_code = 1;
+	char err[512], abs_cache[PATH_MAX], *fuse_o = NULL, *abs_mnt = NULL;
+	int rc, status_fd = -1, exit_code = EXIT_FAILED;
 
 	/* glibc gives each thread that allocates its own arena, up to 8 per
 	 * CPU; the FUSE workers, fetch and store threads each kept a few MiB
@@ -181,56 +330,55 @@ int main(int argc, char **argv)
 	if (rc) {
 		fprintf(stderr, "epochfs: %s\n", err);
 		opts_free(&o);
-		return 2;
+		return EXIT_USAGE;
 	}
 	if (o.help) {
 		opts_usage(stdout, "epochfs");
+		opts_free(&o);
 		return 0;
 	}
 	if (o.version) {
 		printf("epochfs %s (FUSE %s)\n", EPOCHFS_VERSION, fuse_pkgversion());
+		opts_free(&o);
 		return 0;
 	}
-	log_init("epochfs", o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO, 0);
-	if (!strstr(o.source, "://") || !strncmp(o.source, "file://", 7)) {
-		const char *dir = strncmp(o.source, "file://", 7) ? o.source : o.source + 7;
-
-		if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-			fprintf(stderr, "epochfs: source %s: %s\n", o.source,
-				stat(dir, &st) < 0 ? strerror(errno) : "not a directory");
-			goto out_opts2;
-		}
-	}
-	if (stat(o.mountpoint, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "epochfs: mountpoint %s: %s\n", o.mountpoint,
-			stat(o.mountpoint, &st) < 0 ? strerror(errno) : "not a directory");
-		goto out_opts2;
-	}
-	rc = mkdirs(o.cache_dir);
+	log_init("epochfs", o.log_level, 0);
+	memset(&x, 0, sizeof(x));
+	rc = make_session(&o, &args, &fuse_o, &x);
 	if (rc) {
-		fprintf(stderr, "epochfs: cannot create cache dir %s: %s\n", o.cache_dir, strerror(-rc));
-		goto out_opts2;
+		log_err("%s", rc == -EINVAL ? "bad -o option for FUSE (see above)" : strerror(-rc));
+		exit_code = rc == -EINVAL ? EXIT_USAGE : EXIT_FAILED;
+		goto out_args;
 	}
+	exit_code = EXIT_SOURCE;
+	if (check_source(&o))
+		goto out_session;
+	exit_code = EXIT_LOCAL;
+	if (check_mountpoint(&o, &abs_mnt) || check_cache_dir(&o, abs_mnt, abs_cache, sizeof(abs_cache)) ||
+	    open_log(&o, abs_cache))
+		goto out_session;
 	if (!o.foreground) {
 		rc = daemonize(&status_fd);
 		if (rc) {
-			fprintf(stderr, "epochfs: cannot daemonize: %s\n", strerror(-rc));
-			goto out_opts;
+			log_err("cannot daemonize: %s", strerror(-rc));
+			exit_code = EXIT_FAILED;
+			goto out_session;
 		}
 	}
 
 	rc = backend_create(o.source, &o.be, &be, err, sizeof(err));
 	if (rc) {
 		log_err("%s", *err ? err : strerror(-rc));
-		goto out_opts;
+		exit_code = rc == -ENOMEM ? EXIT_FAILED : EXIT_SOURCE;
+		goto out_session;
 	}
 	rc = cache_open(&o.cache, be, &cache, err, sizeof(err));
 	if (rc) {
 		log_err("%s", err);
+		exit_code = cache_exit_code(rc, err);
 		goto out_be;
 	}
-
-	memset(&x, 0, sizeof(x));
+	exit_code = EXIT_FAILED;
 	x.cache = cache;
 	x.uid = getuid();
 	x.gid = getgid();
@@ -241,50 +389,22 @@ int main(int argc, char **argv)
 		log_err("cannot start the control-file thread");
 		goto out_cache;
 	}
-	{
-		/* The source names the mount in mount, df and /proc/mounts. */
-		char fsname[1024];
-		size_t k = 0;
-
-		for (const char *s = o.source; *s && k + 3 < sizeof(fsname); s++) {
-			if (*s == ',' || *s == '\\')
-				fsname[k++] = '\\';
-			fsname[k++] = *s;
-		}
-		fsname[k] = 0;
-		if (asprintf(&fuse_o, "fsname=%s,subtype=epochfs,max_read=%u,default_permissions%s%s",
-			     fsname, CACHE_MAX_READ, o.fuse_opts ? "," : "",
-			     o.fuse_opts ? o.fuse_opts : "") < 0)
-			goto out_cache;
-	}
-	if (fuse_opt_add_arg(&args, "epochfs") || fuse_opt_add_arg(&args, "-o") ||
-	    fuse_opt_add_arg(&args, fuse_o) || (o.debug && fuse_opt_add_arg(&args, "-d")))
-		goto out_args;
-	g_se = fuse_session_new(&args, &ll_ops, sizeof(ll_ops), &x);
-	if (!g_se) {
-		log_err("cannot create the FUSE session (bad -o option?)");
-		goto out_args;
-	}
 	if (pthread_create(&inval.thread, NULL, inval_main, NULL))
-		goto out_session;
+		goto out_cache;
 	cache_set_inval_hook(cache, inval_hook, NULL);
 	if (fuse_set_signal_handlers(g_se))
 		goto out_inval;
-	/* Resolved before mounting: afterwards a lookup under the mount point
-	 * would wait on this daemon's own loop. */
-	abs_mnt = realpath(o.mountpoint, NULL);
 	if (fuse_session_mount(g_se, o.mountpoint)) {
 		log_err("cannot mount on %s", o.mountpoint);
 		goto out_signals;
 	}
-	log_info("mounted %s on %s (cache %s, %llu bytes)", be->url, o.mountpoint, o.cache_dir,
+	log_info("mounted %s on %s (cache %s, %llu bytes)", be->url, o.mountpoint, abs_cache,
 		 (unsigned long long)cache_capacity(cache));
-	if (abs_mnt)
-		cache_note_mounted(cache, abs_mnt);
+	cache_note_mounted(cache, abs_mnt);
+	log_tee_stderr(0); /* from here on the log alone */
 	if (!o.foreground) {
 		if (chdir("/") < 0)
 			log_warn("chdir /: %s", strerror(errno));
-		log_init("epochfs", o.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO, 1);
 		detach_stdio();
 		report(status_fd, 0);
 		status_fd = -1;
@@ -300,7 +420,7 @@ int main(int argc, char **argv)
 	rc = fuse_session_loop_mt(g_se, lc);
 	if (rc < 0)
 		log_err("FUSE session ended with an error: %s", strerror(-rc));
-	exit_code = rc < 0 ? 1 : 0;
+	exit_code = rc < 0 ? EXIT_FAILED : 0;
 	fuse_loop_cfg_destroy(lc);
 	log_info("unmounting %s", o.mountpoint);
 out_unmount:
@@ -310,23 +430,20 @@ out_signals:
 out_inval:
 	cache_set_inval_hook(cache, NULL, NULL);
 	inval_stop();
-out_session:
-	fuse_session_destroy(g_se);
-	g_se = NULL;
+out_cache:
 	ctl_nopen_stop(); /* applies a write stream still pending */
+	cache_close(cache);
+out_be:
+	backend_destroy(be);
+out_session:
+	if (g_se)
+		fuse_session_destroy(g_se);
+	g_se = NULL;
 out_args:
 	fuse_opt_free_args(&args);
 	free(fuse_o);
-out_cache:
-	cache_close(cache);
 	free(abs_mnt);
-out_be:
-	backend_destroy(be);
-out_opts:
 	report(status_fd, exit_code);
 	opts_free(&o);
 	return exit_code;
-out_opts2:
-	opts_free(&o);
-	return 2;
 }

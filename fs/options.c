@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* Option parsing: GNU-style long options, and the same settings as -o keys so
- * that /etc/fstab and mount -t fuse.epochfs can pass them. */
+ * that /etc/fstab and mount -t fuse.epochfs can pass them.  One table says
+ * which options exist and which take a value, so that an unknown option is
+ * called unknown wherever it stands (not "needs a value" when it is last). */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +25,18 @@ void opts_usage(FILE *out, const char *prog)
 		"\n"
 		"options (each also accepted as -o key=value, e.g. -o cache_size=100G):\n"
 		"  --cache-dir DIR         cache directory (default /var/cache/epochfs)\n"
-		"  --cache-size SIZE       cache bound, bytes with K/M/G/T suffix or N%% of the\n"
-		"                          cache filesystem (default 50%%); counts index and data\n"
+		"  --cache-size SIZE       cache bound (default 50%%), counting index and data:\n"
+		"                          bytes with K/M/G/T (powers of 1024) or KB/MB/GB/TB\n"
+		"                          (powers of 1000), or N%% of the cache filesystem's\n"
+		"                          free space plus what the cache already holds\n"
 		"  --chunk-size SIZE       cache chunk size, 256K..1G, power of two (default 4M)\n"
 		"  --policy shade|lru      eviction policy (default shade: never evict equals)\n"
 		"  --list-ttl SECONDS      relist the source when the snapshot is older (default: never)\n"
 		"  --refresh               relist the source at this mount\n"
 		"  --backend-concurrency N requests in flight to the source (default 64)\n"
+		"  --timeout SECONDS       http/s3: bound for connecting, for the first byte and\n"
+		"                          for a stalled transfer, each (default 10)\n"
+		"  --retries N             http/s3: retries of a failed request (default 6)\n"
 		"  --prefetch-bytes SIZE   prefetch bytes in flight (default 256M)\n"
 		"  --substitute off|dir|all  serve a cached file of the same directory (dir)\n"
 		"                          or anywhere (all) for one not yet here, and the\n"
@@ -42,12 +51,22 @@ void opts_usage(FILE *out, const char *prog)
 		"  --no-open               the kernel sends no open or close: warm reads never\n"
 		"                          reach the daemon; opens are counted at the first\n"
 		"                          read that does (see epochfs(1)); no --substitute\n"
-		"  -f                      stay in the foreground\n"
-		"  -d                      debug log (implies -f)\n"
+		"  --log-file PATH         log to PATH (default: stderr with -f, else syslog, or\n"
+		"                          CACHE_DIR/epochfs.log where there is no /dev/log)\n"
+		"  --log-level LEVEL       error, warn, info or debug (default info)\n"
+		"  --allow-other           let other users read the mount (FUSE allow_other)\n"
+		"  --nonempty              the mount point is not empty on purpose (no warning)\n"
+		"  --read-only             accepted: the mount is always read-only\n"
+		"  -f, --foreground        stay in the foreground\n"
+		"  -d, --debug             debug log (implies -f)\n"
 		"  -o OPT[,OPT...]         the options above as keys, and FUSE options\n"
-		"                          (allow_other, default_permissions, ...)\n"
+		"                          (default_permissions, ...)\n"
 		"  -h, --help              this help\n"
-		"  -V, --version           version\n",
+		"  -V, --version           version\n"
+		"\n"
+		"exit status: 0 mounted (or unmounted cleanly with -f), 1 failed while running,\n"
+		"2 bad command line, 3 the source cannot be used, 4 the mount point or the\n"
+		"cache directory cannot be used (see epochfs(1))\n",
 		prog);
 }
 
@@ -70,6 +89,33 @@ static int parse_uint(const char *v, unsigned long long max, unsigned long long 
 	return 0;
 }
 
+int opts_parse_size(const char *s, uint64_t *bytes, double *pct)
+{
+	static const char units[] = "KMGTPE";
+	const char *u;
+	char *end;
+	double v;
+	int i;
+
+	*bytes = 0;
+	*pct = 0;
+	if (!s || !isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	/* "KB" and friends are decimal, as numfmt --from=si and df -H mean
+	 * them; everything else (K, KiB, %) is the base layer's binary rule. */
+	if (errno || !end[0] || !end[1] || end[2] || toupper((unsigned char)end[1]) != 'B' ||
+	    !(u = strchr(units, toupper((unsigned char)end[0]))))
+		return parse_size(s, bytes, pct);
+	for (i = 0; i <= u - units; i++)
+		v *= 1000;
+	if (!isfinite(v) || v >= 18446744073709551615.0)
+		return -EINVAL;
+	*bytes = (uint64_t)v;
+	return 0;
+}
+
 static int append_fuse_opt(struct epochfs_opts *o, const char *opt)
 {
 	char *n;
@@ -81,66 +127,106 @@ static int append_fuse_opt(struct epochfs_opts *o, const char *opt)
 	return 0;
 }
 
-/* Apply one setting by its key (long option name with '-' or '_').
- * Returns 1 when the key is not ours. */
-static int apply(struct epochfs_opts *o, const char *key, const char *val, char *err, size_t errlen)
+/* Every option of ours, by its long name; as an -o key '_' may stand for
+ * '-'.  val: it takes a value. */
+static const struct opt_def {
+	const char *name;
+	int val;
+} opt_defs[] = {
+	{ "cache-dir", 1 },  { "cache-size", 1 },   { "chunk-size", 1 },
+	{ "policy", 1 },     { "list-ttl", 1 },     { "refresh", 0 },
+	{ "backend-concurrency", 1 },               { "timeout", 1 },
+	{ "retries", 1 },    { "prefetch-bytes", 1 }, { "substitute", 1 },
+	{ "substitute-deadline", 1 },               { "manifest", 1 },
+	{ "s3-endpoint", 1 }, { "s3-path-style", 0 }, { "no-sign", 0 },
+	{ "insecure", 0 },   { "entry-timeout", 1 }, { "no-open", 0 },
+	{ "log-file", 1 },   { "log-level", 1 },    { "allow-other", 0 },
+	{ "nonempty", 0 },   { "read-only", 0 },    { "foreground", 0 },
+	{ "debug", 0 },
+};
+
+static const struct opt_def *opt_find(const char *key)
 {
-	unsigned long long u;
-	uint64_t bytes;
-	double pct;
 	char k[64];
 	size_t i;
 
 	for (i = 0; key[i] && i + 1 < sizeof(k); i++)
 		k[i] = key[i] == '_' ? '-' : key[i];
+	if (key[i])
+		return NULL;
 	k[i] = 0;
+	for (i = 0; i < ARRAY_SIZE(opt_defs); i++)
+		if (!strcmp(k, opt_defs[i].name))
+			return &opt_defs[i];
+	return NULL;
+}
 
-#define NEEDS_VALUE()                                                                  \
-	do {                                                                           \
-		if (!val || !*val)                                                     \
-			return set_err(err, errlen, "option '%s' needs a value%s", key, ""); \
-	} while (0)
+/* Replace *slot by a copy of val: values outlive argv and -o lists. */
+static int keep(char **slot, const char *val)
+{
+	char *v = strdup(val);
 
+	if (!v)
+		return -ENOMEM;
+	free(*slot);
+	*slot = v;
+	return 0;
+}
+
+/* Apply one known option; shown is how the user wrote its name. */
+static int apply(struct epochfs_opts *o, const struct opt_def *d, const char *shown,
+		 const char *val, char *err, size_t errlen)
+{
+	const char *k = d->name;
+	unsigned long long u;
+	enum log_level lvl;
+	uint64_t bytes;
+	double pct;
+
+	if (d->val && (!val || !*val))
+		return set_err(err, errlen, "option '%s' needs a value%s", shown, "");
+	if (!d->val && val)
+		return set_err(err, errlen, "option '%s' takes no value (given '%s')", shown, val);
 	if (!strcmp(k, "cache-dir")) {
-		NEEDS_VALUE();
-		free(o->cache_dir);
-		o->cache_dir = strdup(val);
+		if (keep(&o->cache_dir, val))
+			return -ENOMEM;
 		o->cache.cache_dir = o->cache_dir;
 	} else if (!strcmp(k, "cache-size")) {
-		NEEDS_VALUE();
-		if (parse_size(val, &bytes, &pct) || (!bytes && !pct))
-			return set_err(err, errlen, "bad cache size '%s' (use e.g. 500G, 1T or 80%%)%s", val, "");
+		if (opts_parse_size(val, &bytes, &pct) || (!bytes && !pct))
+			return set_err(err, errlen, "bad cache size '%s' (use e.g. 500G, 1T, 500GB or 80%%)%s", val, "");
 		o->cache.capacity = bytes;
 		o->cache.capacity_pct = pct;
 	} else if (!strcmp(k, "chunk-size")) {
-		NEEDS_VALUE();
-		if (parse_size(val, &bytes, &pct) || pct || bytes < CACHE_MIN_CHUNK ||
+		if (opts_parse_size(val, &bytes, &pct) || pct || bytes < CACHE_MIN_CHUNK ||
 		    bytes > (1ull << 30) || (bytes & (bytes - 1)))
 			return set_err(err, errlen, "bad chunk size '%s' (a power of two from 256K to 1G)%s", val, "");
 		o->cache.chunk_size = (uint32_t)bytes;
 	} else if (!strcmp(k, "policy")) {
-		NEEDS_VALUE();
 		if (policy_parse(val, &o->cache.policy))
 			return set_err(err, errlen, "bad policy '%s' (shade or lru)%s", val, "");
 	} else if (!strcmp(k, "list-ttl")) {
-		NEEDS_VALUE();
 		if (parse_uint(val, 1ull << 40, &u))
 			return set_err(err, errlen, "bad list TTL '%s' (seconds)%s", val, "");
 		o->cache.list_ttl_s = (int64_t)u;
 	} else if (!strcmp(k, "refresh")) {
 		o->cache.refresh = 1;
 	} else if (!strcmp(k, "backend-concurrency")) {
-		NEEDS_VALUE();
 		if (parse_uint(val, 4096, &u) || !u)
 			return set_err(err, errlen, "bad backend concurrency '%s' (1..4096)%s", val, "");
 		o->be.concurrency = (unsigned)u;
+	} else if (!strcmp(k, "timeout")) {
+		if (parse_uint(val, 86400, &u) || !u)
+			return set_err(err, errlen, "bad timeout '%s' (seconds, 1..86400)%s", val, "");
+		o->be.timeout_s = (unsigned)u;
+	} else if (!strcmp(k, "retries")) {
+		if (parse_uint(val, 100, &u))
+			return set_err(err, errlen, "bad retries '%s' (0..100)%s", val, "");
+		o->be.retries = (unsigned)u;
 	} else if (!strcmp(k, "entry-timeout")) {
-		NEEDS_VALUE();
 		if (parse_uint(val, 1ull << 31, &u))
 			return set_err(err, errlen, "bad entry timeout '%s' (seconds)%s", val, "");
 		o->entry_timeout = (double)u;
 	} else if (!strcmp(k, "substitute")) {
-		NEEDS_VALUE();
 		if (!strcmp(val, "off"))
 			o->cache.substitute = SUBST_OFF;
 		else if (!strcmp(val, "dir"))
@@ -150,21 +236,21 @@ static int apply(struct epochfs_opts *o, const char *key, const char *val, char 
 		else
 			return set_err(err, errlen, "bad substitute scope '%s' (off, dir or all)%s", val, "");
 	} else if (!strcmp(k, "substitute-deadline")) {
-		NEEDS_VALUE();
 		if (parse_uint(val, 60000, &u))
 			return set_err(err, errlen, "bad substitute deadline '%s' (milliseconds)%s", val, "");
 		o->cache.substitute_deadline_ms = (unsigned)u;
 	} else if (!strcmp(k, "prefetch-bytes")) {
-		NEEDS_VALUE();
-		if (parse_size(val, &bytes, &pct) || pct || bytes < (1u << 20))
+		if (opts_parse_size(val, &bytes, &pct) || pct || bytes < (1u << 20))
 			return set_err(err, errlen, "bad prefetch bytes '%s' (at least 1M)%s", val, "");
 		o->cache.prefetch_bytes = bytes;
 	} else if (!strcmp(k, "manifest")) {
-		NEEDS_VALUE();
-		o->be.manifest = val;
+		if (keep(&o->manifest_owned, val))
+			return -ENOMEM;
+		o->be.manifest = o->manifest_owned;
 	} else if (!strcmp(k, "s3-endpoint")) {
-		NEEDS_VALUE();
-		o->be.s3_endpoint = val;
+		if (keep(&o->endpoint_owned, val))
+			return -ENOMEM;
+		o->be.s3_endpoint = o->endpoint_owned;
 	} else if (!strcmp(k, "s3-path-style")) {
 		o->be.s3_path_style = 1;
 	} else if (!strcmp(k, "no-sign")) {
@@ -174,63 +260,96 @@ static int apply(struct epochfs_opts *o, const char *key, const char *val, char 
 	} else if (!strcmp(k, "no-open")) {
 		o->no_open = 1;
 		o->cache.no_open = 1;
+	} else if (!strcmp(k, "log-file")) {
+		if (keep(&o->log_file, val))
+			return -ENOMEM;
+	} else if (!strcmp(k, "log-level")) {
+		if (log_level_parse(val, &lvl))
+			return set_err(err, errlen, "bad log level '%s' (error, warn, info or debug)%s", val, "");
+		/* -d wins: it asks for the debug log whatever the order */
+		if (!o->debug)
+			o->log_level = lvl;
+	} else if (!strcmp(k, "allow-other")) {
+		return append_fuse_opt(o, "allow_other");
+	} else if (!strcmp(k, "nonempty")) {
+		o->nonempty = 1; /* not passed on: fuse3 mounts on a non-empty dir anyway */
+	} else if (!strcmp(k, "read-only")) {
+		/* the mount is read-only whatever is asked */
+	} else if (!strcmp(k, "foreground")) {
+		o->foreground = 1;
 	} else if (!strcmp(k, "debug")) {
 		o->debug = 1;
 		o->foreground = 1;
-	} else {
-		return 1;
+		o->log_level = LOG_LVL_DEBUG;
 	}
 	return 0;
-#undef NEEDS_VALUE
 }
 
-/* Split a -o list and apply each; the rest is kept for FUSE. */
+/* The generic options mount(8) and its helpers pass: the mount is
+ * read-only and nodev/nosuid whatever they say. */
+static int generic_mount_opt(const char *tok)
+{
+	static const char *const names[] = { "rw", "ro", "dev", "suid", "nodev", "nosuid", "exec",
+					     "noexec", "auto", "noauto", "user", "nouser",
+					     "_netdev", "nofail", "defaults" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (!strcmp(tok, names[i]))
+			return 1;
+	return !strncmp(tok, "x-", 2);
+}
+
+/* Split a -o list and apply each; the rest is kept for FUSE (main checks
+ * those with FUSE itself before touching the source). */
 static int apply_o(struct epochfs_opts *o, const char *list, char *err, size_t errlen)
 {
 	char *copy = strdup(list), *save = NULL, *tok, *eq;
+	const struct opt_def *d;
 	int rc = 0;
 
 	if (!copy)
 		return -ENOMEM;
 	for (tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
-		/* Mount helpers pass these; the mount is read-only whatever they say. */
-		if (!strcmp(tok, "rw") || !strcmp(tok, "ro") || !strcmp(tok, "dev") ||
-		    !strcmp(tok, "suid") || !strcmp(tok, "nodev") || !strcmp(tok, "nosuid") ||
-		    !strcmp(tok, "exec") || !strcmp(tok, "noexec") || !strcmp(tok, "auto") ||
-		    !strcmp(tok, "noauto") || !strcmp(tok, "user") || !strcmp(tok, "nouser") ||
-		    !strcmp(tok, "_netdev") || !strcmp(tok, "nofail") || !strncmp(tok, "x-", 2) ||
-		    !strcmp(tok, "defaults"))
+		if (generic_mount_opt(tok))
 			continue;
 		eq = strchr(tok, '=');
 		if (eq)
 			*eq = 0;
-		rc = apply(o, tok, eq ? eq + 1 : NULL, err, errlen);
-		if (rc == 1) {
+		d = opt_find(tok);
+		if (d) {
+			rc = apply(o, d, tok, eq ? eq + 1 : NULL, err, errlen);
+		} else {
 			if (eq)
 				*eq = '=';
 			rc = append_fuse_opt(o, tok);
-		} else if (rc == 0 && eq) {
-			/* keep the value alive: options point into it */
-			if (!strcmp(tok, "manifest") || !strcmp(tok, "s3_endpoint") ||
-			    !strcmp(tok, "s3-endpoint")) {
-				char *v = strdup(eq + 1);
-
-				if (!v) {
-					rc = -ENOMEM;
-					break;
-				}
-				if (!strcmp(tok, "manifest")) {
-					free(o->manifest_owned);
-					o->be.manifest = o->manifest_owned = v;
-				} else {
-					free(o->endpoint_owned);
-					o->be.s3_endpoint = o->endpoint_owned = v;
-				}
-			}
 		}
 	}
 	free(copy);
 	return rc;
+}
+
+/* One --long[=value] argument at argv[*i] (value from the next argument
+ * when the option takes one). */
+static int long_opt(struct epochfs_opts *o, int argc, char **argv, int *i, char *err, size_t errlen)
+{
+	const char *a = argv[*i], *eq = strchr(a, '='), *val = NULL;
+	const struct opt_def *d;
+	char key[64];
+	size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+
+	if (kl >= sizeof(key))
+		return set_err(err, errlen, "unknown option '%.100s'%s", a, "");
+	memcpy(key, a + 2, kl);
+	key[kl] = 0;
+	d = strchr(key, '_') ? NULL : opt_find(key); /* '_' only in -o keys */
+	if (!d)
+		return set_err(err, errlen, "unknown option '--%s'%s (see --help)", key, "");
+	if (eq)
+		val = eq + 1;
+	else if (d->val && *i + 1 < argc)
+		val = argv[++*i];
+	snprintf(key, sizeof(key), "--%s", d->name);
+	return apply(o, d, key, val, err, errlen);
 }
 
 int opts_parse(int argc, char **argv, struct epochfs_opts *o, char *err, size_t errlen)
@@ -242,6 +361,7 @@ int opts_parse(int argc, char **argv, struct epochfs_opts *o, char *err, size_t 
 	cache_config_init(&o->cache);
 	backend_options_init(&o->be);
 	o->entry_timeout = 86400;
+	o->log_level = LOG_LVL_INFO;
 	*err = 0;
 	for (i = 1; i < argc; i++) {
 		char *a = argv[i];
@@ -259,6 +379,7 @@ int opts_parse(int argc, char **argv, struct epochfs_opts *o, char *err, size_t 
 		} else if (!strcmp(a, "-d")) {
 			o->debug = 1;
 			o->foreground = 1;
+			o->log_level = LOG_LVL_DEBUG;
 		} else if (!strcmp(a, "-s")) {
 			/* single-threaded: accepted for compatibility, ignored */
 		} else if (!strncmp(a, "-o", 2)) {
@@ -270,31 +391,11 @@ int opts_parse(int argc, char **argv, struct epochfs_opts *o, char *err, size_t 
 			if (rc)
 				return rc < 0 && *err ? rc : set_err(err, errlen, "bad -o options '%s'%s", list, "");
 		} else if (!strncmp(a, "--", 2) && a[2]) {
-			char *eq = strchr(a, '=');
-			char key[64];
-			const char *val = NULL;
-			size_t kl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-
-			if (kl >= sizeof(key))
-				return set_err(err, errlen, "unknown option '%s'%s", a, "");
-			memcpy(key, a + 2, kl);
-			key[kl] = 0;
-			if (eq) {
-				val = eq + 1;
-			} else if (strcmp(key, "refresh") && strcmp(key, "s3-path-style") &&
-				   strcmp(key, "no-sign") && strcmp(key, "insecure") &&
-				   strcmp(key, "debug") && strcmp(key, "no-open")) {
-				if (i + 1 >= argc)
-					return set_err(err, errlen, "option '%s' needs a value%s", a, "");
-				val = argv[++i];
-			}
-			rc = apply(o, key, val, err, errlen);
-			if (rc == 1)
-				return set_err(err, errlen, "unknown option '%s'%s", a, "");
+			rc = long_opt(o, argc, argv, &i, err, errlen);
 			if (rc)
 				return rc;
 		} else if (a[0] == '-' && a[1]) {
-			return set_err(err, errlen, "unknown option '%s'%s", a, "");
+			return set_err(err, errlen, "unknown option '%s'%s (see --help)", a, "");
 		} else {
 			if (npos == 2)
 				return set_err(err, errlen, "unexpected argument '%s' (SOURCE and MOUNTPOINT given already)%s", a, "");
@@ -322,5 +423,6 @@ void opts_free(struct epochfs_opts *o)
 	free(o->fuse_opts);
 	free(o->manifest_owned);
 	free(o->endpoint_owned);
-	o->cache_dir = o->fuse_opts = o->manifest_owned = o->endpoint_owned = NULL;
+	free(o->log_file);
+	o->cache_dir = o->fuse_opts = o->manifest_owned = o->endpoint_owned = o->log_file = NULL;
 }

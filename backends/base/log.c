@@ -9,16 +9,19 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 static const char *log_ident = "epochfs";
 static enum log_level log_cur = LOG_LVL_INFO;
 static enum log_dest log_where = LOG_TO_STDERR;
 static int log_fd = -1;
+static int log_tee;
 
 void log_init(const char *ident, enum log_level level, int use_syslog)
 {
@@ -45,6 +48,18 @@ int log_to_file(const char *path)
 enum log_dest log_dest_get(void)
 {
 	return log_where;
+}
+
+void log_tee_stderr(int on)
+{
+	log_tee = on;
+}
+
+int log_syslog_available(void)
+{
+	struct stat st;
+
+	return stat("/dev/log", &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 void log_set_level(enum log_level level)
@@ -89,6 +104,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	if (log_tee && log_where != LOG_TO_STDERR) {
+		n = snprintf(out, sizeof(out), "%s: %s: %s\n", log_ident, names[level], line);
+		if (write(STDERR_FILENO, out, MIN((size_t)n, sizeof(out) - 1)) < 0) {
+			/* the file or syslog still has it */
+		}
+	}
 	switch (log_where) {
 	case LOG_TO_SYSLOG:
 		syslog(prio[level], "%s", line);

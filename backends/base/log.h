@@ -20,6 +20,13 @@ void log_init(const char *ident, enum log_level level, int use_syslog);
  * does not change. */
 int log_to_file(const char *path) __attribute__((warn_unused_result));
 enum log_dest log_dest_get(void);
+/* While on, a message logged to syslog or a file is also written to stderr:
+ * the daemon's start, until it detaches, is seen by whoever started it as
+ * well as kept in its log. */
+void log_tee_stderr(int on);
+/* 1 when syslog can take messages (the /dev/log socket exists): without it
+ * (many containers) syslog(3) drops every message silently. */
+int log_syslog_available(void);
 void log_set_level(enum log_level level);
 /* "error", "warn" (or "warning"), "info", "debug": 0 or -EINVAL. */
 int log_level_parse(const char *s, enum log_level *out);
