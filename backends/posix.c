@@ -389,12 +389,15 @@ static int posix_list(struct backend *be, backend_list_fn fn, void *arg)
 	pthread_t th[64];
 	unsigned i, n = MIN(MAX(p->list_threads, 1u), ARRAY_SIZE(th));
 	struct walk_dir *d;
+	int rc;
 
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
-	w.rc = walk_push(&w, "");
-	/* The first thread counts as active until it has taken the root. */
-	for (i = 0; i < n && !w.rc; i++)
+	rc = walk_push(&w, "");
+	w.rc = rc;
+	/* The first thread counts as active until it has taken the root.
+	 * w.rc belongs to the walkers once the first one runs: test the local. */
+	for (i = 0; i < n && !rc; i++)
 		if (pthread_create(&th[i], NULL, walk_thread, &w))
 			break;
 	n = i;
@@ -406,7 +409,7 @@ static int posix_list(struct backend *be, backend_list_fn fn, void *arg)
 	}
 	pthread_mutex_destroy(&w.lock);
 	pthread_cond_destroy(&w.cond);
-	return w.rc;
+	return n || w.rc ? w.rc : -EAGAIN; /* no walker could start */
 }
 
 static void posix_destroy(struct backend *be)
