@@ -28,7 +28,7 @@ TEST_BINS = $(addprefix $(B)/tests/,$(UNIT_TESTS))
 
 .SECONDARY:
 
-.PHONY: all check unit demo bench bench-remote bench-subst install clean distclean asan valgrind
+.PHONY: all check unit demo bench bench-remote bench-subst install clean distclean asan tsan valgrind
 
 all: $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
 
@@ -93,6 +93,11 @@ bench-subst: all
 # ASan+UBSan build of everything, then the whole suite against it.
 asan:
 	$(MAKE) B=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
+
+# ThreadSanitizer build of the unit tests (the daemon's threads under a
+# real cache, the fetch engine, the parallel listing), run with it.
+tsan:
+	$(MAKE) B=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" unit
 
 valgrind: $(TEST_BINS)
 	B=$(B) sh tests/run.sh --unit --valgrind
