@@ -22,11 +22,13 @@ static uint64_t splitmix(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-static void usage(void)
+/* To stdout with status 0 when asked for (--help), else a usage error. */
+static void usage(int asked)
 {
-	fprintf(stderr, "usage: epochfs-gendata [--classes N] [--per-class N] [--size BYTES] "
-			"[--seed N] DIR\n");
-	exit(2);
+	fprintf(asked ? stdout : stderr,
+		"usage: epochfs-gendata [--classes N] [--per-class N] [--size BYTES] "
+		"[--seed N] DIR\n");
+	exit(asked ? 0 : 2);
 }
 
 int main(int argc, char **argv)
@@ -39,22 +41,24 @@ int main(int argc, char **argv)
 	double pct;
 
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--classes") && i + 1 < argc)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			usage(1);
+		else if (!strcmp(argv[i], "--classes") && i + 1 < argc)
 			classes = strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--per-class") && i + 1 < argc)
 			per = strtoul(argv[++i], NULL, 10);
 		else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
 			if (parse_size(argv[++i], &size, &pct) || !size)
-				usage();
+				usage(0);
 		} else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
 			seed = strtoul(argv[++i], NULL, 10);
 		else if (argv[i][0] == '-' || dir)
-			usage();
+			usage(0);
 		else
 			dir = argv[i];
 	}
 	if (!dir)
-		usage();
+		usage(0);
 	buf = malloc(size * 2 + 8);
 	if (!buf || (mkdir(dir, 0755) < 0 && errno != EEXIST)) {
 		perror(dir);

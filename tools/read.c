@@ -153,9 +153,12 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--verify") && i + 1 < argc)
 			verify = argv[++i];
 		else if (argv[i][0] == '-' || root) {
-			fprintf(stderr, "usage: epochfs-read [--threads N] [--seed N] [--epochs N] "
-					"[--drop-caches] [--order FILE] [--verify DIR] ROOT\n");
-			return 2;
+			int asked = !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");
+
+			fprintf(asked ? stdout : stderr,
+				"usage: epochfs-read [--threads N] [--seed N] [--epochs N] "
+				"[--drop-caches] [--order FILE] [--verify DIR] ROOT\n");
+			return asked ? 0 : 2;
 		} else
 			root = argv[i];
 	}
