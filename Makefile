@@ -106,6 +106,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/sbin
 	install -m 755 $(B)/epochfs $(B)/epochfs-stat $(wildcard $(B)/epochfs-ctl) $(DESTDIR)$(PREFIX)/bin/
 	if [ -d docs/man ]; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+	@# mount(8) runs /sbin/mount.fuse.<type> with no PATH: the helper names this prefix's daemon (MOUNT_HELPER_DIR=DIR puts it elsewhere)
+	install -d $(DESTDIR)$(or $(MOUNT_HELPER_DIR),/sbin) && sed 's|@BINDIR@|$(PREFIX)/bin|' tools/mount.fuse.epochfs >$(DESTDIR)$(or $(MOUNT_HELPER_DIR),/sbin)/mount.fuse.epochfs && chmod 755 $(DESTDIR)$(or $(MOUNT_HELPER_DIR),/sbin)/mount.fuse.epochfs
 
 clean:
 	rm -rf $(B)/obj $(TEST_BINS) build-asan build-tsan $(LIBCORE) $(LIBFS) $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
