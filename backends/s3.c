@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include "creds.h"
 #include "fetch.h"
 #include "backends/base/log.h"
 
@@ -26,6 +28,7 @@ struct s3_backend {
 	char *base;        /* bucket URL, ends in '/' */
 	char *prefix;      /* "" or "dir/" */
 	unsigned max_keys;
+	struct creds_provider *creds;   /* NULL with --no-sign */
 };
 
 static struct s3_backend *sb(struct backend *be)
@@ -411,9 +414,11 @@ static int list_error(struct s3_backend *s, int rc, const struct fetch_job *job,
 	const char *code = job->errcode[0] ? job->errcode : "no error code";
 
 	if (rc == -EACCES)
-		snprintf(err, errlen, "access denied listing %s (HTTP %ld, %s): check"
-			 " AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_PROFILE, or use"
-			 " --no-sign for a public bucket", s->be.url, job->http, code);
+		snprintf(err, errlen, "access denied listing %s (HTTP %ld, %s) with the"
+			 " credentials from %s: check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/"
+			 "AWS_PROFILE or the role, or use --no-sign for a public bucket", s->be.url,
+			 job->http, code, s->creds ? creds_source_name(creds_source(s->creds))
+						   : "nowhere (--no-sign)");
 	else if (rc == -ENOENT)
 		snprintf(err, errlen, "%s: no such bucket (HTTP 404, %s)", s->be.url, code);
 	else
@@ -514,6 +519,7 @@ static void s3_destroy(struct backend *be)
 	struct s3_backend *s = sb(be);
 
 	fetch_engine_destroy(s->eng);
+	creds_destroy(s->creds);   /* after the engine: its requests may use them */
 	free(s->base);
 	free(s->prefix);
 	free(s->be.url);
@@ -558,15 +564,16 @@ static const char *env(const char *name)
 	return v && *v ? v : NULL;
 }
 
-/* Credentials and region the way the AWS tools find them.  0 or -EACCES
- * (none found; err says where it looked). */
-static int find_credentials(struct s3_creds *c, char *region, size_t rlen, char *err,
-			    size_t errlen)
+/* Region, then credentials, the way the AWS tools find them (the chain is
+ * backends/creds.c; the region is needed first, for its STS endpoint).  0,
+ * or -errno with err saying where it looked. */
+static int find_credentials(struct creds_provider **creds, char *region, size_t rlen,
+			    char *err, size_t errlen)
 {
 	const char *profile = env("AWS_PROFILE") ? env("AWS_PROFILE") : "default";
 	const char *home = env("HOME") ? env("HOME") : "/";
+	struct creds_options co = { 0 };
 	char path[PATH_MAX], *text;
-	int rc = -EACCES;
 
 	if (env("AWS_REGION"))
 		copy_value(region, rlen, env("AWS_REGION"));
@@ -581,29 +588,8 @@ static int find_credentials(struct s3_creds *c, char *region, size_t rlen, char 
 			copy_value(region, rlen, "us-east-1");
 		free(text);
 	}
-	memset(c, 0, sizeof(*c));
-	if (env("AWS_ACCESS_KEY_ID") && env("AWS_SECRET_ACCESS_KEY")) {
-		copy_value(c->key, sizeof(c->key), env("AWS_ACCESS_KEY_ID"));
-		copy_value(c->secret, sizeof(c->secret), env("AWS_SECRET_ACCESS_KEY"));
-		if (env("AWS_SESSION_TOKEN"))
-			copy_value(c->token, sizeof(c->token), env("AWS_SESSION_TOKEN"));
-		return 0;
-	}
-	if (env("AWS_SHARED_CREDENTIALS_FILE"))
-		snprintf(path, sizeof(path), "%s", env("AWS_SHARED_CREDENTIALS_FILE"));
-	else
-		snprintf(path, sizeof(path), "%s/.aws/credentials", home);
-	if ((text = slurp(path)) && !s3_parse_credentials(text, profile, c))
-		rc = 0;
-	else
-		snprintf(err, errlen, "no AWS credentials: set AWS_ACCESS_KEY_ID and"
-			 " AWS_SECRET_ACCESS_KEY, or profile '%s' in %s (or use --no-sign)",
-			 profile, path);
-	if (text) {
-		explicit_bzero(text, strlen(text));
-		free(text);
-	}
-	return rc;
+	co.region = region;
+	return creds_resolve(&co, creds, err, errlen);
 }
 
 /* Bucket URL for the endpoint: path-style (ENDPOINT/BUCKET/) when asked,
@@ -659,7 +645,8 @@ int backend_s3_create(const char *url, const struct backend_options *o,
 	const char *headers[3] = { NULL, NULL, NULL };
 	struct fetch_config cfg = { 0 };
 	struct s3_backend *s = NULL;
-	struct s3_creds c;
+	struct creds_provider *creds = NULL;
+	struct aws_creds c;
 	size_t n;
 	int rc;
 
@@ -671,7 +658,7 @@ int backend_s3_create(const char *url, const struct backend_options *o,
 	if (o->no_sign) {
 		copy_value(region, sizeof(region), env("AWS_REGION") ? env("AWS_REGION") :
 			   env("AWS_DEFAULT_REGION") ? env("AWS_DEFAULT_REGION") : "us-east-1");
-	} else if ((rc = find_credentials(&c, region, sizeof(region), err, errlen))) {
+	} else if ((rc = find_credentials(&creds, region, sizeof(region), err, errlen))) {
 		return rc;
 	}
 	if (o->s3_endpoint)
@@ -691,6 +678,8 @@ int backend_s3_create(const char *url, const struct backend_options *o,
 	rc = -ENOMEM;
 	if (!(s = calloc(1, sizeof(*s))))
 		goto out;
+	s->creds = creds;
+	creds = NULL;
 	s->be.ops = &s3_ops;
 	s->be.concurrency = o->concurrency ? o->concurrency : 64;
 	s->max_keys = 1000;
@@ -705,11 +694,30 @@ int backend_s3_create(const char *url, const struct backend_options *o,
 	headers[0] = "x-amz-content-sha256: " EMPTY_SHA256;
 	if (!o->no_sign) {
 		snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:s3", region);
+		cfg.sigv4 = sigv4;
+#ifdef FETCH_AUTH_HOOK
+		/* every attempt takes the provider's current credentials */
+		cfg.auth = creds_apply;
+		cfg.auth_arg = s->creds;
+	}
+#else
+		/* the engine takes the credentials once: refreshed ones do not reach it */
+		creds_get(s->creds, &c);
+		if (c.expiration) {
+			char when[32];
+			struct tm tm;
+
+			gmtime_r(&c.expiration, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			log_warn("%s: the AWS credentials from %s expire %s; the fetch engine"
+				 " cannot take refreshed ones, so requests will be refused after"
+				 " that until a remount", s->be.url,
+				 creds_source_name(creds_source(s->creds)), when);
+		}
 		n = strlen(c.key) + strlen(c.secret) + 2;
 		if (!(userpwd = malloc(n)))
 			goto out;
 		snprintf(userpwd, n, "%s:%s", c.key, c.secret);
-		cfg.sigv4 = sigv4;
 		cfg.userpwd = userpwd;
 		if (c.token[0]) {
 			n = strlen(c.token) + 32;
@@ -719,6 +727,7 @@ int backend_s3_create(const char *url, const struct backend_options *o,
 			headers[1] = token_hdr;
 		}
 	}
+#endif
 	if (o->insecure && !strncmp(endpoint, "https://", 8))
 		log_warn("--insecure: TLS certificates of %s are not verified", endpoint);
 	cfg.headers = headers;
@@ -746,6 +755,7 @@ out:
 	if (token_hdr)
 		explicit_bzero(token_hdr, strlen(token_hdr));
 	free(token_hdr);
+	creds_destroy(creds);
 	explicit_bzero(&c, sizeof(c));
 	return rc;
 }
