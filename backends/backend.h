@@ -93,8 +93,9 @@ struct backend_options {
 	int s3_path_style;
 	int no_sign;
 	int insecure;
-	unsigned timeout_s;        /* per-request low-speed timeout */
-	unsigned retries;          /* retry budget per request */
+	unsigned timeout_s;        /* bound on connecting, on the first byte and
+				    * on a stalled transfer, each; default 10 */
+	unsigned retries;          /* retries per request (0: none); default 6 */
 };
 
 void backend_options_init(struct backend_options *o);

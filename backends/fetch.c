@@ -32,6 +32,8 @@ struct fetch_engine {
 	unsigned npool;
 	uint64_t rng;
 	uint64_t down_until;   /* store looks down: retry budget cut to 1 */
+	uint64_t retry_log_s;  /* the second of the retry lines counted below */
+	unsigned retry_logged, retry_unlogged;
 	/* configuration */
 	unsigned concurrency, retries, timeout_s;
 	int insecure;
@@ -261,6 +263,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *arg)
 	uint64_t start;
 	time_t t;
 
+	j->byte_ms = now_ms();
 	if (n >= 5 && !strncmp(data, "HTTP/", 5)) {
 		memset(&j->current, 0, sizeof(j->current));
 		j->total = UINT64_MAX;
@@ -305,6 +308,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 
 	curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &http);
 	e = j->engine;
+	j->byte_ms = now_ms();
 	if (http < 200 || http >= 300) {
 		take = FETCH_ERRBODY_MAX - 1 - j->errbody_len;
 		take = n < take ? n : take;
@@ -358,6 +362,35 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return size * nmemb;
 }
 
+/* The watchdog, called by curl about once a second while a transfer is
+ * idle: cut an attempt whose answer has not begun timeout_s after its
+ * connection, or whose last byte is timeout_s old. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+		       curl_off_t ulnow)
+{
+	struct fetch_job *j = arg;
+	uint64_t now = now_ms(), bound = (uint64_t)j->engine->timeout_s * 1000;
+	curl_off_t conn_us = 0;
+
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	if (j->byte_ms) {
+		if (now - j->byte_ms <= bound)
+			return 0;
+		j->hung = FETCH_HUNG_STALL;
+		return 1;
+	}
+	curl_easy_getinfo(j->easy, CURLINFO_CONNECT_TIME_T, &conn_us);
+	/* Still connecting is curl's to bound; but a reused connection may
+	 * report no connect time, so past the connect bound count from the
+	 * start. */
+	if (conn_us <= 0 && now - j->attempt_ms <= bound + 1000)
+		return 0;
+	if (now - j->attempt_ms - (uint64_t)conn_us / 1000 <= bound)
+		return 0;
+	j->hung = FETCH_HUNG_ANSWER;
+	return 1;
+}
+
 /* Configure an easy handle for one attempt of j.  0 or -ENOMEM. */
 static int setup_attempt(struct fetch_engine *e, struct fetch_job *j, CURL *h)
 {
@@ -389,9 +422,16 @@ static int setup_attempt(struct fetch_engine *e, struct fetch_job *j, CURL *h)
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, j);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, j);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)FETCH_CONNECT_TIMEOUT_S);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)e->timeout_s);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, j->curlerr);
+	/* One bound, three places a server can hang: the connection (curl's
+	 * own timeout), the first byte of the answer and a transfer that stops
+	 * moving (the watchdog in on_progress: curl's low-speed check averages
+	 * over several seconds, so a stall after a few bytes took 4-5 times
+	 * the bound to be noticed). */
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)e->timeout_s);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, j);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (e->insecure) {
@@ -435,6 +475,10 @@ static void start(struct fetch_engine *e, struct fetch_job *j)
 	}
 	curl_easy_reset(h);
 	j->complete = j->stale = j->toobig = j->badrange = 0;
+	j->hung = FETCH_HUNG_NO;
+	j->byte_ms = 0;
+	j->attempt_ms = now_ms();
+	j->curlerr[0] = 0;
 	j->skip = 0;
 	j->total = UINT64_MAX;
 	j->errbody_len = 0;
@@ -536,23 +580,57 @@ static int success_result(struct fetch_job *j, ssize_t *res)
 	return 0;
 }
 
-/* The last failure of j in words: the curl error, else the HTTP status and
- * the S3 error code. */
-static const char *reason(const struct fetch_job *j, CURLcode rc, char *buf, size_t n)
+/* The last failure of j in words: where a timeout struck, else curl's own
+ * message, else the HTTP status and the S3 error code. */
+static const char *reason(const struct fetch_engine *e, const struct fetch_job *j,
+			  CURLcode rc, char *buf, size_t n)
 {
-	if (rc != CURLE_OK)
-		snprintf(buf, n, "%s", curl_easy_strerror(rc));
+	if (j->hung == FETCH_HUNG_ANSWER)
+		snprintf(buf, n, "connected, but no answer within %u s", e->timeout_s);
+	else if (j->hung == FETCH_HUNG_STALL)
+		snprintf(buf, n, "the transfer stalled for %u s", e->timeout_s);
+	else if (rc == CURLE_OPERATION_TIMEDOUT)
+		snprintf(buf, n, "no connection within %u s", e->timeout_s);
+	else if (rc != CURLE_OK)
+		snprintf(buf, n, "%s", j->curlerr[0] ? j->curlerr : curl_easy_strerror(rc));
 	else
 		snprintf(buf, n, "HTTP %ld%s%s%s", j->http, j->errcode[0] ? " (" : "", j->errcode,
 			 j->errcode[0] ? ")" : "");
 	return buf;
 }
 
+/* Say that an attempt failed and will be tried again, so that a slow or
+ * hung source is never silent.  An outage fails many requests at once:
+ * past FETCH_RETRY_LOG_PER_S lines a second the rest are counted, and the
+ * next line says how many were not shown. */
+static void log_retry(struct fetch_engine *e, const struct fetch_job *j, unsigned budget,
+		      unsigned backoff_ms, const char *why)
+{
+	uint64_t sec = now_ms() / 1000;
+	char more[64] = "";
+
+	if (sec != e->retry_log_s) {
+		e->retry_log_s = sec;
+		e->retry_logged = 0;
+	}
+	if (e->retry_logged >= FETCH_RETRY_LOG_PER_S) {
+		e->retry_unlogged++;
+		return;
+	}
+	e->retry_logged++;
+	if (e->retry_unlogged)
+		snprintf(more, sizeof(more), " (%u more retries not shown)", e->retry_unlogged);
+	e->retry_unlogged = 0;
+	log_info("%s: attempt %d of %u failed: %s; retrying in %.1f s (%s)%s", j->name,
+		 j->attempts, budget + 1, why, backoff_ms / 1000.0, j->url, more);
+}
+
 /* Decide what follows a finished attempt: done, retry later, or give up. */
 static void completed(struct fetch_engine *e, struct fetch_job *j, CURLcode rc)
 {
 	enum fetch_verdict v;
-	char why[160];
+	char why[300];
+	unsigned budget, backoff;
 	ssize_t r;
 	int err;
 
@@ -569,8 +647,12 @@ static void completed(struct fetch_engine *e, struct fetch_job *j, CURLcode rc)
 	}
 	if (rc == CURLE_WRITE_ERROR && j->complete)
 		rc = CURLE_OK;
-	if (j->badrange)
+	if (j->badrange) {
 		rc = CURLE_RECV_ERROR; /* a server answering the wrong range: retry */
+		j->curlerr[0] = 0;     /* curl's words were about our abort */
+	}
+	if (j->hung)
+		rc = CURLE_OPERATION_TIMEDOUT; /* the watchdog's abort is a timeout */
 	if (j->http >= 300)
 		s3_code(j);
 	v = fetch_classify(rc, j->http, j->errcode, &err);
@@ -598,19 +680,22 @@ static void completed(struct fetch_engine *e, struct fetch_job *j, CURLcode rc)
 	}
 	if (v == FETCH_FAIL) {
 		if (err != -ENOENT)
-			log_warn("%s: %s", j->name, reason(j, rc, why, sizeof(why)));
+			log_warn("%s: %s", j->name, reason(e, j, rc, why, sizeof(why)));
 		finish(e, j, err);
 		return;
 	}
-	if ((unsigned)j->attempts > (now_ms() < e->down_until ? 1 : e->retries) || j->noretry) {
+	budget = j->noretry ? 0 : now_ms() < e->down_until ? 1 : e->retries;
+	if ((unsigned)j->attempts > budget) {
 		e->down_until = now_ms() + FETCH_DOWN_MS;
-		log_err("giving up on %s after %d attempts: %s", j->name, j->attempts,
-			  reason(j, rc, why, sizeof(why)));
+		log_err("giving up on %s after %d attempt%s: %s (%s)", j->name, j->attempts,
+			j->attempts == 1 ? "" : "s", reason(e, j, rc, why, sizeof(why)), j->url);
 		finish(e, j, -EIO);
 		return;
 	}
 	atomic_fetch_add(&e->c->retries, 1);
-	j->due_ms = now_ms() + fetch_backoff_ms((unsigned)j->attempts, jitter(e));
+	backoff = fetch_backoff_ms((unsigned)j->attempts, jitter(e));
+	log_retry(e, j, budget, backoff, reason(e, j, rc, why, sizeof(why)));
+	j->due_ms = now_ms() + backoff;
 	j->next = e->waiting;
 	e->waiting = j;
 }
@@ -694,9 +779,17 @@ static void *engine_main(void *arg)
 		}
 		if (progressed && e->ready && e->active < e->concurrency)
 			continue;
-		timeout = 1000;
+		/* a failed attempt just went to wait for its backoff: wake for it
+		 * (without this a retry started up to a second late) */
+		now = now_ms();
+		for (j = e->waiting; progressed && j; j = j->next)
+			if (j->due_ms < next_due)
+				next_due = j->due_ms;
+		/* With transfers out, wake at least 4 times a second so that the
+		 * watchdog (on_progress) holds the timeout to a quarter second. */
+		timeout = e->active ? 250 : 1000;
 		if (next_due != UINT64_MAX)
-			timeout = next_due <= now ? 0 : (int)(next_due - now < 1000 ? next_due - now : 1000);
+			timeout = next_due <= now ? 0 : (int)MIN(next_due - now, (uint64_t)timeout);
 		curl_multi_poll(e->multi, NULL, 0, timeout, NULL);
 	}
 	return NULL;
@@ -727,7 +820,7 @@ int fetch_engine_create(const struct fetch_config *cfg, struct fetch_engine **ou
 	if (!(e = calloc(1, sizeof(*e))))
 		return -ENOMEM;
 	e->concurrency = cfg->concurrency ? cfg->concurrency : 64;
-	e->retries = cfg->retries ? cfg->retries : FETCH_DEFAULT_RETRIES;
+	e->retries = cfg->retries;
 	e->timeout_s = cfg->timeout_s ? cfg->timeout_s : FETCH_DEFAULT_TIMEOUT_S;
 	e->insecure = cfg->insecure;
 	e->c = cfg->counters;

@@ -18,9 +18,9 @@
 #define FETCH_ERRBODY_MAX 4096      /* cap of a kept error body */
 #define FETCH_BACKOFF_BASE_MS 200
 #define FETCH_BACKOFF_CAP_MS 4000
-#define FETCH_DEFAULT_RETRIES 6
+#define FETCH_DEFAULT_RETRIES 6     /* backend_options_init's budget */
 #define FETCH_DEFAULT_TIMEOUT_S 10
-#define FETCH_CONNECT_TIMEOUT_S 5
+#define FETCH_RETRY_LOG_PER_S 10    /* retry lines per second; then a count */
 #define FETCH_DOWN_MS 30000         /* after a give-up, later requests retry once */
 
 enum fetch_mode {
@@ -34,6 +34,14 @@ enum fetch_check {
 	FETCH_CHECK_ETAG = 1,   /* ETag header must equal expect.etag */
 	FETCH_CHECK_MTIME = 2,  /* Last-Modified must equal expect.mtime_ns (s) */
 	FETCH_CHECK_SIZE = 4,   /* total size must equal expect.size */
+};
+
+/* Where an attempt hung, when the engine's watchdog cut it (a connection
+ * that does not complete is curl's CONNECTTIMEOUT). */
+enum fetch_hung {
+	FETCH_HUNG_NO = 0,
+	FETCH_HUNG_ANSWER,    /* connected; no byte of an answer in timeout_s */
+	FETCH_HUNG_STALL,     /* the answer began, then no byte for timeout_s */
 };
 
 struct fetch_job;
@@ -73,6 +81,10 @@ struct fetch_job {
 	uint64_t total;       /* object size from the last response, or -1 */
 	int noretry;          /* input: give up after the first attempt */
 	int complete, stale, probing, toobig, badrange, curlrc;
+	int hung;             /* enum fetch_hung: why the watchdog cut it */
+	uint64_t attempt_ms;  /* when this attempt started */
+	uint64_t byte_ms;     /* when its last byte arrived (0: none yet) */
+	char curlerr[256];    /* curl's own words for the last failure */
 	char errbody[FETCH_ERRBODY_MAX];
 	size_t errbody_len;
 };
@@ -80,8 +92,10 @@ struct fetch_job {
 /* How the engine signs and limits its requests. */
 struct fetch_config {
 	unsigned concurrency;    /* max transfers in flight (0: 64) */
-	unsigned retries;        /* retries after the first attempt (0: default) */
-	unsigned timeout_s;      /* low-speed timeout (0: default) */
+	unsigned retries;        /* retries after the first attempt (0: none) */
+	unsigned timeout_s;      /* bound on connecting, on the first byte of
+				  * the answer and on a stalled transfer, each
+				  * (0: FETCH_DEFAULT_TIMEOUT_S) */
 	int insecure;            /* skip TLS verification */
 	const char *userpwd;     /* "key:secret" for SigV4, or NULL */
 	const char *sigv4;       /* "aws:amz:REGION:s3", or NULL */

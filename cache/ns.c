@@ -79,6 +79,22 @@ struct list_progress {
 	const char *url;
 };
 
+/* n with a comma between groups of three digits ("120,000"). */
+static const char *group_digits(uint64_t n, char *buf, size_t len)
+{
+	char d[24];
+	int nd = snprintf(d, sizeof(d), "%llu", (unsigned long long)n);
+	size_t o = 0;
+
+	for (int i = 0; i < nd && o + 2 < len; i++) {
+		if (i && (nd - i) % 3 == 0)
+			buf[o++] = ',';
+		buf[o++] = d[i];
+	}
+	buf[o] = 0;
+	return buf;
+}
+
 /* Add one listed key; skipped keys are logged and counted, not errors. */
 static int list_add(struct ns_builder *b, const char *key, const struct backend_stat *st,
 		    struct list_progress *p)
@@ -101,10 +117,12 @@ static int list_add(struct ns_builder *b, const char *key, const struct backend_
 	}
 	if (rc)
 		return rc;
-	/* The clock is read every 1024 entries only. */
-	if (++p->n % 1024 == 0 && (now = now_ns()) >= p->next) {
-		log_info("listing %s: %llu objects, %.1f s", p->url, (unsigned long long)p->n,
-			 (double)(now - p->t0) / 1e9);
+	/* The clock is read every 64 entries only (a slow source sends few). */
+	if (++p->n % 64 == 0 && (now = now_ns()) >= p->next) {
+		char num[32];
+
+		log_info("listing %s: listed %s objects, %.1f s", p->url,
+			 group_digits(p->n, num, sizeof(num)), (double)(now - p->t0) / 1e9);
 		p->next = now + PROGRESS_S * 1000000000ull;
 	}
 	return 0;

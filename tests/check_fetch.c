@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <curl/curl.h>
 #include "backends/fetch.h"
+#include "backends/base/log.h"
+#include "backends/base/util.h"
 
 START_TEST(classify)
 {
@@ -580,6 +582,169 @@ START_TEST(engine_refused)
 }
 END_TEST
 
+/* A server that accepts and never answers, or answers and then stalls:
+ * each connection is held open until the test ends. */
+struct hung {
+	int listen_fd, port, held[32], nheld;
+	const char *first;     /* sent on each connection, then nothing */
+	pthread_t thread;
+};
+
+static void *hung_serve(void *arg)
+{
+	struct hung *h = arg;
+	int fd;
+
+	while ((fd = accept(h->listen_fd, NULL, NULL)) >= 0) {
+		if (h->first && write(fd, h->first, strlen(h->first)) < 0)
+			break;
+		if (h->nheld < 32)
+			h->held[h->nheld++] = fd;
+		else
+			close(fd);
+	}
+	return NULL;
+}
+
+static void hung_start(struct hung *h, int backlog, int accept_them)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t l = sizeof(a);
+
+	h->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(h->listen_fd, 0);
+	ck_assert_int_eq(bind(h->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(h->listen_fd, backlog), 0);
+	getsockname(h->listen_fd, (struct sockaddr *)&a, &l);
+	h->port = ntohs(a.sin_port);
+	if (accept_them)
+		pthread_create(&h->thread, NULL, hung_serve, h);
+}
+
+static void hung_stop(struct hung *h, int accepted)
+{
+	shutdown(h->listen_fd, SHUT_RDWR);
+	close(h->listen_fd);
+	if (accepted)
+		pthread_join(h->thread, NULL);
+	while (h->nheld)
+		close(h->held[--h->nheld]);
+}
+
+/* Read /obj through an engine with a 1 s timeout and `retries`; returns
+ * the result, the seconds it took in *secs and the log in logbuf. */
+static ssize_t read_timed(int port, unsigned retries, struct fetch_job *job, double *secs,
+			  char *logbuf, size_t loglen)
+{
+	struct backend_counters c = { 0 };
+	struct fetch_config cfg = { .concurrency = 2, .retries = retries, .timeout_s = 1,
+				    .counters = &c };
+	struct fetch_engine *e;
+	char url[64], logpath[] = "/tmp/check_fetch_log.XXXXXX";
+	static char buf[64];
+	uint64_t t0;
+	ssize_t r, n;
+	int fd = mkstemp(logpath);
+
+	ck_assert_int_ge(fd, 0);
+	log_init("check_fetch", LOG_LVL_INFO, 0);
+	ck_assert_int_eq(log_to_file(logpath), 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/obj", port);
+	memset(job, 0, sizeof(*job));
+	job->url = url;
+	job->name = "obj";
+	job->mode = FETCH_RANGE;
+	job->len = sizeof(buf);
+	job->buf = buf;
+	ck_assert_int_eq(fetch_engine_create(&cfg, &e), 0);
+	t0 = now_ms();
+	r = fetch_run(e, job);
+	*secs = (double)(now_ms() - t0) / 1000.0;
+	fprintf(stderr, "check_fetch: %d attempt(s) of a hung server: %s after %.2f s\n",
+		job->attempts, r < 0 ? strerror((int)-r) : "read", *secs);
+	fetch_engine_destroy(e);
+	n = pread(fd, logbuf, loglen - 1, 0);
+	logbuf[n > 0 ? n : 0] = 0;
+	close(fd);
+	unlink(logpath);
+	job->url = NULL;
+	return r;
+}
+
+/* Issue 15 (7): a server that accepts and never answers fails each attempt
+ * after the timeout, every retry is logged with its reason, and the whole
+ * request ends after about timeout * (retries + 1) plus the backoff. */
+START_TEST(engine_hung_server)
+{
+	struct hung h = { 0 };
+	struct fetch_job job;
+	char log[8192];
+	double secs;
+
+	hung_start(&h, 8, 1);
+	ck_assert_int_eq(read_timed(h.port, 2, &job, &secs, log, sizeof(log)), -EIO);
+	hung_stop(&h, 1);
+	ck_assert_int_eq(job.attempts, 3);
+	/* 3 x 1 s (the watchdog looks 4 times a second), plus 0.1-0.2 s and
+	 * 0.2-0.4 s of backoff */
+	ck_assert_msg(secs >= 2.8 && secs <= 5.0, "took %.2f s", secs);
+	ck_assert_msg(strstr(log, "obj: attempt 1 of 3 failed: connected, but no answer within 1 s;"),
+		      "log: %s", log);
+	ck_assert_msg(strstr(log, "obj: attempt 2 of 3 failed: connected, but no answer within 1 s;"),
+		      "log: %s", log);
+	ck_assert_msg(strstr(log, "giving up on obj after 3 attempts: connected, but no answer"
+			     " within 1 s (http://127.0.0.1:"), "log: %s", log);
+}
+END_TEST
+
+/* A transfer that starts and then stops moving is cut after the timeout
+ * too, and said to have stalled. */
+START_TEST(engine_stalled_transfer)
+{
+	struct hung h = { .first = "HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\nabc" };
+	struct fetch_job job;
+	char log[8192];
+	double secs;
+
+	hung_start(&h, 8, 1);
+	ck_assert_int_eq(read_timed(h.port, 1, &job, &secs, log, sizeof(log)), -EIO);
+	hung_stop(&h, 1);
+	ck_assert_int_eq(job.attempts, 2);
+	ck_assert_msg(secs >= 1.8 && secs <= 3.5, "took %.2f s", secs);
+	ck_assert_msg(strstr(log, "obj: attempt 1 of 2 failed: the transfer stalled for 1 s;"),
+		      "log: %s", log);
+}
+END_TEST
+
+/* A connection that is never accepted (the listen queue is full, so the
+ * SYN is dropped) is bounded by the same timeout. */
+START_TEST(engine_connect_timeout)
+{
+	struct hung h = { 0 };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct fetch_job job;
+	int fill[4];
+	char log[8192];
+	double secs;
+
+	hung_start(&h, 0, 0);
+	a.sin_port = htons((uint16_t)h.port);
+	for (int i = 0; i < 4; i++) {   /* fill the queue; later SYNs are dropped */
+		fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+	}
+	usleep(100000);
+	ck_assert_int_eq(read_timed(h.port, 0, &job, &secs, log, sizeof(log)), -EIO);
+	for (int i = 0; i < 4; i++)
+		close(fill[i]);
+	hung_stop(&h, 0);
+	ck_assert_int_eq(job.attempts, 1);
+	ck_assert_msg(secs >= 0.9 && secs <= 2.0, "took %.2f s", secs);
+	ck_assert_msg(strstr(log, "giving up on obj after 1 attempt: no connection within 1 s"),
+		      "log: %s", log);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("fetch");
@@ -603,6 +768,9 @@ static Suite *suite(void)
 	tcase_add_test(n, engine_stale);
 	tcase_add_test(n, engine_ignored_range);
 	tcase_add_test(n, engine_refused);
+	tcase_add_test(n, engine_hung_server);
+	tcase_add_test(n, engine_stalled_transfer);
+	tcase_add_test(n, engine_connect_timeout);
 	suite_add_tcase(s, n);
 	return s;
 }

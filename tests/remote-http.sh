@@ -47,4 +47,31 @@ if "$EPOCHFS" "http://127.0.0.1:$port/" "$T/mnt" -f --cache-dir "$T/cache4" \
 	>"$T/down.log" 2>&1; then
 	fail "mounting an unreachable server with no snapshot succeeded"
 fi
+log "a server that accepts and never answers (--timeout 1 --retries 2)"
+port=$(free_port)
+python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(64)
+held = []
+while True:
+    held.append(s.accept()[0])' "$port" &
+PIDS+=($!)
+wait_port "$port" || fail "the hung server did not start"
+t0=$(date +%s.%N)
+if "$EPOCHFS" "http://127.0.0.1:$port/" "$T/mnt" -f --cache-dir "$T/cache5" \
+	--timeout 1 --retries 2 >"$T/hung.log" 2>&1; then
+	fail "mounting a hung server succeeded"
+fi
+secs=$(awk "BEGIN{print $(date +%s.%N) - $t0}")
+cat "$T/hung.log"
+# 3 attempts of 1 s and 0.3-0.6 s of backoff; the daemon's start on top
+awk "BEGIN{exit !($secs >= 2.8 && $secs < 8)}" || fail "a hung server failed the mount after $secs s"
+grep -q "attempt 1 of 3 failed: connected, but no answer within 1 s; retrying" "$T/hung.log" ||
+	fail "no line for the first retry"
+grep -q "attempt 2 of 3 failed: connected, but no answer within 1 s; retrying" "$T/hung.log" ||
+	fail "no line for the second retry"
+grep -q "giving up on / after 3 attempts: connected, but no answer within 1 s" "$T/hung.log" ||
+	fail "no give-up line"
+echo "a hung server fails the mount after $secs s"
 echo "PASS: remote-http"
