@@ -7,11 +7,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "backends/base/exitcode.h"
 #include "backends/base/mountinfo.h"
 #include "backends/base/util.h"
 
@@ -255,32 +258,228 @@ static const char *bytes(double v, char *buf)
 	return buf;
 }
 
-/* The per-epoch object of the current epoch (or the last one), or -1. */
-static int this_epoch(const struct json *j)
-{
-	int arr = jget(j, 0, "epochs"), found = -1;
+/* ---- the human views: every line within the terminal's width (80 when it
+ * cannot be told), which the tests check ---- */
 
+static int cols = 80;
+
+/* The width of the terminal on fd (TIOCGWINSZ), else $COLUMNS, else 80;
+ * never under 40. */
+static int term_cols(int fd)
+{
+	struct winsize ws;
+	const char *c = getenv("COLUMNS");
+	char *end;
+	long v = 0;
+
+	if (ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		v = ws.ws_col;
+	else if (c && *c && ((v = strtol(c, &end, 10)), *end))
+		v = 0;
+	if (v <= 0)
+		v = 80;
+	return v < 40 ? 40 : v > 1000 ? 1000 : (int)v;
+}
+
+/* A line of comma-separated fields after a label, wrapped at the width with
+ * the continuation indented under the first field; a field too long for a
+ * line of its own keeps its tail. */
+struct line {
+	char buf[2048];
+	int len, indent, n;
+};
+
+static void ln_start(struct line *l, const char *label)
+{
+	l->len = snprintf(l->buf, sizeof(l->buf), "  %-9s ", label);
+	if (l->len > cols - 20)
+		l->len = cols - 20;
+	l->buf[l->len] = 0;
+	l->indent = l->len;
+	l->n = 0;
+}
+
+static void ln_end(struct line *l)
+{
+	if (l->n || l->len > l->indent)
+		printf("%s\n", l->buf);
+	l->len = 0;
+}
+
+static void ln_add(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ln_add(struct line *l, const char *fmt, ...)
+{
+	char f[1024];
+	const char *p = f;
+	int fl, room;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(f, sizeof(f), fmt, ap);
+	va_end(ap);
+	fl = (int)strlen(f);
+	/* at most cols - 1 columns, the comma included (which stays on the line
+	 * it ends) */
+	if (l->n && l->len + 2 + fl + 2 > cols) {
+		printf("%s,\n", l->buf);
+		l->len = snprintf(l->buf, sizeof(l->buf), "%*s", l->indent, "");
+		l->n = 0;
+	}
+	room = cols - 2 - l->len - (l->n ? 2 : 0);
+	if (fl > room && room > 3) {
+		p = f + fl - (room - 3);
+		l->len += snprintf(l->buf + l->len, sizeof(l->buf) - (size_t)l->len, "%s...%s",
+				   l->n ? ", " : "", p);
+	} else {
+		l->len += snprintf(l->buf + l->len, sizeof(l->buf) - (size_t)l->len, "%s%s",
+				   l->n ? ", " : "", p);
+	}
+	if (l->len >= (int)sizeof(l->buf))
+		l->len = (int)sizeof(l->buf) - 1;
+	l->n++;
+}
+
+/* A path or URL cut to fit n columns ("...tail"). */
+static const char *fit(const char *s, int n, char *buf, size_t len)
+{
+	int sl = (int)strlen(s);
+
+	if (sl <= n || n < 8)
+		return s;
+	snprintf(buf, len, "...%s", s + sl - (n - 3));
+	return buf;
+}
+
+/* "1:02:03" or "2:03" for a number of seconds. */
+static const char *dur(double s, char *buf)
+{
+	long t = s < 0 ? 0 : (long)(s + 0.5);
+
+	if (t >= 86400)
+		snprintf(buf, 32, "%ldd %ld:%02ld:%02ld", t / 86400, t / 3600 % 24, t / 60 % 60, t % 60);
+	else if (t >= 3600)
+		snprintf(buf, 32, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+	else
+		snprintf(buf, 32, "%ld:%02ld", t / 60, t % 60);
+	return buf;
+}
+
+/* The epochs array's objects: the one of the current epoch (or the last
+ * one), and the one before it; -1 when absent. */
+static void find_epochs(const struct json *j, int *cur, int *prev)
+{
+	int arr = jget(j, 0, "epochs"), last = -1;
+
+	*cur = *prev = -1;
 	if (arr < 0 || j->t[arr].type != J_ARR)
-		return -1;
+		return;
 	for (int c = arr + 1; c <= arr + j->t[arr].size; c += 1 + j->t[c].size) {
 		if (j->t[c].type != J_OBJ)
 			continue;
-		found = c;
-		if (jhas(j, 0, "epoch") && jnum(j, c, "epoch") == jnum(j, 0, "epoch"))
-			return c;
+		if (*cur < 0) {
+			*prev = last;
+			if (jhas(j, 0, "epoch") && jnum(j, c, "epoch") == jnum(j, 0, "epoch"))
+				*cur = c;
+		}
+		last = c;
 	}
-	return found;
+	if (*cur < 0) { /* no record of the current epoch: the last one is "this" */
+		*cur = last;
+		*prev = -1;
+		for (int c = arr + 1; c <= arr + j->t[arr].size; c += 1 + j->t[c].size)
+			if (j->t[c].type == J_OBJ && c != last)
+				*prev = c;
+	}
 }
 
-static void show_hits(const struct json *j, int obj, const char *label)
+/* A count for a table column: in full below a billion, else "12.35G" (at
+ * most 9 characters either way). */
+static const char *cnt(double v, char *buf)
 {
-	double o = jnum(j, obj, "opens"), h = jnum(j, obj, "open_hits");
+	if (v < 1e9)
+		snprintf(buf, 32, "%.0f", v);
+	else if (v < 1e12)
+		snprintf(buf, 32, "%.2fG", v / 1e9);
+	else
+		snprintf(buf, 32, "%.2fT", v / 1e12 < 99999 ? v / 1e12 : 99999);
+	return buf;
+}
 
-	printf("  %-13s %6.2f%% of opens (%.0f of %.0f)", label, 100 * ratio(h, o), h, o);
-	if (jhas(j, obj, "read_bytes"))
-		printf(", %6.2f%% of bytes",
-		       100 * ratio(jnum(j, obj, "read_bytes_from_cache"), jnum(j, obj, "read_bytes")));
-	printf("\n");
+/* A percentage of a over b in a field of width w, or "-" when b is 0. */
+static const char *pct(double a, double b, int w, char *buf)
+{
+	if (b > 0)
+		snprintf(buf, 32, "%*.2f%%", w - 1, 100 * a / b);
+	else
+		snprintf(buf, 32, "%*s", w, "-");
+	return buf;
+}
+
+/* One row of the per-epoch table: epoch, opens, hit rate by opens and by
+ * bytes, prefetched files opened in time (of those opened at all: in time
+ * or late), stall seconds.  bytes_key: the object's bytes served from the
+ * cache ("hit_bytes" in an epoch record, "read_bytes_from_cache" at the top). */
+static void epoch_row(const struct json *j, int obj, const char *label, const char *bytes_key)
+{
+	char ep[32], h1[32], h2[32], h3[32], st[32], op[32];
+	double used = jnum(j, obj, "prefetch_used"), late = jnum(j, obj, "prefetch_late");
+
+	if (obj > 0)
+		snprintf(ep, sizeof(ep), "%.0f", MIN(jnum(j, obj, "epoch"), 99999.0));
+	else
+		snprintf(ep, sizeof(ep), "-");
+	if (jhas(j, obj, "stall_ns"))
+		snprintf(st, sizeof(st), "%.2f s", MIN(jnum(j, obj, "stall_ns") / 1e9, 9999999.0));
+	else
+		snprintf(st, sizeof(st), "-");
+	/* 2 + 10 + 6 + 11 + 10 + 10 + 10 + 11 = 70 columns */
+	printf("  %-10s%6s%11s%10s%10s%10s%11s\n", label, ep, cnt(jnum(j, obj, "opens"), op),
+	       pct(jnum(j, obj, "open_hits"), jnum(j, obj, "opens"), 9, h1),
+	       jhas(j, obj, "read_bytes") && jhas(j, obj, bytes_key)
+		       ? pct(jnum(j, obj, bytes_key), jnum(j, obj, "read_bytes"), 9, h2)
+		       : "        -",
+	       jhas(j, obj, "prefetch_used") ? pct(used, used + late, 9, h3) : "        -", st);
+}
+
+static void epoch_table(const struct json *j)
+{
+	int cur, prev;
+
+	find_epochs(j, &cur, &prev);
+	printf("  %-10s%6s%11s%10s%10s%10s\n", "", "", "", "hits by", "hits by", "prefetch");
+	printf("  %-10s%6s%11s%10s%10s%10s%11s\n", "", "epoch", "opens", "opens", "bytes", "in time",
+	       "stall");
+	if (cur >= 0)
+		epoch_row(j, cur, "this epoch", "hit_bytes");
+	if (prev >= 0)
+		epoch_row(j, prev, "last epoch", "hit_bytes");
+	epoch_row(j, 0, "all time", "read_bytes_from_cache");
+}
+
+/* The ranks the plan follows (issue 12), one row each. */
+static void rank_table(const struct json *j)
+{
+	int arr = jget(j, 0, "ranks");
+	char pos[48], rk[32], a[32], b[32], c1[32], c2[32];
+
+	if (arr < 0 || j->t[arr].type != J_ARR || !j->t[arr].size)
+		return;
+	/* 2 + 10 + 6 + 20 + 10 + 10 + 9 + 9 = 76 columns */
+	printf("  %-10s%6s%20s%10s%10s%9s%9s\n", "", "epoch", "position", "opens", "in time",
+	       "late", "plain");
+	for (int c = arr + 1; c <= arr + j->t[arr].size; c += 1 + j->t[c].size) {
+		if (j->t[c].type != J_OBJ)
+			continue;
+		if (jnum(j, c, "epoch_length") > 0)
+			snprintf(pos, sizeof(pos), "%s/%s", cnt(jnum(j, c, "position"), a),
+				 cnt(jnum(j, c, "epoch_length"), b));
+		else
+			snprintf(pos, sizeof(pos), "%s", cnt(jnum(j, c, "position"), a));
+		snprintf(rk, sizeof(rk), "rank %.0f", MIN(jnum(j, c, "rank"), 99999.0));
+		printf("  %-10s%6.0f%20s%10s%10s%9s%9s\n", rk, MIN(jnum(j, c, "epoch"), 99999.0), pos,
+		       cnt(jnum(j, c, "opens"), a), cnt(jnum(j, c, "prefetch_used"), b),
+		       cnt(jnum(j, c, "prefetch_late"), c1), cnt(jnum(j, c, "plain_reads"), c2));
+	}
 }
 
 /* The one-screen view.  prev (or NULL) gives the rates over the last interval. */
@@ -289,86 +488,140 @@ static void show(const char *mnt, const struct snap *s, const struct snap *prev)
 	const struct json *j = &s->j;
 	double up = jnum(j, 0, "uptime_ns") / 1e9, stall = jnum(j, 0, "stall_ns") / 1e9;
 	double dt = prev ? (double)(s->at_ns - prev->at_ns) / 1e9 : 0;
-	char src[512], be[64], pol[64], b1[32], b2[32], b3[32];
-	int ep = this_epoch(j);
+	char src[512], be[64], pol[64], mode[32], b1[32], b2[32], b3[32], fb[1024];
+	struct line l;
 
 	jstr(j, 0, "source", src, sizeof(src));
 	jstr(j, 0, "backend", be, sizeof(be));
 	jstr(j, 0, "policy", pol, sizeof(pol));
-	printf("epochfs %s  (%s%s%s, policy %s, up %.0f s)\n", mnt, src, *be ? " via " : "", be,
-	       *pol ? pol : "?", up);
+	jstr(j, 0, "open_mode", mode, sizeof(mode));
+	printf("epochfs %s\n", fit(mnt, cols - 9, fb, sizeof(fb)));
+	ln_start(&l, "source");
+	ln_add(&l, "%s%s%s", src, *be ? " via " : "", be);
+	ln_add(&l, "policy %s", *pol ? pol : "?");
+	if (*mode && strcmp(mode, "open"))
+		ln_add(&l, "%s", mode);
+	ln_add(&l, "up %s", dur(up, b1));
+	ln_end(&l);
 	if (jhas(j, 0, "epoch") || jhas(j, 0, "position")) {
-		printf("  epoch         %.0f", jnum(j, 0, "epoch"));
-		if (jhas(j, 0, "position"))
-			printf(", position %.0f", jnum(j, 0, "position"));
-		printf("\n");
+		ln_start(&l, "epoch");
+		ln_add(&l, "%.0f", jnum(j, 0, "epoch"));
+		if (jnum(j, 0, "epoch_length") > 0)
+			ln_add(&l, "position %.0f of %.0f (%.1f%%)", jnum(j, 0, "position"),
+			       jnum(j, 0, "epoch_length"),
+			       100 * ratio(jnum(j, 0, "position"), jnum(j, 0, "epoch_length")));
+		else if (jhas(j, 0, "position"))
+			ln_add(&l, "position %.0f", jnum(j, 0, "position"));
+		ln_end(&l);
 	}
-	if (ep >= 0)
-		show_hits(j, ep, "hit rate now");
-	show_hits(j, 0, ep >= 0 ? "hit rate all" : "hit rate");
-	printf("  reads         %.0f requests, %s served, %s from cache\n", jnum(j, 0, "reads"),
-	       bytes(jnum(j, 0, "read_bytes"), b1), bytes(jnum(j, 0, "read_bytes_from_cache"), b2));
+	printf("\n");
+	epoch_table(j);
+	printf("\n");
+	ln_start(&l, "reads");
+	ln_add(&l, "%.0f requests", jnum(j, 0, "reads"));
+	ln_add(&l, "%s served", bytes(jnum(j, 0, "read_bytes"), b1));
+	ln_add(&l, "%s from cache", bytes(jnum(j, 0, "read_bytes_from_cache"), b2));
+	ln_end(&l);
 	if (jhas(j, 0, "prefetch_issued")) {
 		double is = jnum(j, 0, "prefetch_issued");
 
-		printf("  prefetch      %.0f issued: %.0f used in time (%.1f%%), %.0f late (%.1f%%), "
-		       "%.0f wasted (%.1f%%)\n",
-		       is, jnum(j, 0, "prefetch_used"), 100 * ratio(jnum(j, 0, "prefetch_used"), is),
-		       jnum(j, 0, "prefetch_late"), 100 * ratio(jnum(j, 0, "prefetch_late"), is),
-		       jnum(j, 0, "prefetch_wasted"), 100 * ratio(jnum(j, 0, "prefetch_wasted"), is));
+		ln_start(&l, "prefetch");
+		ln_add(&l, "%.0f issued", is);
+		ln_add(&l, "%.0f used in time (%.1f%%)", jnum(j, 0, "prefetch_used"),
+		       100 * ratio(jnum(j, 0, "prefetch_used"), is));
+		ln_add(&l, "%.0f late (%.1f%%)", jnum(j, 0, "prefetch_late"),
+		       100 * ratio(jnum(j, 0, "prefetch_late"), is));
+		ln_add(&l, "%.0f wasted (%.1f%%)", jnum(j, 0, "prefetch_wasted"),
+		       100 * ratio(jnum(j, 0, "prefetch_wasted"), is));
+		if (jhas(j, 0, "plain_reads"))
+			ln_add(&l, "%.0f opens planned for no rank", jnum(j, 0, "plain_reads"));
+		ln_end(&l);
 	}
 	/* Summed over concurrent reads, so it can exceed wall time: shown per
 	 * second of wall time rather than as a percentage past 100. */
-	printf("  stalls        %.3f s summed over reads, %.3f s per second of uptime", stall,
-	       ratio(stall, up));
+	ln_start(&l, "stalls");
+	ln_add(&l, "%.3f s summed over reads", stall);
+	ln_add(&l, "%.3f s per second of uptime", ratio(stall, up));
 	if (prev && dt > 0) {
 		double d = stall - jnum(&prev->j, 0, "stall_ns") / 1e9;
 
-		printf("; last %.1f s: %.3f s, %.3f s/s", dt, d, d / dt);
+		ln_add(&l, "last %.1f s: %.3f s (%.3f s/s)", dt, d, d / dt);
 	}
-	printf("\n");
-	printf("  backend       %.0f requests, %s (%s/s average), %.0f retries, %.0f errors\n",
-	       jnum(j, 0, "backend_requests"), bytes(jnum(j, 0, "backend_bytes"), b1),
-	       bytes(ratio(jnum(j, 0, "backend_bytes"), up), b2), jnum(j, 0, "backend_retries"),
-	       jnum(j, 0, "backend_errors"));
-	printf("  cache         %s of %s (%.1f%%, index %s), %.0f objects, %.0f evictions, "
-	       "%.0f not admitted%s\n",
-	       bytes(jnum(j, 0, "cache_bytes"), b1), bytes(jnum(j, 0, "cache_capacity"), b2),
-	       100 * ratio(jnum(j, 0, "cache_bytes"), jnum(j, 0, "cache_capacity")),
-	       bytes(jnum(j, 0, "cache_meta_bytes"), b3), jnum(j, 0, "cache_objects"),
-	       jnum(j, 0, "evictions"), jnum(j, 0, "not_admitted"),
-	       jnum(j, 0, "cache_degraded") ? ", DEGRADED (disk full)" : "");
-	if (jhas(j, 0, "substitutions"))
-		printf("  substitution  %.0f served in place of a miss, %.0f owed\n",
-		       jnum(j, 0, "substitutions"), jnum(j, 0, "substitution_debt"));
-	if (jnum(j, 0, "verify_failures") || jnum(j, 0, "stale") || jnum(j, 0, "store_errors"))
-		printf("  integrity     %.0f checksum failures, %.0f stale objects, %.0f store errors\n",
-		       jnum(j, 0, "verify_failures"), jnum(j, 0, "stale"), jnum(j, 0, "store_errors"));
+	ln_end(&l);
+	ln_start(&l, "backend");
+	ln_add(&l, "%.0f requests", jnum(j, 0, "backend_requests"));
+	ln_add(&l, "%s (%s/s average)", bytes(jnum(j, 0, "backend_bytes"), b1),
+	       bytes(ratio(jnum(j, 0, "backend_bytes"), up), b2));
+	ln_add(&l, "%.0f retries", jnum(j, 0, "backend_retries"));
+	ln_add(&l, "%.0f errors", jnum(j, 0, "backend_errors"));
+	ln_end(&l);
+	ln_start(&l, "cache");
+	ln_add(&l, "%s of %s (%.1f%%)", bytes(jnum(j, 0, "cache_bytes"), b1),
+	       bytes(jnum(j, 0, "cache_capacity"), b2),
+	       100 * ratio(jnum(j, 0, "cache_bytes"), jnum(j, 0, "cache_capacity")));
+	ln_add(&l, "index %s", bytes(jnum(j, 0, "cache_meta_bytes"), b3));
+	ln_add(&l, "%.0f objects", jnum(j, 0, "cache_objects"));
+	ln_add(&l, "%.0f evictions", jnum(j, 0, "evictions"));
+	ln_add(&l, "%.0f not admitted", jnum(j, 0, "not_admitted"));
+	if (jnum(j, 0, "cache_degraded"))
+		ln_add(&l, "DEGRADED (disk full)");
+	ln_end(&l);
+	if (jhas(j, 0, "substitutions")) {
+		ln_start(&l, "subst");
+		ln_add(&l, "%.0f served in place of a miss", jnum(j, 0, "substitutions"));
+		ln_add(&l, "%.0f owed", jnum(j, 0, "substitution_debt"));
+		ln_end(&l);
+	}
+	if (jnum(j, 0, "verify_failures") || jnum(j, 0, "stale") || jnum(j, 0, "store_errors")) {
+		ln_start(&l, "integrity");
+		ln_add(&l, "%.0f checksum failures", jnum(j, 0, "verify_failures"));
+		ln_add(&l, "%.0f stale objects", jnum(j, 0, "stale"));
+		ln_add(&l, "%.0f store errors", jnum(j, 0, "store_errors"));
+		ln_end(&l);
+	}
 	if (prev && dt > 0) {
 		const struct json *p = &prev->j;
 
-		printf("  rates         %.1f opens/s, %s/s read, %s/s from backend, %.1f requests/s\n",
-		       (jnum(j, 0, "opens") - jnum(p, 0, "opens")) / dt,
-		       bytes((jnum(j, 0, "read_bytes") - jnum(p, 0, "read_bytes")) / dt, b1),
-		       bytes((jnum(j, 0, "backend_bytes") - jnum(p, 0, "backend_bytes")) / dt, b2),
+		ln_start(&l, "rates");
+		ln_add(&l, "%.1f opens/s", (jnum(j, 0, "opens") - jnum(p, 0, "opens")) / dt);
+		ln_add(&l, "%s/s read",
+		       bytes((jnum(j, 0, "read_bytes") - jnum(p, 0, "read_bytes")) / dt, b1));
+		ln_add(&l, "%s/s from backend",
+		       bytes((jnum(j, 0, "backend_bytes") - jnum(p, 0, "backend_bytes")) / dt, b2));
+		ln_add(&l, "%.1f requests/s",
 		       (jnum(j, 0, "backend_requests") - jnum(p, 0, "backend_requests")) / dt);
+		ln_end(&l);
+	}
+	if (jget(j, 0, "ranks") >= 0 && j->t[jget(j, 0, "ranks")].size > 0) {
+		printf("\n");
+		rank_table(j);
 	}
 }
 
-/* One line for the list of mounts. */
+/* One line (wrapped if need be) for the list of mounts. */
 static void show_line(const char *mnt, const struct snap *s)
 {
 	const struct json *j = &s->j;
 	char b1[32], b2[32], b3[32];
+	struct line l;
 
-	printf("%-30s hits %5.1f%% opens %5.1f%% bytes  backend %s  cache %s/%s", mnt,
+	if ((int)strlen(mnt) + 1 > cols - 30) { /* a long path: the figures below it */
+		printf("%s\n", mnt);
+		l.len = snprintf(l.buf, sizeof(l.buf), "    ");
+	} else {
+		l.len = snprintf(l.buf, sizeof(l.buf), "%s ", mnt);
+	}
+	l.indent = 4;
+	l.n = 0;
+	ln_add(&l, "hits %.1f%% opens %.1f%% bytes",
 	       100 * ratio(jnum(j, 0, "open_hits"), jnum(j, 0, "opens")),
-	       100 * ratio(jnum(j, 0, "read_bytes_from_cache"), jnum(j, 0, "read_bytes")),
-	       bytes(jnum(j, 0, "backend_bytes"), b1), bytes(jnum(j, 0, "cache_bytes"), b2),
+	       100 * ratio(jnum(j, 0, "read_bytes_from_cache"), jnum(j, 0, "read_bytes")));
+	ln_add(&l, "backend %s", bytes(jnum(j, 0, "backend_bytes"), b1));
+	ln_add(&l, "cache %s/%s", bytes(jnum(j, 0, "cache_bytes"), b2),
 	       bytes(jnum(j, 0, "cache_capacity"), b3));
 	if (jhas(j, 0, "epoch"))
-		printf("  epoch %.0f", jnum(j, 0, "epoch"));
-	printf("\n");
+		ln_add(&l, "epoch %.0f", jnum(j, 0, "epoch"));
+	ln_end(&l);
 }
 
 /* Prometheus exposition.  Known keys get their proper name, type and help;
@@ -414,6 +667,19 @@ static const struct metric metrics[] = {
 	{ "prefetch_wasted", "prefetch_wasted", "Prefetched files evicted unused", 1, 1 },
 	{ "substitutions", "substitutions", "Opens served a substitute sample", 1, 1 },
 	{ "substitution_debt", "substitution_debt", "Missed samples still owed a serving", 0, 1 },
+	{ "plain_reads", "plain_reads", "Opens of samples no rank's plan holds", 1, 1 },
+	{ "epoch_length", "epoch_length", "Samples in the epoch's order", 0, 1 },
+	{ "hit_bytes", "hit_bytes", "Bytes served from the cache", 1, 1 },
+	{ "planned", "planned", "1 while a plan (seed or order) is in force", 0, 1 },
+};
+
+/* Arrays of objects exported as families of their own, one sample per
+ * element, labelled by the element's key member. */
+static const struct {
+	const char *array, *prefix, *label, *help;
+} arrays[] = {
+	{ "epochs", "epoch_", "epoch", "Per epoch: " },
+	{ "ranks", "rank_", "rank", "Per rank: " },
 };
 
 static void prom_name(const char *prefix, const char *key, int keylen, char *out, size_t outlen)
@@ -459,20 +725,22 @@ static void prom_label(const char *v, char *out, size_t outlen)
 }
 
 /* Every sample of one family (name) over all mounts, after its HELP and TYPE
- * lines; per-epoch families (prefix "epoch_") take one sample per epoch. */
-static void prom_family(const char *name, const struct metric *m, const char *prefix,
-			char **mnts, struct snap **snaps, int n)
+ * lines; a family of an array (arr >= 0 in arrays[]) takes one sample per
+ * element. */
+static void prom_family(const char *name, const struct metric *m, int ai, char **mnts,
+			struct snap **snaps, int n)
 {
+	const char *prefix = ai >= 0 ? arrays[ai].prefix : "";
 	char nm[160], lbl[1024], raw[512];
 
-	printf("# HELP %s %s%s\n# TYPE %s %s\n", name, *prefix ? "Per epoch: " : "", m->help, name,
+	printf("# HELP %s %s%s\n# TYPE %s %s\n", name, ai >= 0 ? arrays[ai].help : "", m->help, name,
 	       m->counter ? "counter" : "gauge");
 	for (int i = 0; i < n; i++) {
 		const struct json *j = &snaps[i]->j;
-		int arr = jget(j, 0, "epochs");
+		int arr = ai >= 0 ? jget(j, 0, arrays[ai].array) : -1;
 
 		prom_label(mnts[i], lbl, sizeof(lbl));
-		if (!*prefix) {
+		if (ai < 0) {
 			for (int c = 1; c <= j->t[0].size; c += 1 + j->t[c].size) {
 				prom_name("", j->t[c].key, j->t[c].keylen, nm, sizeof(nm));
 				if (j->t[c].type == J_NUM && !strcmp(nm, name))
@@ -489,29 +757,28 @@ static void prom_family(const char *name, const struct metric *m, const char *pr
 				prom_name(prefix, j->t[c].key, j->t[c].keylen, nm, sizeof(nm));
 				if (j->t[c].type != J_NUM || strcmp(nm, name))
 					continue;
-				snprintf(raw, sizeof(raw), "%.0f", jnum(j, e, "epoch"));
-				printf("%s{mountpoint=\"%s\",epoch=\"%s\"} %.17g\n", name, lbl, raw,
-				       j->t[c].num * m->scale);
+				snprintf(raw, sizeof(raw), "%.0f", jnum(j, e, arrays[ai].label));
+				printf("%s{mountpoint=\"%s\",%s=\"%s\"} %.17g\n", name, lbl,
+				       arrays[ai].label, raw, j->t[c].num * m->scale);
 			}
 	}
 }
 
 /* Print the family of one numeric member unless it was printed already. */
-static void prom_once(const struct jtok *t, const char *prefix, char **mnts, struct snap **snaps,
-		      int n)
+static void prom_once(const struct jtok *t, int ai, char **mnts, struct snap **snaps, int n)
 {
 	static char seen[512][160];
 	static int nseen;
 	char nm[160];
 	int k;
 
-	prom_name(prefix, t->key, t->keylen, nm, sizeof(nm));
+	prom_name(ai >= 0 ? arrays[ai].prefix : "", t->key, t->keylen, nm, sizeof(nm));
 	for (k = 0; k < nseen && strcmp(seen[k], nm); k++)
 		;
 	if (k < nseen || nseen == (int)ARRAY_SIZE(seen))
 		return;
 	strcpy(seen[nseen++], nm);
-	prom_family(nm, prom_meta(t->key, t->keylen), prefix, mnts, snaps, n);
+	prom_family(nm, prom_meta(t->key, t->keylen), ai, mnts, snaps, n);
 }
 
 static int is_key(const struct jtok *t, const char *key)
@@ -544,14 +811,17 @@ static void prometheus(char **mnts, struct snap **snaps, int n)
 			const struct jtok *t = &j->t[c];
 
 			if (t->type == J_NUM && !is_key(t, "version"))
-				prom_once(t, "", mnts, snaps, n);
-			if (t->type != J_ARR || !is_key(t, "epochs"))
-				continue;
-			for (int e = c + 1; e <= c + t->size; e += 1 + j->t[e].size)
-				for (int m = e + 1; j->t[e].type == J_OBJ && m <= e + j->t[e].size;
-				     m += 1 + j->t[m].size)
-					if (j->t[m].type == J_NUM && !is_key(&j->t[m], "epoch"))
-						prom_once(&j->t[m], "epoch_", mnts, snaps, n);
+				prom_once(t, -1, mnts, snaps, n);
+			for (int ai = 0; ai < (int)ARRAY_SIZE(arrays); ai++) {
+				if (t->type != J_ARR || !is_key(t, arrays[ai].array))
+					continue;
+				for (int e = c + 1; e <= c + t->size; e += 1 + j->t[e].size)
+					for (int m = e + 1; j->t[e].type == J_OBJ && m <= e + j->t[e].size;
+					     m += 1 + j->t[m].size)
+						if (j->t[m].type == J_NUM &&
+						    !is_key(&j->t[m], arrays[ai].label))
+							prom_once(&j->t[m], ai, mnts, snaps, n);
+			}
 		}
 	}
 }
@@ -622,6 +892,7 @@ static void hist_show(struct hist *h, const struct snap *s, const struct snap *p
 	double o = jnum(&s->j, 0, "opens") - jnum(&prev->j, 0, "opens");
 	double hits = jnum(&s->j, 0, "open_hits") - jnum(&prev->j, 0, "open_hits");
 	char line[HIST * 4 + 1], b1[32];
+	int k, from;
 
 	if (h->n == HIST) {
 		memmove(h->hit, h->hit + 1, sizeof(h->hit) - sizeof(h->hit[0]));
@@ -631,13 +902,17 @@ static void hist_show(struct hist *h, const struct snap *s, const struct snap *p
 	h->hit[h->n] = o > 0 ? hits / o : NAN;
 	h->bw[h->n] = dt > 0 ? (jnum(&s->j, 0, "backend_bytes") - jnum(&prev->j, 0, "backend_bytes")) / dt : 0;
 	h->n++;
-	for (int i = 0; i < h->n; i++)
+	/* as many marks as fit after the 16-column label */
+	k = MIN(h->n, cols - 17);
+	from = h->n - k;
+	for (int i = from; i < h->n; i++)
 		max = h->bw[i] > max ? h->bw[i] : max;
-	printf("\n  last %.0f s, one mark per %g s:\n", h->n * every, every);
-	spark(h->hit, h->n, 1, line);
+	printf("\n  last %.0f s, one mark per %g s (backend peak %s/s):\n", k * every, every,
+	       bytes(max, b1));
+	spark(h->hit + from, k, 1, line);
 	printf("  hit rate      %s\n", line);
-	spark(h->bw, h->n, max, line);
-	printf("  backend       %s  (peak %s/s)\n", line, bytes(max, b1));
+	spark(h->bw + from, k, max, line);
+	printf("  backend       %s\n", line);
 }
 
 static int watch(const char *mnt, double every)
@@ -648,14 +923,15 @@ static int watch(const char *mnt, double every)
 	int tty = isatty(1);
 
 	if (open_stats(mnt, cur))
-		return 1;
+		return EXIT_NOTMOUNT;
 	for (;;) {
 		t = prev, prev = cur, cur = t;
 		usleep((useconds_t)(every * 1e6));
 		if (read_stats(mnt, cur)) {
 			fprintf(stderr, "epochfs-stat: %s is no longer mounted\n", mnt);
-			return 1;
+			return EXIT_FAILED;
 		}
+		cols = term_cols(1);
 		printf(tty ? "\033[H\033[J" : "\n");
 		show(mnt, cur, prev);
 		hist_show(&h, cur, prev, every);
@@ -678,11 +954,20 @@ static void json_key(const char *s)
 
 static int usage(FILE *out, int rc)
 {
-	fprintf(out, "usage: epochfs-stat [MOUNTPOINT...]             one screen each (no argument:\n"
-		     "                                                a line for every epochfs mount)\n"
-		     "       epochfs-stat --watch SECONDS MOUNTPOINT  refresh in place, with rates\n"
-		     "       epochfs-stat --json [MOUNTPOINT...]      the raw stats object\n"
-		     "       epochfs-stat --prometheus [MOUNTPOINT...]  Prometheus text format\n");
+	fprintf(out,
+		"usage: epochfs-stat [MOUNTPOINT...]             one screen each (no argument:\n"
+		"                                                a line for every epochfs mount)\n"
+		"       epochfs-stat --watch SECONDS MOUNTPOINT  refresh in place, with rates\n"
+		"       epochfs-stat --json [MOUNTPOINT...]      the raw stats object\n"
+		"       epochfs-stat --prometheus [MOUNTPOINT...]  Prometheus text format\n"
+		"       epochfs-stat --help\n"
+		"\n"
+		"The screen gives the hit rate by opens and by bytes, the prefetches opened\n"
+		"in time and the stall time for this epoch, the last epoch and all time,\n"
+		"then the totals and one line per reader rank; it fits the terminal's\n"
+		"width (else $COLUMNS, else 80 columns).\n"
+		"Exit status: 0 success; 1 failed (no epochfs mounted, a watched mount\n"
+		"went away); 2 usage; 5 a MOUNTPOINT is not an epochfs mount.\n");
 	return rc;
 }
 
@@ -696,6 +981,9 @@ int main(int argc, char **argv)
 	int json = 0, prom = 0, n = 0, k = 0, listing = 0, rc = 0;
 	double every = 0;
 
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return usage(stdout, EXIT_OK_);
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 
@@ -709,20 +997,21 @@ int main(int argc, char **argv)
 			every = strtod(v, &end);
 			if (!*v || *end || !(every > 0 && every < 86400)) {
 				fprintf(stderr, "epochfs-stat: --watch needs a number of seconds\n");
-				return usage(stderr, 2);
+				return usage(stderr, EXIT_USAGE);
 			}
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-			return usage(stdout, 0);
+			return usage(stdout, EXIT_OK_);
 		else if (a[0] == '-' && a[1]) {
 			fprintf(stderr, "epochfs-stat: unknown option %s\n", a);
-			return usage(stderr, 2);
+			return usage(stderr, EXIT_USAGE);
 		} else if (n < MAXMNT)
 			mnts[n++] = argv[i];
 	}
 	if (json + prom > 1 || (every > 0 && (json || prom || n != 1))) {
 		fprintf(stderr, "epochfs-stat: --watch takes one mountpoint and no --json or --prometheus\n");
-		return usage(stderr, 2);
+		return usage(stderr, EXIT_USAGE);
 	}
+	cols = term_cols(1);
 	if (every > 0)
 		return watch(mnts[0], every);
 	if (!n) {
@@ -732,11 +1021,11 @@ int main(int argc, char **argv)
 		atexit(free_found);
 		if (n < 0) {
 			fprintf(stderr, "epochfs-stat: /proc/self/mountinfo: %s\n", strerror(-n));
-			return 1;
+			return EXIT_FAILED;
 		}
 		if (!n) {
 			fprintf(stderr, "epochfs-stat: no epochfs is mounted\n");
-			return 1;
+			return EXIT_FAILED;
 		}
 		listing = 1;
 	}
@@ -748,7 +1037,7 @@ int main(int argc, char **argv)
 		if (err && listing && !json && !prom)
 			printf("%-30s stats unreadable: %s\n", mnts[i], strerror(-err));
 		if (err) {
-			rc = !listing;
+			rc = listing ? rc : EXIT_NOTMOUNT;
 			continue;
 		}
 		mnts[k] = mnts[i];
