@@ -261,8 +261,11 @@ START_TEST(test_manifest)
 	}
 	expect_rejected(control_manifest_apply, "/abs/c0/img_00.jpg\n"); /* mount point unknown */
 	expect_rejected(control_manifest_apply, "../src/c0/img_00.jpg\n");
-	/* an empty write restores the default */
+	/* an empty write, or a blank line, restores the default */
 	ck_assert_int_eq(apply(control_manifest_apply, "", err), 0);
+	expect_render(control_manifest_render, default_manifest());
+	ck_assert_int_eq(apply(control_manifest_apply, "c0/img_01.jpg\n", err), 0);
+	ck_assert_int_eq(apply(control_manifest_apply, "\n", err), 0);
 	expect_render(control_manifest_render, default_manifest());
 }
 END_TEST
