@@ -233,7 +233,11 @@ static int check_cache_dir(struct epochfs_opts *o, const char *abs_mnt, char *ab
 			"choose a cache dir elsewhere", abs_cache, abs_mnt);
 		return -EINVAL;
 	}
-	rc = pf_space_get(abs_cache, &sp);
+	/* What the cache holds counts for N% and for a size beyond the free
+	 * space; walking a cache of a million files costs a second or two. */
+	rc = pf_space_get(abs_cache, 0, &sp);
+	if (!rc && (!o->cache.capacity || o->cache.capacity > sp.fs_avail))
+		rc = pf_space_get(abs_cache, 1, &sp);
 	if (rc) {
 		log_err("cache dir %s: %s", abs_cache, strerror(-rc));
 		return rc;
@@ -259,7 +263,7 @@ static int check_cache_dir(struct epochfs_opts *o, const char *abs_mnt, char *ab
 		log_info("cache size %s: %g%% of %s (free space plus the cache's own)", size,
 			 o->cache.capacity_pct, fs);
 	else
-		log_info("cache size %s (the cache can have up to %s)", size, fs);
+		log_info("cache size %s (%s free on the cache filesystem)", size, fs);
 	return 0;
 }
 
@@ -357,6 +361,9 @@ int main(int argc, char **argv)
 	if (check_mountpoint(&o, &abs_mnt) || check_cache_dir(&o, abs_mnt, abs_cache, sizeof(abs_cache)) ||
 	    open_log(&o, abs_cache))
 		goto out_session;
+	log_debug("settings: chunk size %u, backend concurrency %u, timeout %u s, retries %u, "
+		  "FUSE options %s", o.cache.chunk_size, o.be.concurrency, o.be.timeout_s,
+		  o.be.retries, fuse_o);
 	if (!o.foreground) {
 		rc = daemonize(&status_fd);
 		if (rc) {

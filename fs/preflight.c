@@ -135,7 +135,7 @@ static int du_cb(const char *path, const struct stat *st, int flag, struct FTW *
 	return 0;
 }
 
-int pf_space_get(const char *dir, struct pf_space *sp)
+int pf_space_get(const char *dir, int count_used, struct pf_space *sp)
 {
 	char up[PATH_MAX], *slash;
 	struct statvfs sv;
@@ -152,7 +152,7 @@ int pf_space_get(const char *dir, struct pf_space *sp)
 	sp->fs_size = (uint64_t)sv.f_blocks * sv.f_frsize;
 	sp->fs_avail = (uint64_t)sv.f_bavail * sv.f_frsize;
 	du_sum = 0;
-	if (!strcmp(up, dir) && nftw(dir, du_cb, 16, FTW_PHYS | FTW_MOUNT) < 0)
+	if (count_used && !strcmp(up, dir) && nftw(dir, du_cb, 16, FTW_PHYS | FTW_MOUNT) < 0)
 		return -errno;
 	sp->cache_used = du_sum;
 	return 0;

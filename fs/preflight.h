@@ -37,10 +37,11 @@ struct pf_space {
 	uint64_t cache_used;  /* held by the cache directory already */
 };
 
-/* Measure dir's filesystem and what is under dir (its disk blocks, not
- * the files' sizes); a dir not there yet holds nothing and is measured on
- * its nearest existing parent.  0 or -errno. */
-int pf_space_get(const char *dir, struct pf_space *sp);
+/* Measure dir's filesystem and, with count_used, what is under dir (its
+ * disk blocks, not the files' sizes: a walk of every file, so only when it
+ * matters); a dir not there yet holds nothing and is measured on its
+ * nearest existing parent.  0 or -errno. */
+int pf_space_get(const char *dir, int count_used, struct pf_space *sp);
 
 /* The cache bound: bytes when given, else pct of what the cache can have
  * (free space plus what it already holds, so a remount does not shrink it).

@@ -374,7 +374,7 @@ START_TEST(test_paths)
 	ck_assert_int_eq(pf_is_under("/x", "/"), 1);
 	/* the first directory made is reported, none when all exist */
 	snprintf(p, sizeof(p), "%s/a/b/c", real);
-	ck_assert_int_eq(pf_space_get(p, &sp), 0); /* measured on its parent */
+	ck_assert_int_eq(pf_space_get(p, 1, &sp), 0); /* measured on its parent */
 	ck_assert_uint_eq(sp.cache_used, 0);
 	ck_assert_int_eq(pf_mkdirs(p, made, sizeof(made)), 0);
 	snprintf(q, sizeof(q), "%s/a", real);
@@ -391,7 +391,9 @@ START_TEST(test_paths)
 	for (int i = 0; i < 100000; i++)
 		fputc('x', f);
 	fclose(f);
-	ck_assert_int_eq(pf_space_get(p, &sp), 0);
+	ck_assert_int_eq(pf_space_get(p, 0, &sp), 0);
+	ck_assert_uint_eq(sp.cache_used, 0); /* not counted */
+	ck_assert_int_eq(pf_space_get(p, 1, &sp), 0);
 	ck_assert_uint_ge(sp.cache_used, 100000); /* its blocks */
 	ck_assert_uint_gt(sp.fs_size, 0);
 	ck_assert_int_eq(pf_dir_nonempty("/nonexistent-dir"), -ENOENT);
