@@ -438,6 +438,8 @@ out_inval:
 	cache_set_inval_hook(cache, NULL, NULL);
 	inval_stop();
 out_cache:
+	fuse_session_destroy(g_se);
+	g_se = NULL;
 	ctl_nopen_stop(); /* applies a write stream still pending */
 	cache_close(cache);
 out_be:
