@@ -268,6 +268,7 @@ struct dir_entry {
 struct dir_handle {
 	struct dir_entry *e;
 	size_t n, cap;
+	int err;        /* why the listing stopped short (dir_cb) */
 };
 
 static int dir_add(struct dir_handle *d, const char *name, const struct ns_attr *a)
@@ -291,9 +292,15 @@ static int dir_add(struct dir_handle *d, const char *name, const struct ns_attr 
 	return 0;
 }
 
+/* The index stops a listing at a non-zero return and reports success:
+ * the reason is kept for do_opendir, so that a listing cut short by ENOMEM
+ * fails instead of showing part of the directory. */
 static int dir_cb(void *arg, const char *name, const struct ns_attr *a)
 {
-	return dir_add(arg, name, a) ? 1 : 0;
+	struct dir_handle *d = arg;
+
+	d->err = dir_add(d, name, a);
+	return d->err ? 1 : 0;
 }
 
 static void dir_free(struct dir_handle *d)
@@ -335,6 +342,8 @@ static int do_opendir(struct ll_ctx *x, fuse_ino_t ino, struct dir_handle **out)
 	rc = rc ? rc : dir_add(d, "..", &self);
 	if (!rc)
 		rc = cache_readdir(x->cache, ino, dir_cb, d);
+	if (!rc)
+		rc = d->err;
 	/* .epochfs is reachable by name but never listed: loaders that take
 	 * every directory of the root as a class must see only the dataset's. */
 out:
