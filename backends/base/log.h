@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The one logger of the daemon, the tools and the tests: levels, and one
  * destination at a time (stderr in the foreground, syslog or a file once
- * daemonized).  Every layer logs through it, so a message of a backend's
- * thread follows the daemon to wherever its log goes.  log_once() says a
- * thing once per run. */
+ * daemonized), with stderr as a second one while the daemon starts.  Every
+ * layer logs through it, so a message of a backend's thread follows the
+ * daemon to wherever its log goes.  log_once() says a thing once per run. */
 #ifndef EPOCHFS_LOG_H
 #define EPOCHFS_LOG_H
 
