@@ -33,6 +33,8 @@ void opts_usage(FILE *out, const char *prog)
 		"  --policy shade|lru      eviction policy (default shade: never evict equals)\n"
 		"  --list-ttl SECONDS      relist the source when the snapshot is older (default: never)\n"
 		"  --refresh               relist the source at this mount\n"
+		"  --forget-plan           discard the plan (seeds, orders, positions) saved\n"
+		"                          in the cache directory\n"
 		"  --backend-concurrency N requests in flight to the source (default 64)\n"
 		"  --timeout SECONDS       http/s3: bound for connecting, for the first byte and\n"
 		"                          for a stalled transfer, each (default 10)\n"
@@ -135,6 +137,7 @@ static const struct opt_def {
 } opt_defs[] = {
 	{ "cache-dir", 1 },  { "cache-size", 1 },   { "chunk-size", 1 },
 	{ "policy", 1 },     { "list-ttl", 1 },     { "refresh", 0 },
+	{ "forget-plan", 0 },
 	{ "backend-concurrency", 1 },               { "timeout", 1 },
 	{ "retries", 1 },    { "prefetch-bytes", 1 }, { "substitute", 1 },
 	{ "substitute-deadline", 1 },               { "manifest", 1 },
@@ -210,6 +213,8 @@ static int apply(struct epochfs_opts *o, const struct opt_def *d, const char *sh
 		o->cache.list_ttl_s = (int64_t)u;
 	} else if (!strcmp(k, "refresh")) {
 		o->cache.refresh = 1;
+	} else if (!strcmp(k, "forget-plan")) {
+		o->cache.forget_plan = 1;
 	} else if (!strcmp(k, "backend-concurrency")) {
 		if (parse_uint(val, 4096, &u) || !u)
 			return set_err(err, errlen, "bad backend concurrency '%s' (1..4096)%s", val, "");
