@@ -523,7 +523,7 @@ static int dec_u64(const char *s, uint64_t *v)
 }
 
 struct golden_stats {
-	long orders, errs, streams, failed;
+	long orders, errs, streams, failed, rank_sets;
 	long big;
 	double big_s;
 };
@@ -659,6 +659,57 @@ static void golden_order(char **f, int nf, long lineno, struct golden_stats *st)
 	st->orders++;
 }
 
+/* "ranks SEED EPOCH N WORLD DL NR R1..RNR LEN HASH K FIRST...": the merged
+ * plan of a set of local ranks, as order_generate_ranks makes it in one
+ * permutation, against torch's DistributedSampler of each rank. */
+static void golden_ranks(char **f, int nf, long lineno, struct golden_stats *st)
+{
+	uint64_t seed, epoch, n, world, dl, nr, len, k, v, h;
+	uint32_t ranks[64];
+	struct order_spec s;
+	uint32_t *out;
+	int at;
+
+	if (nf < 8 || dec_u64(f[1], &seed) || dec_u64(f[2], &epoch) || dec_u64(f[3], &n) ||
+	    dec_u64(f[4], &world) || dec_u64(f[5], &dl) || dec_u64(f[6], &nr) || nr < 1 ||
+	    nr > 64 || (uint64_t)nf < 7 + nr + 3) {
+		GFAIL(st, lineno, "malformed ranks record");
+		return;
+	}
+	for (uint64_t i = 0; i < nr; i++) {
+		if (dec_u64(f[7 + i], &v)) {
+			GFAIL(st, lineno, "malformed rank");
+			return;
+		}
+		ranks[i] = (uint32_t)v;
+	}
+	at = 7 + (int)nr;
+	if (dec_u64(f[at], &len) || dec_u64(f[at + 2], &k) || (uint64_t)nf != (uint64_t)at + 3 + k) {
+		GFAIL(st, lineno, "malformed ranks record tail");
+		return;
+	}
+	s = spec_of(ORDER_DISTRIBUTED, seed, epoch, (uint32_t)world, 0, (int)dl);
+	out = malloc((len ? len : 1) * sizeof(*out));
+	if (!out) {
+		GFAIL(st, lineno, "out of memory");
+		return;
+	}
+	if (order_generate_ranks(&s, ranks, (unsigned)nr, n, out, len)) {
+		GFAIL(st, lineno, "order_generate_ranks failed");
+	} else if ((h = mixsum64(out, len)) != strtoull(f[at + 1], NULL, 16)) {
+		GFAIL(st, lineno, "merged hash %016" PRIx64 " want %s", h, f[at + 1]);
+	} else {
+		for (uint64_t i = 0; i < k; i++)
+			if (dec_u64(f[at + 3 + i], &v) || out[i] != v) {
+				GFAIL(st, lineno, "merged index %" PRIu64 ": %" PRIu32 " want %s", i,
+				      out[i], f[at + 3 + i]);
+				break;
+			}
+	}
+	free(out);
+	st->rank_sets++;
+}
+
 START_TEST(test_golden)
 {
 	const char *path = getenv("GOLDEN_ORDERS");
@@ -694,6 +745,8 @@ START_TEST(test_golden)
 		}
 		if (!strcmp(f[0], "order"))
 			golden_order(f, nf, lineno, &st);
+		else if (!strcmp(f[0], "ranks"))
+			golden_ranks(f, nf, lineno, &st);
 		else if (!strcmp(f[0], "torchmt") || !strcmp(f[0], "pcg64") ||
 			 !strcmp(f[0], "pcg64u32"))
 			golden_stream(f, nf, lineno, &st);
@@ -702,12 +755,13 @@ START_TEST(test_golden)
 	}
 	free(buf);
 	fclose(fp);
-	printf("golden: %ld orders (%ld expected errors), %ld generator streams, %ld failed, "
-	       "%.2f s; %ld orders of n > 1e6 took %.1f ms each on average\n",
-	       st.orders, st.errs, st.streams, st.failed, now_s() - t0, st.big,
+	printf("golden: %ld orders (%ld expected errors), %ld merged rank sets, %ld generator "
+	       "streams, %ld failed, %.2f s; %ld orders of n > 1e6 took %.1f ms each on average\n",
+	       st.orders, st.errs, st.rank_sets, st.streams, st.failed, now_s() - t0, st.big,
 	       st.big ? st.big_s * 1e3 / (double)st.big : 0.0);
 	ck_assert_int_eq(st.failed, 0);
 	ck_assert_int_gt(st.orders, 0);
+	ck_assert_int_gt(st.rank_sets, 0);
 }
 END_TEST
 

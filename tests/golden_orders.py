@@ -129,6 +129,30 @@ def main():
             emit_order(out, "distributed", 2**64 - 1, epoch, n, 8, 3, 0,
                        distributed(2**64 - 1, epoch, n, 8, 3, 0))
 
+    # Rank sets (issue 12): one mount plans several local ranks; the merged
+    # plan interleaves them by position, rank by rank:
+    #   ranks SEED EPOCH N WORLD DROP_LAST NR R1..RNR LEN HASH K FIRST...
+    rank_sets = {1: [[0]], 2: [[0, 1], [1]], 3: [[0, 1, 2], [2, 0]], 8: [list(range(8)), [0, 2, 4, 6]],
+                 64: [list(range(8)), list(range(56, 64)), [0, 9, 18, 63]]}
+    for seed in (0, 42, 2**32 + 5):
+        for epoch in (0, 3):
+            for n in (0, 1, 5, 17, 100, 1000):
+                for world, sets in rank_sets.items():
+                    for ranks in sets:
+                        for dl in (0, 1):
+                            per = [distributed(seed, epoch, n, world, r, dl) for r in ranks]
+                            merged = [per[k][q] for q in range(len(per[0])) for k in range(len(ranks))]
+                            head = "ranks %d %d %d %d %d %d %s" % (seed, epoch, n, world, dl, len(ranks),
+                                                                  " ".join(map(str, ranks)))
+                            kk = len(merged) if len(merged) <= 64 else 8
+                            out.append(("%s %d %016x %d %s" % (head, len(merged), mixsum64(merged), kk,
+                                        " ".join(str(int(v)) for v in merged[:kk]))).rstrip())
+    for ranks in (list(range(8)), list(range(56, 64))):
+        per = [distributed(42, 1, big_n, 64, r, 0) for r in ranks]
+        merged = [per[k][q] for q in range(len(per[0])) for k in range(len(ranks))]
+        out.append("ranks 42 1 %d 64 0 8 %s %d %016x 8 %s" % (big_n, " ".join(map(str, ranks)), len(merged),
+                   mixsum64(merged), " ".join(str(int(v)) for v in merged[:8])))
+
     # torch.randperm.
     for seed in seeds + [2**64 - 1]:
         for epoch in epochs:
