@@ -155,7 +155,7 @@ int fetch_parse_content_range(const char *s, uint64_t *start, uint64_t *total);
 /* Compare two ETags ignoring quotes and a weak "W/" prefix. */
 int fetch_etag_equal(const char *a, const char *b);
 
-/* http.c: the two listing formats, exposed for the unit tests. */
+/* http_index.c and http.c: the listing formats, exposed for the unit tests. */
 
 typedef int (*autoindex_fn)(void *arg, const char *name, const char *type,
 			    uint64_t size, const char *mtime);
@@ -165,6 +165,23 @@ typedef int (*autoindex_fn)(void *arg, const char *name, const char *type,
  * NAME_MAX*4 bytes or contains \u0000 is passed with name NULL).  0, -EIO
  * (malformed) or fn's non-zero value. */
 int http_parse_autoindex(const char *json, autoindex_fn fn, void *arg);
+
+/* One entry of an HTML directory listing. */
+struct http_index_entry {
+	const char *name;   /* decoded from the href; NULL when it cannot be
+			     * (a bad reference or escape, a '/' inside) */
+	int is_dir;         /* the href ends in '/' */
+	int size_exact;     /* the page printed the exact size in bytes */
+	uint64_t size;
+};
+typedef int (*html_entry_fn)(void *arg, const struct http_index_entry *e);
+
+/* Parse an HTML directory listing: nginx's autoindex, Apache's
+ * mod_autoindex (table, pre or plain list) or python3 -m http.server,
+ * calling fn per entry of the directory (the parent and navigation links
+ * are not entries).  0, -EIO (not such a page, or malformed) or fn's
+ * non-zero value. */
+int http_parse_html_index(const char *html, html_entry_fn fn, void *arg);
 
 /* Parse one manifest line ("PATH SIZE", PATH percent-encoded) into key and
  * size.  1 for an entry, 0 for a blank or comment line, -EINVAL if bad. */
