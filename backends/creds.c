@@ -1424,6 +1424,9 @@ int creds_resolve(const struct creds_options *o, struct creds_provider **out,
 	}
 	p->margin_s = o->margin_s ? o->margin_s : CREDS_MARGIN_S;
 	p->min_retry_s = o->min_retry_s ? o->min_retry_s : CREDS_MIN_RETRY_S;
+	if (!o->min_retry_s && env("EPOCHFS_CREDS_MIN_RETRY_S") &&
+	    atoi(env("EPOCHFS_CREDS_MIN_RETRY_S")) > 0 && atoi(env("EPOCHFS_CREDS_MIN_RETRY_S")) <= 3600)
+		p->min_retry_s = (unsigned)atoi(env("EPOCHFS_CREDS_MIN_RETRY_S"));   /* the tests */
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	if ((rc = chain(o, &c, &p->src, err, errlen))) {

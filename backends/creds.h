@@ -106,7 +106,8 @@ int creds_ecs_url_allowed(const char *url);
 struct creds_options {
 	const char *region;      /* for the default STS endpoint (NULL: us-east-1) */
 	unsigned margin_s;       /* 0: CREDS_MARGIN_S */
-	unsigned min_retry_s;    /* 0: CREDS_MIN_RETRY_S */
+	unsigned min_retry_s;    /* 0: EPOCHFS_CREDS_MIN_RETRY_S (tests), else
+				  * CREDS_MIN_RETRY_S */
 };
 
 struct creds_provider;

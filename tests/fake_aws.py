@@ -22,6 +22,13 @@ Credentials: key ASIA<SOURCE> (ASIAIMDS, ASIAECS, ASIASTS), secret
 secret-<source>, token token-<source>, expiring --expire-in seconds from now;
 with --rotate every issue gets a new serial (ASIAIMDS0001, ...).
 
+With --s3-target PORT, any other request is S3: its SigV4 signature is
+checked against the credentials this fake issued (the key must be one of
+them, the signature made with its secret, x-amz-security-token its token,
+and the credentials not expired; else 403 with an S3 error code), then it
+is passed to 127.0.0.1:PORT (s3rver) and the answer relayed.  The log line
+is "METHOD PATH STATUS s3 KEY".
+
 Test control (not part of any AWS API):
     GET /_fake/log                 the request log, one line per request:
                                    "METHOD PATH STATUS [issued KEY]"
@@ -35,6 +42,9 @@ The port (0: a free one) is printed on stdout as "PORT N" once listening;
 """
 import argparse
 import datetime
+import hashlib
+import hmac
+import http.client
 import json
 import secrets
 import sys
@@ -53,6 +63,7 @@ class State:
         self.tokens = {}          # IMDSv2 session token -> expiry (monotonic-free: wall clock)
         self.serial = 0
         self.log = []
+        self.issued = {}          # key -> (secret, token, expiry as a POSIX time)
         self.settings = {"fail_imds": 0, "fail_ecs": 0, "fail_sts": 0,
                          "expire_in": args.expire_in}
 
@@ -63,6 +74,10 @@ class State:
             expire_in = self.settings["expire_in"]
         suffix = "%04d" % n if self.args.rotate else ""
         exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=expire_in)
+        key = "ASIA" + source.upper() + suffix
+        with self.lock:
+            self.issued[key] = ("secret-" + source + suffix, "token-" + source + suffix,
+                                exp.timestamp())
         return {
             "AccessKeyId": "ASIA" + source.upper() + suffix,
             "SecretAccessKey": "secret-" + source + suffix,
@@ -226,6 +241,77 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(200, "ok\n")
         self.send(404, "")
 
+    # --- S3, checked and passed on ---------------------------------------
+    def sigv4_key(self):
+        """The issued key that signed this request, or (None, S3 error code)."""
+        st = self.server.state
+        auth = self.headers.get("Authorization") or ""
+        if not auth.startswith("AWS4-HMAC-SHA256 "):
+            return None, "AccessDenied"
+        try:
+            parts = dict(p.strip().split("=", 1) for p in auth[17:].split(","))
+            key, date, region, service, _ = parts["Credential"].split("/")
+        except (ValueError, KeyError):
+            return None, "AuthorizationHeaderMalformed"
+        with st.lock:
+            cred = st.issued.get(key)
+        if not cred:
+            return None, "InvalidAccessKeyId"
+        secret, token, expiry = cred
+        if expiry < datetime.datetime.now().timestamp():
+            return None, "ExpiredToken"
+        if self.headers.get("x-amz-security-token") != token:
+            return None, "InvalidToken"
+        path, _, query = self.path.partition("?")
+        pairs = sorted(tuple(kv.partition("=")[::2]) for kv in query.split("&") if kv)
+        signed = parts["SignedHeaders"].split(";")
+        chead = "".join("%s:%s\n" % (h, " ".join((self.headers.get(h) or "").split()))
+                        for h in signed)
+        payload = self.headers.get("x-amz-content-sha256") or hashlib.sha256(b"").hexdigest()
+        creq = "\n".join([self.command, path, "&".join("%s=%s" % kv for kv in pairs), chead,
+                          parts["SignedHeaders"], payload])
+        scope = "/".join([date, region, service, "aws4_request"])
+        sts = "\n".join(["AWS4-HMAC-SHA256", self.headers.get("x-amz-date") or "", scope,
+                         hashlib.sha256(creq.encode("latin-1")).hexdigest()])
+        k = ("AWS4" + secret).encode()
+        for m in (date, region, service, "aws4_request"):
+            k = hmac.new(k, m.encode(), hashlib.sha256).digest()
+        want = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(want, parts.get("Signature", "")):
+            return None, "SignatureDoesNotMatch"
+        return key, None
+
+    def s3(self):
+        st = self.server.state
+        body = self.body()
+        key, code = self.sigv4_key()
+        if not key:
+            xml = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>%s</Code>"
+                   "<Message>refused by fake_aws.py</Message></Error>\n" % code)
+            return self.send(403, xml, "application/xml", " s3 refused " + code)
+        conn = http.client.HTTPConnection("127.0.0.1", st.args.s3_target, timeout=30)
+        hdrs = {k: v for k, v in self.headers.items()
+                if k.lower() not in ("connection", "keep-alive", "transfer-encoding")}
+        conn.request(self.command, self.path, body=body or None, headers=hdrs)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("connection", "keep-alive", "transfer-encoding",
+                                 "content-length"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        self.record(r.status, " s3 " + key)
+
+    def do_HEAD(self):
+        if self.server.state.args.s3_target:
+            return self.s3()
+        self.send(405, "")
+
     def do_GET(self):
         path, _, query = self.path.partition("?")
         if path.startswith("/_fake/"):
@@ -234,14 +320,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.imds_get(path)
         if path.startswith("/ecs/"):
             return self.ecs()
-        if path == "/" and query:
+        if path == "/" and query.startswith("Action="):
             return self.sts(query)
+        if self.server.state.args.s3_target:
+            return self.s3()
         self.send(404, "")
 
     def do_PUT(self):
-        self.body()
         if self.path == "/latest/api/token":
+            self.body()
             return self.imds_token()
+        if self.server.state.args.s3_target:
+            return self.s3()
+        self.body()
         self.send(405, "")
 
     def do_POST(self):
@@ -259,6 +350,7 @@ def main():
     ap.add_argument("--ecs-auth")
     ap.add_argument("--web-token")
     ap.add_argument("--log")
+    ap.add_argument("--s3-target", type=int, metavar="PORT")
     args = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     srv.daemon_threads = True
