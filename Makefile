@@ -108,6 +108,10 @@ install: all
 	if [ -d docs/man ]; then install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
 	@# mount(8) runs /sbin/mount.fuse.<type> with no PATH: the helper names this prefix's daemon (MOUNT_HELPER_DIR=DIR puts it elsewhere)
 	install -d $(DESTDIR)$(or $(MOUNT_HELPER_DIR),/sbin) && sed 's|@BINDIR@|$(PREFIX)/bin|' tools/mount.fuse.epochfs >$(DESTDIR)$(or $(MOUNT_HELPER_DIR),/sbin)/mount.fuse.epochfs && chmod 755 $(DESTDIR)$(or $(MOUNT_HELPER_DIR),/sbin)/mount.fuse.epochfs
+	@# the Python package (tools/python/epochfs) where the system python3 looks under PREFIX: Debian's lib/python3.X/dist-packages, else site-packages (PYTHON_DIR=DIR puts it elsewhere)
+	d='$(PYTHON_DIR)'; py=$$(command -v /usr/bin/python3 || command -v python3); \
+	if [ -z "$$d" ] && [ -n "$$py" ]; then d=$$($$py -c 'import sys; print("$(PREFIX)/lib/python%d.%d/%s" % (sys.version_info[:2] + ("dist-packages" if any(p.endswith("/dist-packages") for p in sys.path) else "site-packages",)))'); fi; \
+	if [ -n "$$d" ]; then install -d $(DESTDIR)$$d/epochfs && install -m 644 tools/python/epochfs/*.py $(DESTDIR)$$d/epochfs/; else echo "no python3: the Python package (tools/python/epochfs) is not installed"; fi
 
 clean:
 	rm -rf $(B)/obj $(TEST_BINS) build-asan build-tsan $(LIBCORE) $(LIBFS) $(B)/epochfs $(addprefix $(B)/,$(TOOLS))
