@@ -18,11 +18,17 @@ struct epoch_order {
 	uint64_t npos;   /* their sum */
 	uint32_t *pos;   /* sample -> its first slot, PLAN_NONE */
 	uint32_t *again; /* slot -> the sample's next slot, PLAN_NONE; NULL
-			  * when no sample is planned twice */
+			  * when no sample is planned twice, or when few are
+			  * (then the pairs are in the hash below) */
+	uint32_t *again_key, *again_val; /* open addressing, PLAN_NONE = empty */
+	uint32_t again_mask;             /* capacity - 1; 0: no hash */
 	uint64_t *opened; /* bitmap over the slots */
 	uint64_t epoch;
 	int valid;
 };
+
+/* The next slot of the sample in slot s, PLAN_NONE (see plan_ranks.c). */
+uint32_t eo_again(const struct epoch_order *eo, uint32_t s);
 
 /* A reader rank the plan follows. */
 struct plan_rank {

@@ -40,6 +40,8 @@ void eo_free(struct epoch_order *e)
 		free(e->ord);
 	free(e->pos);
 	free(e->again);
+	free(e->again_key);
+	free(e->again_val);
 	free(e->opened);
 	memset(e, 0, sizeof(*e));
 }
@@ -125,12 +127,74 @@ static int explicit_order(const struct plan_job *job, uint64_t e, struct epoch_o
 	return 0;
 }
 
+static uint32_t again_slot(uint32_t s, uint32_t mask)
+{
+	return (s * 0x9e3779b1u) & mask;
+}
+
+uint32_t eo_again(const struct epoch_order *eo, uint32_t s)
+{
+	if (eo->again)
+		return eo->again[s];
+	if (!eo->again_mask)
+		return PLAN_NONE;
+	for (uint32_t h = again_slot(s, eo->again_mask);; h = (h + 1) & eo->again_mask) {
+		if (eo->again_key[h] == s)
+			return eo->again_val[h];
+		if (eo->again_key[h] == PLAN_NONE)
+			return PLAN_NONE;
+	}
+}
+
+/* Chain the slots of samples planned more than once (ndup slots have a
+ * next one): a dense slot -> next slot array when many do, a hash of the
+ * pairs when few do.  eo->pos is rebuilt on the way.  0 or -ENOMEM. */
+static int again_make(const struct plan *p, struct epoch_order *eo, uint64_t ndup)
+{
+	uint64_t cap = 16;
+
+	if (ndup * 4 > eo->slots) {
+		eo->again = ec_malloc((size_t)eo->slots * sizeof(*eo->again) + 4);
+		if (!eo->again)
+			return -ENOMEM;
+	} else {
+		while (cap < ndup * 2)
+			cap *= 2;
+		eo->again_key = ec_malloc((size_t)cap * sizeof(*eo->again_key));
+		eo->again_val = ec_malloc((size_t)cap * sizeof(*eo->again_val));
+		if (!eo->again_key || !eo->again_val)
+			return -ENOMEM;
+		memset(eo->again_key, 0xff, (size_t)cap * sizeof(*eo->again_key));
+		eo->again_mask = (uint32_t)(cap - 1);
+	}
+	memset(eo->pos, 0xff, (size_t)p->n * sizeof(*eo->pos));
+	for (uint64_t s = eo->slots; s-- > 0;) {
+		uint32_t next = PLAN_NONE, h;
+
+		if (eo->ord[s] < p->n) {
+			next = eo->pos[eo->ord[s]];
+			eo->pos[eo->ord[s]] = (uint32_t)s;
+		}
+		if (eo->again) {
+			eo->again[s] = next;
+		} else if (next != PLAN_NONE) {
+			for (h = again_slot((uint32_t)s, eo->again_mask); eo->again_key[h] != PLAN_NONE;
+			     h = (h + 1) & eo->again_mask)
+				;
+			eo->again_key[h] = (uint32_t)s;
+			eo->again_val[h] = next;
+		}
+	}
+	return 0;
+}
+
 /* Make epoch e's merged order and its indexes into eo.  -ENOENT when the
  * mode cannot (an explicit plan that does not reach that far). */
 static int eo_make(const struct plan *p, const struct plan_job *job, uint64_t e,
 		   struct epoch_order *eo)
 {
-	int rc, dup = 0;
+	uint64_t ndup = 0;
+	int rc;
 
 	memset(eo, 0, sizeof(*eo));
 	if (job->mode == PLAN_SEED)
@@ -149,24 +213,18 @@ static int eo_make(const struct plan *p, const struct plan_job *job, uint64_t e,
 	memset(eo->pos, 0xff, (size_t)p->n * sizeof(*eo->pos));
 	for (uint64_t s = eo->slots; s-- > 0;)
 		if (eo->ord[s] < p->n) {
-			dup |= eo->pos[eo->ord[s]] != PLAN_NONE;
+			ndup += eo->pos[eo->ord[s]] != PLAN_NONE;
 			eo->pos[eo->ord[s]] = (uint32_t)s;
 		}
-	if (dup) {
+	if (ndup) {
 		/* Padding, ranks sharing samples, or sampling with replacement:
 		 * chain each slot to the sample's next one, so that finding its
-		 * next unopened slot does not scan the order. */
-		eo->again = ec_malloc((size_t)eo->slots * sizeof(*eo->again) + 4);
-		if (!eo->again)
+		 * next unopened slot does not scan the order.  A few such slots
+		 * (DistributedSampler pads at most world - 1) go in a small hash
+		 * instead of 4 bytes for every slot. */
+		rc = again_make(p, eo, ndup);
+		if (rc)
 			goto fail;
-		memset(eo->pos, 0xff, (size_t)p->n * sizeof(*eo->pos));
-		for (uint64_t s = eo->slots; s-- > 0;) {
-			eo->again[s] = PLAN_NONE;
-			if (eo->ord[s] < p->n) {
-				eo->again[s] = eo->pos[eo->ord[s]];
-				eo->pos[eo->ord[s]] = (uint32_t)s;
-			}
-		}
 	}
 	for (unsigned k = 0; k < job->nr; k++)
 		eo->npos += eo->rlen[k];
@@ -387,7 +445,7 @@ static uint32_t first_pending(const struct plan *p, const struct epoch_order *eo
 	uint32_t s = eo->pos[i];
 
 	while (s != PLAN_NONE && !slot_pending(p, eo, s))
-		s = eo->again ? eo->again[s] : PLAN_NONE;
+		s = eo_again(eo, s);
 	return s;
 }
 
@@ -479,7 +537,7 @@ struct spot {
 /* Consider the slots of sample i in eo for the nearest spot ahead. */
 static void nearest_in(struct plan *p, struct epoch_order *eo, uint32_t i, struct spot *best)
 {
-	for (uint32_t s = eo->pos[i]; s != PLAN_NONE; s = eo->again ? eo->again[s] : PLAN_NONE) {
+	for (uint32_t s = eo->pos[i]; s != PLAN_NONE; s = eo_again(eo, s)) {
 		unsigned k = s % p->nr;
 		struct plan_rank *r = &p->rk[k];
 		struct epoch_order *reo = rank_eo(p, k);

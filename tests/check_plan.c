@@ -7,6 +7,8 @@
  * failures that leave the plan as it was. */
 #include <check.h>
 #include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,47 +126,42 @@ END_TEST
 
 /* Many samples planned many times: the next use is always the first
  * unopened place, as a scan of the order says. */
-START_TEST(test_planned_twice_random)
+/* Open random unopened places of e0 one by one; after each, every sample's
+ * next use is its first unopened place in e0, else its first in e1. */
+static void random_opens(const uint32_t *e0, const uint32_t *e1, int len, uint64_t z)
 {
-	enum { LEN = 200 };
-	uint32_t e0[LEN], e1[LEN];
-	uint8_t opened[LEN] = { 0 };
-	uint64_t z = 88172645463325252ull;
+	uint8_t opened[256] = { 0 };
 	struct plan *p = mk();
 
-	for (int k = 0; k < LEN; k++) {
-		z ^= z << 13, z ^= z >> 7, z ^= z << 17;
-		e0[k] = (uint32_t)(z % N);
-		e1[k] = (uint32_t)((z >> 20) % N);
-	}
-	set_orders(p, e0, LEN, e1, LEN);
-	for (int step = 0; step < LEN; step++) {
+	ck_assert_int_le(len, 256);
+	set_orders(p, e0, (uint64_t)len, e1, (uint64_t)len);
+	for (int step = 0; step < len; step++) {
 		/* open a random unopened place's sample; the plan marks its
 		 * first unopened place, so mirror that */
 		int k;
 
 		z ^= z << 13, z ^= z >> 7, z ^= z << 17;
 		do
-			k = (int)(z++ % LEN);
+			k = (int)(z++ % (uint64_t)len);
 		while (opened[k]);
-		for (int q = 0; q < LEN; q++)
+		for (int q = 0; q < len; q++)
 			if (e0[q] == e0[k] && !opened[q]) {
 				opened[q] = 1;
 				break;
 			}
 		plan_on_open(p, e0[k]);
-		if (step == LEN - 1)
+		if (step == len - 1)
 			break;
 		for (uint32_t i = 0; i < N; i++) {
 			int q, r;
 
-			for (q = 0; q < LEN && (e0[q] != i || opened[q]); q++)
+			for (q = 0; q < len && (e0[q] != i || opened[q]); q++)
 				;
-			for (r = 0; r < LEN && e1[r] != i; r++)
+			for (r = 0; r < len && e1[r] != i; r++)
 				;
-			if (q < LEN)
+			if (q < len)
 				expect(p, i, 0, q);
-			else if (r < LEN)
+			else if (r < len)
 				expect(p, i, 1, r);
 			else
 				expect(p, i, -1, -1);
@@ -172,6 +169,32 @@ START_TEST(test_planned_twice_random)
 	}
 	ck_assert_uint_eq(plan_epoch(p), 1);
 	plan_destroy(p);
+}
+
+START_TEST(test_planned_twice_random)
+{
+	enum { LEN = 200 };
+	uint32_t e0[LEN], e1[LEN];
+	uint64_t z = 88172645463325252ull;
+
+	for (int k = 0; k < LEN; k++) {
+		z ^= z << 13, z ^= z >> 7, z ^= z << 17;
+		e0[k] = (uint32_t)(z % N);
+		e1[k] = (uint32_t)((z >> 20) % N);
+	}
+	random_opens(e0, e1, LEN, z);
+}
+END_TEST
+
+/* Few samples planned twice (DistributedSampler's padding): the chains go
+ * in the plan's small hash instead of an array over every slot. */
+START_TEST(test_planned_twice_few)
+{
+	static const uint32_t e0[8] = { 3, 0, 5, 1, 4, 2, 3, 0 };
+	static const uint32_t e1[8] = { 2, 4, 1, 0, 5, 3, 2, 4 };
+
+	for (uint64_t z = 1; z < 40; z++)
+		random_opens(e0, e1, 8, z * 0x9e3779b97f4a7c15ull);
 }
 END_TEST
 
@@ -683,6 +706,72 @@ START_TEST(test_set_epoch)
 }
 END_TEST
 
+/* ---- memory: the plan's cost per sample (issue 12) ---- */
+
+static size_t heap_used(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	return mi.uordblks + mi.hblkhd;
+}
+
+/* Bytes a plan of ImageNet's size takes beyond its manifest, with the given
+ * local ranks of a world; the manifest alone in *man. */
+static size_t plan_bytes(uint32_t world, unsigned nranks, size_t *man)
+{
+	const uint32_t n = 1281167;
+	struct order_spec s = { ORDER_DISTRIBUTED, 42, 0, world, 0, 0 };
+	uint32_t ranks[8];
+	struct plan *p = NULL;
+	uint64_t *inos;
+	size_t h0, h1, h2;
+
+	h0 = heap_used();
+	inos = malloc((size_t)n * sizeof(*inos));
+	ck_assert_ptr_nonnull(inos);
+	for (uint32_t i = 0; i < n; i++)
+		inos[i] = 2 + i;
+	ck_assert_int_eq(plan_create(&p), 0);
+	ck_assert_int_eq(plan_set_manifest(p, inos, n), 0);
+	h1 = heap_used();
+	for (unsigned k = 0; k < nranks; k++)
+		ranks[k] = k;
+	ck_assert_int_eq(plan_seed_ranks(p, &s, ranks, nranks, 0, 0), 0);
+	h2 = heap_used();
+	plan_destroy(p);
+	*man = h1 - h0;
+	return h2 - h1;
+}
+
+/* The plan's cost per sample must not grow with the world size or the
+ * number of local ranks beyond the orders themselves: 4 bytes a planned
+ * position, two epochs held.  Prints the figures docs/benchmarks.md quotes. */
+START_TEST(test_memory_ranks)
+{
+	const double n = 1281167;
+	size_t man, one64, eight64, eight8, one1;
+
+	one1 = plan_bytes(1, 1, &man);
+	if (!man) {
+		printf("plan memory: skipped: the allocator reports no heap (valgrind?)\n");
+		return;
+	}
+	one64 = plan_bytes(64, 1, &man);
+	eight64 = plan_bytes(64, 8, &man);
+	eight8 = plan_bytes(8, 8, &man);
+	printf("plan memory at n = 1,281,167: manifest %.1f B/sample; plan beyond it: world 1 "
+	       "rank 0 %.2f B/sample, world 64 rank 0 %.2f, world 64 ranks 0-7 %.2f, world 8 "
+	       "ranks 0-7 %.2f\n", man / n, one1 / n, one64 / n, eight64 / n, eight8 / n);
+	/* 8 local ranks of 64 plan n/8 positions an epoch, two epochs held:
+	 * at most 4 bytes each more than one rank's n/64 (plus 64 KiB). */
+	ck_assert_msg(eight64 <= one64 + (size_t)(2 * 4 * (n / 8 - n / 64)) + 65536,
+		      "8 local ranks of 64 cost %zu bytes, one rank %zu", eight64, one64);
+	/* Every rank of world 8 plans every sample once an epoch, as world 1. */
+	ck_assert_msg(eight8 <= one1 + 65536, "world 8, ranks 0-7: %zu bytes, world 1: %zu",
+		      eight8, one1);
+}
+END_TEST
+
 static Suite *plan_suite(void)
 {
 	Suite *s = suite_create("plan");
@@ -692,6 +781,7 @@ static Suite *plan_suite(void)
 	tcase_add_test(tc, test_permutation);
 	tcase_add_test(tc, test_planned_twice);
 	tcase_add_test(tc, test_planned_twice_random);
+	tcase_add_test(tc, test_planned_twice_few);
 	tcase_add_test(tc, test_use_epoch);
 	tcase_add_test(tc, test_manifest_dense);
 	tcase_add_test(tc, test_manifest_duplicates);
@@ -702,6 +792,7 @@ static Suite *plan_suite(void)
 	tcase_add_test(tc, test_bitmap_epochs);
 	tcase_add_test(tc, test_bitmap_seed);
 	tcase_add_test(tc, test_set_epoch);
+	tcase_add_test(tc, test_memory_ranks);
 	suite_add_tcase(s, tc);
 	return s;
 }
