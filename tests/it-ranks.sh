@@ -85,6 +85,12 @@ EOF
 $PY "$RC" rest "$MNT" "$SRC" --world 2 --seed 5 --from 60 --wait || fail "the rest of the epoch"
 umount_epochfs || fail "unmount failed"
 
+log "--forget-plan drops the saved plan"
+CACHE_DIR=$T/cache2 CACHE_SIZE=256M mount_epochfs "$URL2" --forget-plan ||
+	fail "mount with --forget-plan failed: $(cat "$T/epochfs.log")"
+[ -z "$(cat "$MNT/.epochfs/seed")" ] || fail "--forget-plan kept: $(cat "$MNT/.epochfs/seed")"
+umount_epochfs || fail "unmount failed"
+
 log "start=K plans exactly order[K:]"
 CACHE_DIR=$T/cache3 CACHE_SIZE=256M mount_epochfs "$URL" || fail "mount failed: $(cat "$T/epochfs.log")"
 echo "seed=9 sampler=distributed world=2 rank=0 start=100" >"$MNT/.epochfs/seed" || fail "start= refused"
