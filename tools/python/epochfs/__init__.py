@@ -534,6 +534,7 @@ class EpochfsSampler:
         self._start = skip
         if self._uses_seed():
             s = self.sampler
+            skip = self._skip_items = self._start = min(skip, len(s))
             line = seed_spec(s.seed, "distributed", world=s.num_replicas, rank=s.rank,
                              drop_last=s.drop_last, epoch=epoch, start=skip)
             try:
