@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <fuse_lowlevel.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,16 +571,28 @@ struct read_reply {
 	struct cache_read rd;
 	int has_rd;
 	struct cache_file *tmp;    /* no-open mode: the handle of this request */
-	struct {
+	/* A fuse_bufvec of CACHE_MAX_SEGS buffers: the struct declares buf[1],
+	 * so the buffers are written through reply_bufs(), a pointer into
+	 * `room` (written as bv.v.buf[i], gcc -O2 takes the loop to run once
+	 * and drops every buffer but the first: a read across chunks was
+	 * answered short, which the kernel takes for the end of the file). */
+	union {
 		struct fuse_bufvec v;
-		struct fuse_buf more[CACHE_MAX_SEGS];
+		unsigned char room[sizeof(struct fuse_bufvec) +
+				   (CACHE_MAX_SEGS - 1) * sizeof(struct fuse_buf)];
 	} bv;
 };
+
+static struct fuse_buf *reply_bufs(struct read_reply *r)
+{
+	return (struct fuse_buf *)(void *)(r->bv.room + offsetof(struct fuse_bufvec, buf));
+}
 
 /* Read size bytes at off of an open file into r.  0 or the cache's error. */
 static int do_read(const struct fh *fh, size_t size, off_t off, struct read_reply *r)
 {
 	struct ctl_handle *h = fh->ctl;
+	struct fuse_buf *bufs = reply_bufs(r);
 	ssize_t n;
 
 	if (h) {
@@ -595,7 +608,7 @@ static int do_read(const struct fh *fh, size_t size, off_t off, struct read_repl
 	r->has_rd = 1;
 	r->bv.v.count = (size_t)r->rd.nseg;
 	for (int i = 0; i < r->rd.nseg; i++) {
-		struct fuse_buf *b = &r->bv.v.buf[i];
+		struct fuse_buf *b = &bufs[i];
 
 		b->size = r->rd.seg[i].len;
 		if (r->rd.seg[i].fd >= 0) {
