@@ -68,13 +68,14 @@ static int perm(int pos)
 	return (pos * 13 + 5) % NFILES;
 }
 
-/* Wait until the source has been asked nothing new for a while and no
- * prefetch is in flight but those held; returns the requests made. */
-static int settle(void)
+/* Wait until the source has been asked at least min requests in all and
+ * then nothing new for 300 ms (the prefetcher looks every 50 ms when
+ * idle); returns the requests made. */
+static int settle_n(int min)
 {
 	int last = -1, same = 0, n = 0;
 
-	for (int i = 0; i < 400 && same < 8; i++) {
+	for (int i = 0; i < 800 && (same < 12 || n < min); i++) {
 		sleep_ms(25);
 		pthread_mutex_lock(&t.be->lock);
 		n = t.be->submits;
@@ -83,6 +84,11 @@ static int settle(void)
 		last = n;
 	}
 	return n;
+}
+
+static int settle(void)
+{
+	return settle_n(0);
 }
 
 /* The distinct keys held, in the order first asked for, and the bytes. */
@@ -160,7 +166,7 @@ START_TEST(test_ahead_bounded_bytes)
 	open_with(max, 64, 64ull << 20);
 	tc_hold(&t);
 	write_order("", 1);
-	settle();
+	settle_n(1);
 	n = held_keys(keys, NFILES, &bytes);
 	/* nearest use first: the order's first files, in order */
 	ck_assert_int_ge(n, 4);
@@ -214,7 +220,7 @@ START_TEST(test_bounded_fetches)
 	open_with(1ull << 30, 3, 64ull << 20);
 	tc_hold(&t);
 	write_order("", 1);
-	settle();
+	settle_n(1);
 	n = held_keys(keys, NFILES, &bytes);
 	ck_assert_int_eq(n, 2);
 	ck_assert_str_eq(keys[0], path_of(perm(0)));
@@ -235,7 +241,7 @@ START_TEST(test_from_position)
 	open_with(4 * (uint64_t)FSIZE, 64, 64ull << 20);
 	tc_hold(&t);
 	write_order("# rank=0 epoch=0 start=10\n", 1);
-	settle();
+	settle_n(1);
 	n = held_keys(keys, NFILES, &bytes);
 	ck_assert_int_ge(n, 4);
 	for (int i = 0; i < n; i++)
@@ -266,7 +272,7 @@ START_TEST(test_follows_reader)
 	open_with(2 * (uint64_t)FSIZE, 64, 64ull << 20);
 	tc_hold(&t);
 	write_order("", 1);
-	settle();
+	settle_n(1);
 	n = held_keys(keys, NFILES, &bytes);
 	ck_assert_int_ge(n, 2);
 	ck_assert_int_le(n, 3);
@@ -300,7 +306,7 @@ START_TEST(test_next_epoch)
 	open_with(1ull << 30, 64, 64ull << 20);
 	tc_hold(&t);
 	ck_assert_int_eq(control_order_apply(t.c, order, sizeof(order) - 1, err, sizeof(err)), 0);
-	settle();
+	settle_n(1);
 	n = held_keys(keys, NFILES, &bytes);
 	ck_assert_int_eq(n, 8);
 	ck_assert_str_eq(keys[0], "c0/img_00.jpg");
@@ -322,7 +328,7 @@ START_TEST(test_plan_change_rekeys)
 	 * configured one again, and the prefetcher stops. */
 	open_with(1ull << 30, 64, 64ull << 20);
 	write_order("", 1);
-	settle();
+	settle_n(2 * NFILES);
 	ck_assert_uint_eq(atomic_load(&t.c->pf.issued), NFILES);
 	ck_assert_int_eq(control_seed_apply(t.c, "clear", 5, err, sizeof(err)), 0);
 	settle();

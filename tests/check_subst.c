@@ -71,12 +71,13 @@ static void sleep_ms(unsigned ms)
 	nanosleep(&ts, NULL);
 }
 
-/* Wait until the source has been asked nothing new for a while. */
-static void settle(void)
+/* Wait until the source has been asked at least min requests in all and
+ * then nothing new for 300 ms. */
+static void settle_n(int min)
 {
-	int last = -1, same = 0, n;
+	int last = -1, same = 0, n = 0;
 
-	for (int i = 0; i < 400 && same < 8; i++) {
+	for (int i = 0; i < 800 && (same < 12 || n < min); i++) {
 		sleep_ms(25);
 		pthread_mutex_lock(&t.be->lock);
 		n = t.be->submits;
@@ -84,6 +85,28 @@ static void settle(void)
 		same = n == last ? same + 1 : 0;
 		last = n;
 	}
+}
+
+static void settle(void)
+{
+	settle_n(0);
+}
+
+/* After an order is given: the prefetcher has asked for something (so it
+ * has resolved the samples), then nothing more. */
+static void settle_more(int before)
+{
+	settle_n(before + 1);
+}
+
+static int submits(void)
+{
+	int n;
+
+	pthread_mutex_lock(&t.be->lock);
+	n = t.be->submits;
+	pthread_mutex_unlock(&t.be->lock);
+	return n;
 }
 
 static void read_plain(int i)
@@ -150,8 +173,12 @@ START_TEST(test_missed_served_later_once)
 	read_plain(3);
 	/* Nothing else arrives: the source's reads are held. */
 	tc_hold(&t);
-	write_order(order, NFILES);
-	settle(); /* the prefetcher knows the samples, its fetches held */
+	{
+		int before = submits();
+
+		write_order(order, NFILES);
+		settle_more(before); /* the prefetcher knows the samples, its fetches held */
+	}
 	ck_assert_uint_eq(cached_of(0), 0);
 
 	/* 0 missed: served 3's bytes (the latest pending cached one of c0);
@@ -190,8 +217,12 @@ START_TEST(test_same_directory_only)
 	read_plain(2);
 	read_plain(3);
 	tc_hold(&t);
-	write_order(order, NFILES);
-	settle();
+	{
+		int before = submits();
+
+		write_order(order, NFILES);
+		settle_more(before);
+	}
 	{
 		uint64_t ino = tc_ino(&t, path_of(4));
 		struct cache_file *f;
@@ -226,8 +257,12 @@ START_TEST(test_cached_not_traded)
 	read_plain(2);
 	read_plain(3);
 	tc_hold(&t);
-	write_order(order, 4);
-	settle();
+	{
+		int before = submits();
+
+		write_order(order, 4);
+		settle_more(before);
+	}
 	ck_assert_int_eq(open_served(2), 2);
 	/* the one missed takes 3 (the latest cached pending one) */
 	ck_assert_int_eq(open_served(0), 3);
@@ -244,8 +279,12 @@ START_TEST(test_new_epoch_resets)
 
 	read_plain(3);
 	tc_hold(&t);
-	write_order(order, 4);
-	settle();
+	{
+		int before = submits();
+
+		write_order(order, 4);
+		settle_more(before);
+	}
 	ck_assert_int_eq(open_served(0), 3);
 	/* a new plan: the books start over, 0 is no longer owed at 3's slot */
 	tc_release(&t, 0);
