@@ -391,7 +391,10 @@ class EpochfsSampler:
         n = len(self.sampler)
         skip = self._skip_items
         if self._resume is not None and self._prepared is None:  # resuming, not yet declared
-            skip = self._resume[1]
+            skip = self._resume[1]  # samples; a BatchSampler counts batches
+            bs = getattr(self.sampler, "batch_size", None)
+            if isinstance(bs, int) and bs > 0:
+                skip //= bs
         return max(n - skip, 0)  # a resumed epoch is shorter
 
     def set_epoch(self, epoch):
@@ -544,8 +547,12 @@ class EpochfsSampler:
                 self._warn(e)
             return epoch, None, skip
         items = list(iter(self.sampler))
-        skip = self._skip_items = min(skip, len(items))
-        self._start = self._samples_in(items[:skip])
+        k = acc = 0  # the position is in samples: skip the items (batches) it covers
+        while k < len(items) and acc < skip:
+            acc += self._samples_in(items[k:k + 1])
+            k += 1
+        skip = self._skip_items = k
+        self._start = acc
         try:
             paths = self.order_paths(items)
             nxt = self._next_epoch_items()
