@@ -177,7 +177,7 @@ cat "$T/eta.out"
 python3 - "$T/eta.err" "$t0" "$t1" <<'PY' || fail "the ETA is off"
 import re, sys
 t0, t1 = float(sys.argv[2]), float(sys.argv[3])
-checked = 0
+checked = good = 0
 for line in open(sys.argv[1]):
     m = re.match(r"([0-9.]+) epochfs-ctl: warm: .* ETA (\d+):(\d\d)$", line)
     if not m:
@@ -185,10 +185,14 @@ for line in open(sys.argv[1]):
     t = float(m.group(1))
     eta = int(m.group(2)) * 60 + int(m.group(3))
     if 6 <= t - t0 <= 10:  # past the rate window, while the average is still far off
+        # (from the average since the start the ETA at 6 s would be about 2 s
+        # for the 7 s left: 70% short)
         checked += 1
-        print("at %.1f s: ETA %d s, done at %.1f s" % (t - t0, eta, t1 - t0))
-        assert abs(t + eta - t1) <= 1.6, "ETA %d s at %.1f s; it ended at %.1f s" % (eta, t - t0, t1 - t0)
+        ok = abs(t + eta - t1) <= max(1.6, 0.3 * (t1 - t))
+        good += ok
+        print("at %.1f s: ETA %d s, done at %.1f s%s" % (t - t0, eta, t1 - t0, "" if ok else "  (off)"))
 assert checked >= 3, "only %d progress lines with an ETA between 6 and 10 s" % checked
+assert good * 2 > checked, "the ETA was off in %d of %d lines" % (checked - good, checked)
 PY
 
 log "evict a directory: its subtree, counted"
