@@ -339,6 +339,56 @@ START_TEST(test_plan_change_rekeys)
 }
 END_TEST
 
+/* Positions of the order whose files are wholly cached, as a bitmask. */
+static uint64_t cached_positions(void)
+{
+	uint64_t m = 0;
+
+	for (int p = 0; p < NFILES; p++)
+		if (cached_of(perm(p)) == FSIZE)
+			m |= 1ull << p;
+	return m;
+}
+
+START_TEST(test_room_from_later_uses)
+{
+	uint64_t per = round_block(FSIZE) + STORE_FILE_OVERHEAD + META_PER_RECORD, m, m2;
+	int n = 0, n2 = 0, first_missing;
+
+	/* A cache with room for about ten files more than it holds now. */
+	open_with(1ull << 30, 64, 64ull << 20);
+	pthread_mutex_lock(&t.c->ot.lock);
+	t.c->ot.capacity = objtab_used_locked(&t.c->ot) - META_HEADROOM(t.c->ot.capacity) +
+			   (64ull << 10) + 10 * per + per / 2;
+	pthread_mutex_unlock(&t.c->ot.lock);
+	write_order("", 1);
+	settle_n(2);
+	/* nearest first, up to the room: a prefix of the order, then nothing
+	 * (what this epoch still needs is never displaced) */
+	m = cached_positions();
+	while (n < NFILES && (m >> n) & 1)
+		n++;
+	first_missing = n;
+	ck_assert_msg(m == (n == 64 ? ~0ull : (1ull << n) - 1), "cached positions %llx: not a prefix",
+		      (unsigned long long)m);
+	ck_assert_int_ge(n, 6);
+	ck_assert_int_le(n, 11);
+	/* The reader reads the first five: their next use is in no planned
+	 * epoch, so their room goes to the next positions. */
+	for (int p = 0; p < 5; p++)
+		read_file(perm(p));
+	settle();
+	m2 = cached_positions();
+	for (int p = 5; p < first_missing; p++)
+		ck_assert_msg((m2 >> p) & 1, "position %d, still to be read, was evicted", p);
+	for (int p = first_missing; p < NFILES && ((m2 >> p) & 1); p++)
+		n2++;
+	ck_assert_msg(n2 >= 3, "only %d positions prefetched after the reader moved (cached %llx)",
+		      n2, (unsigned long long)m2);
+	ck_assert_uint_eq(m2 & 0x1f, 0); /* the five read gave their room */
+}
+END_TEST
+
 /* ---- allocation failures ---- */
 
 /* Nothing pinned, reserved or in flight; returns the files cached. */
@@ -420,6 +470,7 @@ static Suite *prefetch_suite(void)
 	tcase_add_test(tc, test_follows_reader);
 	tcase_add_test(tc, test_next_epoch);
 	tcase_add_test(tc, test_plan_change_rekeys);
+	tcase_add_test(tc, test_room_from_later_uses);
 	suite_add_tcase(s, tc);
 	tcase_add_checked_fixture(ta, NULL, teardown);
 	tcase_set_timeout(ta, 1200);
