@@ -90,6 +90,13 @@ bench-subst: all
 	sh tools/install-deps.sh bench
 	B=$(B) bash tools/bench-subst.sh
 
+# A dataset bigger than RAM: reader and daemon in a 256 MiB memory cgroup
+# (issue 14; docs/benchmarks.md).  QUICK=1 for a short run.
+.PHONY: bench-ram
+bench-ram: all
+	sh tools/install-deps.sh bench
+	B=$(B) bash tools/bench-ram.sh
+
 # ASan+UBSan build of everything, then the whole suite against it.
 asan:
 	$(MAKE) B=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
