@@ -276,7 +276,9 @@ int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err
 		rc = -EINVAL;
 	} else {
 		rc = plan_set_epoch(c->plan, e);
-		if (rc)
+		if (rc == -ENOMEM)
+			snprintf(err, errlen, "out of memory making epoch %llu's orders", e);
+		else if (rc)
 			snprintf(err, errlen, "epoch %llu is not in the plan", e);
 		else
 			prefetch_plan_changed_locked(&c->pf);
@@ -284,7 +286,7 @@ int control_epoch_apply(struct cache *c, const char *data, size_t len, char *err
 	pthread_mutex_unlock(&c->ot.lock);
 	if (!rc)
 		control_plan_saved(c);
-	return rc ? -EINVAL : 0;
+	return rc == -ENOMEM ? rc : rc ? -EINVAL : 0;
 }
 
 /* ---- evict ---- */
@@ -372,6 +374,7 @@ int control_importance_apply(struct cache *c, const char *data, size_t len, char
 	char **lines, *copy, key[KEY_MAX];
 	uint64_t *inos;
 	double *scores;
+	struct obj **objs;
 	int rc = 0;
 
 	rc = control_ensure_manifest(c);
@@ -394,23 +397,35 @@ int control_importance_apply(struct cache *c, const char *data, size_t len, char
 	free(copy);
 	if (!inos || !scores)
 		rc = -ENOMEM;
-	/* All lines are good: apply them. */
+	/* All lines are good: pin every object they name (what can fail),
+	 * then set the scores, so that a failure applies none of them. */
+	objs = rc ? NULL : ec_calloc(m + 1, sizeof(*objs));
+	if (!rc && !objs)
+		rc = -ENOMEM;
 	for (size_t i = 0; !rc && i < m; i++) {
 		struct ns_attr a;
 		uint8_t cid[CID_LEN];
-		struct obj *o;
 
-		if (ns_identity(&c->ns, inos[i], &a, key, sizeof(key), cid) ||
-		    objtab_pin(&c->ot, cid, a.size, &o))
+		if (ns_identity(&c->ns, inos[i], &a, key, sizeof(key), cid))
+			continue; /* gone since the check: nothing to score */
+		rc = objtab_pin(&c->ot, cid, a.size, &objs[i]);
+		if (rc)
+			snprintf(err, errlen, "cannot score %.200s: %s", key, strerror(-rc));
+	}
+	for (size_t i = 0; objs && i < m; i++) {
+		if (!objs[i])
 			continue;
-		pthread_mutex_lock(&c->ot.lock);
-		o->pe.importance = scores[i];
-		obj_mark_dirty(o);
-		pthread_mutex_unlock(&c->ot.lock);
-		fill_unpin(&c->fill, o); /* re-enters the policy with its new key */
+		if (!rc) {
+			pthread_mutex_lock(&c->ot.lock);
+			objs[i]->pe.importance = scores[i];
+			obj_mark_dirty(objs[i]);
+			pthread_mutex_unlock(&c->ot.lock);
+		}
+		fill_unpin(&c->fill, objs[i]); /* re-enters the policy with its new key */
 	}
 	if (!rc)
 		log_info("importance: %zu scores applied", m);
+	free(objs);
 	free(inos);
 	free(scores);
 	return rc;

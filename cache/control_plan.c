@@ -403,7 +403,7 @@ static int order_apply_whole(struct cache *c, char **lines, size_t n, char *err,
 {
 	size_t nl = 0, total = 0;
 	uint64_t *inos = NULL, *lens = NULL, *man;
-	uint32_t **lists = NULL, mn, extra = 0;
+	uint32_t **lists = NULL, mn, extra = 0, extra_u = 0;
 	uint64_t e0;
 	int rc = 0;
 
@@ -436,15 +436,18 @@ static int order_apply_whole(struct cache *c, char **lines, size_t n, char *err,
 	pthread_mutex_lock(&c->ot.lock);
 	/* The first block is the epoch the readers are in (or 0 without a plan). */
 	e0 = plan_mode(c->plan) == PLAN_OFF ? 0 : plan_epoch(c->plan);
-	/* Files not in the manifest join it (the order may name any file). */
+	/* Files not in the manifest join it (the order may name any file):
+	 * they take the indices mn.. in inode order, and the manifest and the
+	 * order are put in force together or not at all. */
 	mn = plan_manifest_len(c->plan);
+	man = NULL;
 	for (size_t i = 0; i < total; i++)
 		if (plan_sample_of(c->plan, inos[i]) == PLAN_NONE)
 			extra++;
 	if (extra) {
-		size_t k = 0, u = 0;
+		size_t k = 0;
 
-		man = ec_malloc(((size_t)mn + extra) * sizeof(*man));
+		man = ec_malloc(((size_t)mn + extra + 1) * sizeof(*man));
 		if (!man) {
 			pthread_mutex_unlock(&c->ot.lock);
 			rc = -ENOMEM;
@@ -455,13 +458,10 @@ static int order_apply_whole(struct cache *c, char **lines, size_t n, char *err,
 				man[mn + k++] = inos[i];
 		qsort(man + mn, k, sizeof(*man), cmp_u64);
 		for (size_t i = 0; i < k; i++)
-			if (!u || man[mn + u - 1] != man[mn + i])
-				man[mn + u++] = man[mn + i];
+			if (!extra_u || man[mn + extra_u - 1] != man[mn + i])
+				man[mn + extra_u++] = man[mn + i];
 		for (uint32_t i = 0; i < mn; i++)
 			man[i] = plan_manifest_ino(c->plan, i);
-		rc = plan_set_manifest(c->plan, man, mn + (uint32_t)u);
-		if (rc)
-			free(man);
 	}
 	for (size_t e = 0, at = 0; !rc && e < nl; e++) {
 		lists[e] = ec_malloc((size_t)(lens[e] + 1) * sizeof(**lists));
@@ -469,10 +469,24 @@ static int order_apply_whole(struct cache *c, char **lines, size_t n, char *err,
 			rc = -ENOMEM;
 			break;
 		}
-		for (uint64_t i = 0; i < lens[e]; i++)
-			lists[e][i] = plan_sample_of(c->plan, inos[at++]);
+		for (uint64_t i = 0; i < lens[e]; i++, at++) {
+			uint32_t si = plan_sample_of(c->plan, inos[at]);
+
+			if (si == PLAN_NONE) { /* a joining file: its index by search */
+				uint64_t *f = bsearch(&inos[at], man + mn, extra_u, sizeof(*man),
+						      cmp_u64);
+				si = mn + (uint32_t)(f - (man + mn));
+			}
+			lists[e][i] = si;
+		}
 	}
-	if (!rc) {
+	if (rc) {
+		free(man);
+	} else if (man) {
+		rc = plan_set_explicit_manifest(c->plan, man, mn + extra_u, lists, lens, nl, e0);
+		lists = NULL;
+		lens = NULL;
+	} else {
 		rc = plan_set_explicit(c->plan, lists, lens, nl, e0);
 		lists = NULL;
 		lens = NULL;

@@ -65,89 +65,125 @@ static int dense_enough(uint64_t span, uint32_t n)
 	return span <= (uint64_t)n * 4 + 65536;
 }
 
-int plan_set_manifest(struct plan *p, uint64_t *inos, uint32_t n)
+/* A manifest ready to be put in force: everything that can fail done. */
+struct man_prep {
+	uint32_t *i32;
+	uint64_t *i64;
+	uint32_t n;
+	uint32_t *dmap;
+	uint64_t lo;
+	size_t dlen;
+	uint32_t *slots;
+	size_t cap;
+};
+
+/* Allocate the inode -> sample map for inos and narrow inos to 32 bits
+ * where every inode fits.  0, or -ENOMEM with nothing changed and inos the
+ * caller's again, untouched; on success m owns inos. */
+static int manifest_prepare(uint64_t *inos, uint32_t n, struct man_prep *m)
 {
 	uint64_t lo = UINT64_MAX, hi = 0;
-	uint32_t *dmap = NULL, *slots = NULL, *i32 = NULL;
-	size_t dlen = 0, cap = 0;
 	uint32_t nz = 0;
 
+	memset(m, 0, sizeof(*m));
 	for (uint32_t i = 0; i < n; i++)
 		if (inos[i]) {
 			lo = MIN(lo, inos[i]);
 			hi = MAX(hi, inos[i]);
 			nz++;
 		}
-	/* Everything that can fail first: on failure nothing has changed and
-	 * inos is the caller's again, untouched. */
 	if (nz && dense_enough(hi - lo + 1, n)) {
-		dlen = (size_t)(hi - lo + 1);
-		dmap = ec_malloc(dlen * sizeof(*dmap));
-		if (!dmap)
+		m->dlen = (size_t)(hi - lo + 1);
+		m->dmap = ec_malloc(m->dlen * sizeof(*m->dmap));
+		if (!m->dmap)
 			return -ENOMEM;
 	} else if (nz) {
-		cap = 16;
-		while (cap < (size_t)n * 2)
-			cap <<= 1;
-		slots = ec_malloc(cap * sizeof(*slots));
-		if (!slots)
+		m->cap = 16;
+		while (m->cap < (size_t)n * 2)
+			m->cap <<= 1;
+		m->slots = ec_malloc(m->cap * sizeof(*m->slots));
+		if (!m->slots)
 			return -ENOMEM;
 	}
 	if (hi <= UINT32_MAX) {
 		/* Narrow in place (entry i's 4 bytes lie below entry i + 1's
 		 * 8), then give the upper half back. */
-		i32 = (uint32_t *)inos;
+		m->i32 = (uint32_t *)inos;
 		for (uint32_t i = 0; i < n; i++)
-			i32[i] = (uint32_t)inos[i];
-		i32 = ec_realloc(inos, ((size_t)n + 1) * sizeof(*i32));
-		if (!i32) /* cannot fail when shrinking, but if it did: */
-			i32 = (uint32_t *)inos;
-		inos = NULL;
+			m->i32[i] = (uint32_t)inos[i];
+		m->i32 = ec_realloc(inos, ((size_t)n + 1) * sizeof(*m->i32));
+		if (!m->i32) /* cannot fail when shrinking, but if it did: */
+			m->i32 = (uint32_t *)inos;
 	} else {
 		/* The caller's array may have room to spare (a growing list). */
-		uint64_t *v = ec_realloc(inos, ((size_t)n + 1) * sizeof(*v));
-
-		if (v)
-			inos = v;
+		m->i64 = ec_realloc(inos, ((size_t)n + 1) * sizeof(*m->i64));
+		if (!m->i64)
+			m->i64 = inos;
 	}
+	m->n = n;
+	m->lo = lo;
+	return 0;
+}
+
+static void manifest_unprepare(struct man_prep *m)
+{
+	free(m->i32);
+	free(m->i64);
+	free(m->dmap);
+	free(m->slots);
+}
+
+/* Put a prepared manifest in force; the plan is off afterwards. */
+static void manifest_install(struct plan *p, struct man_prep *m)
+{
 	plan_off(p);
 	free(p->ino32);
 	free(p->ino64);
 	free(p->dmap);
 	free(p->hslots);
-	p->ino32 = i32;
-	p->ino64 = inos;
-	p->n = n;
-	p->dmap = dmap;
-	p->dbase = lo;
-	p->dlen = dlen;
-	p->hslots = slots;
-	p->hcap = cap;
+	p->ino32 = m->i32;
+	p->ino64 = m->i64;
+	p->n = m->n;
+	p->dmap = m->dmap;
+	p->dbase = m->lo;
+	p->dlen = m->dlen;
+	p->hslots = m->slots;
+	p->hcap = m->cap;
 	/* A duplicate inode keeps its first index. */
-	if (dmap) {
-		memset(dmap, 0xff, dlen * sizeof(*dmap));
-		for (uint32_t i = 0; i < n; i++) {
+	if (p->dmap) {
+		memset(p->dmap, 0xff, p->dlen * sizeof(*p->dmap));
+		for (uint32_t i = 0; i < p->n; i++) {
 			uint64_t ino = man_ino(p, i);
 
-			if (ino && dmap[ino - lo] == PLAN_NONE)
-				dmap[ino - lo] = i;
+			if (ino && p->dmap[ino - p->dbase] == PLAN_NONE)
+				p->dmap[ino - p->dbase] = i;
 		}
-	} else if (slots) {
-		memset(slots, 0xff, cap * sizeof(*slots));
-		for (uint32_t i = 0; i < n; i++) {
+	} else if (p->hslots) {
+		memset(p->hslots, 0xff, p->hcap * sizeof(*p->hslots));
+		for (uint32_t i = 0; i < p->n; i++) {
 			uint64_t ino = man_ino(p, i);
-			size_t s = hslot(ino, cap);
+			size_t s = hslot(ino, p->hcap);
 
 			if (!ino)
 				continue;
-			while (slots[s] != PLAN_NONE && man_ino(p, slots[s]) != ino)
-				s = (s + 1) & (cap - 1);
-			if (slots[s] == PLAN_NONE)
-				slots[s] = i;
+			while (p->hslots[s] != PLAN_NONE && man_ino(p, p->hslots[s]) != ino)
+				s = (s + 1) & (p->hcap - 1);
+			if (p->hslots[s] == PLAN_NONE)
+				p->hslots[s] = i;
 		}
 	}
 	p->mgen++;
 	p->mset = 1;
+}
+
+int plan_set_manifest(struct plan *p, uint64_t *inos, uint32_t n)
+{
+	struct man_prep m;
+	int rc = manifest_prepare(inos, n, &m);
+
+	if (rc)
+		return rc;
+	manifest_install(p, &m);
 	return 0;
 }
 
@@ -313,6 +349,52 @@ int plan_set_explicit(struct plan *p, uint32_t **lists, uint64_t *lens, size_t n
 
 		plan_free_lists(&r);
 	}
+	return rc;
+}
+
+int plan_set_explicit_manifest(struct plan *p, uint64_t *inos, uint32_t n, uint32_t **lists,
+			       uint64_t *lens, size_t nlists, uint64_t first_epoch)
+{
+	struct plan_job job = { .mode = PLAN_EXPLICIT };
+	struct plan_rank *r, own = { .lists = lists, .lens = lens, .nlists = nlists };
+	struct epoch_order cur, next;
+	struct man_prep m;
+	uint32_t oldn = p->n;
+	int rc = -EINVAL;
+
+	if (!nlists)
+		goto fail;
+	for (size_t e = 0; e < nlists; e++)
+		for (uint64_t i = 0; i < lens[e]; i++)
+			if (lists[e][i] >= n && lists[e][i] != PLAN_NONE)
+				goto fail;
+	r = job_rank(p, &job, 0);
+	r->lists = lists;
+	r->lens = lens;
+	r->nlists = nlists;
+	r->first_epoch = first_epoch;
+	r->epoch = first_epoch;
+	r->frontier = 0;
+	r->nopened = 0;
+	rc = manifest_prepare(inos, n, &m);
+	if (rc)
+		goto fail;
+	/* The orders are made for the new manifest's length; nothing reads
+	 * the plan meanwhile (the caller holds its lock). */
+	p->n = n;
+	rc = plan_commit_prepare(p, &job, &cur, &next);
+	p->n = oldn;
+	if (rc) {
+		manifest_unprepare(&m);
+		goto out;
+	}
+	manifest_install(p, &m);
+	plan_commit_install(p, &job, &cur, &next);
+	return 0;
+fail:
+	free(inos);
+out:
+	plan_free_lists(&own);
 	return rc;
 }
 

@@ -71,6 +71,11 @@ int plan_set_seed(struct plan *p, const struct order_spec *spec);
  * first_epoch on (takes ownership of each list and of the arrays). */
 int plan_set_explicit(struct plan *p, uint32_t **lists, uint64_t *lens, size_t nlists,
 		      uint64_t first_epoch);
+/* plan_set_explicit with a new manifest inos[0..n) at once (an order that
+ * names files the manifest lacks extends it): all or nothing.  Takes
+ * ownership of inos and the lists either way.  0, -EINVAL, -ENOMEM. */
+int plan_set_explicit_manifest(struct plan *p, uint64_t *inos, uint32_t n, uint32_t **lists,
+			       uint64_t *lens, size_t nlists, uint64_t first_epoch);
 void plan_off(struct plan *p);
 enum plan_mode plan_mode(const struct plan *p);
 /* The job's spec (its rank and epoch: the first rank's). */

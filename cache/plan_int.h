@@ -88,6 +88,12 @@ void eo_free(struct epoch_order *e);
  * -EINVAL (an order does not fit), -ENOENT (no order for that epoch),
  * -ENOMEM: nothing changed. */
 int plan_commit(struct plan *p, struct plan_job *job);
+/* plan_commit in two steps: make the orders (the only part that can fail:
+ * -EINVAL, -ENOENT, -ENOMEM, nothing changed), then put them in force. */
+int plan_commit_prepare(struct plan *p, const struct plan_job *job, struct epoch_order *cur,
+			struct epoch_order *next);
+void plan_commit_install(struct plan *p, const struct plan_job *job, struct epoch_order *cur,
+			 struct epoch_order *next);
 void plan_free_lists(struct plan_rank *r);
 
 #endif

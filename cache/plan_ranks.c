@@ -323,9 +323,9 @@ static void apply_positions(struct plan *p)
 	}
 }
 
-int plan_commit(struct plan *p, struct plan_job *job)
+int plan_commit_prepare(struct plan *p, const struct plan_job *job, struct epoch_order *cur,
+			struct epoch_order *next)
 {
-	struct epoch_order cur, next;
 	uint64_t base = UINT64_MAX;
 	int rc;
 
@@ -333,11 +333,17 @@ int plan_commit(struct plan *p, struct plan_job *job)
 		return -EINVAL;
 	for (unsigned k = 0; k < job->nr; k++)
 		base = MIN(base, job->rk[k].epoch);
-	rc = eo_make(p, job, base, &cur);
+	rc = eo_make(p, job, base, cur);
 	if (rc)
 		return rc;
-	if (eo_make(p, job, base + 1, &next))
-		memset(&next, 0, sizeof(next)); /* the plan ends there, for now */
+	if (eo_make(p, job, base + 1, next))
+		memset(next, 0, sizeof(*next)); /* the plan ends there, for now */
+	return 0;
+}
+
+void plan_commit_install(struct plan *p, const struct plan_job *job, struct epoch_order *cur,
+			 struct epoch_order *next)
+{
 	for (unsigned k = 0; k < p->nr; k++) {
 		unsigned j;
 
@@ -352,11 +358,21 @@ int plan_commit(struct plan *p, struct plan_job *job)
 	p->spec = job->spec;
 	p->nr = job->nr;
 	memcpy(p->rk, job->rk, sizeof(p->rk));
-	p->cur = cur;
-	p->next = next;
+	p->cur = *cur;
+	p->next = *next;
 	apply_positions(p);
 	settle(p);
 	p->gen++;
+}
+
+int plan_commit(struct plan *p, struct plan_job *job)
+{
+	struct epoch_order cur, next;
+	int rc = plan_commit_prepare(p, job, &cur, &next);
+
+	if (rc)
+		return rc;
+	plan_commit_install(p, job, &cur, &next);
 	return 0;
 }
 
