@@ -299,6 +299,7 @@ static inline void tc_fini(struct tc *t)
 	t->be = NULL;
 	if (t->root[0])
 		nftw(t->root, tc_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	t->root[0] = 0; /* a second call (the teardown after a test's own) does nothing */
 }
 
 /* The inode of a path of the mount. */
