@@ -92,7 +92,8 @@ int control_resolve_file(struct cache *c, const char *path, uint64_t *ino, char 
 	}
 	while (*path == '.' && path[1] == '/')
 		path += 2;
-	rc = *path ? cache_resolve(c, path, &a) : -EINVAL;
+	/* "dir/file/" names a directory or nothing, never the file */
+	rc = *path && path[strlen(path) - 1] != '/' ? cache_resolve(c, path, &a) : -EINVAL;
 	if (rc || a.is_dir) {
 		snprintf(err, errlen, "'%.200s' is not a file of the mount", path);
 		return -EINVAL;

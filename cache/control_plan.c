@@ -71,7 +71,9 @@ static int parse_ranks(const char *v, uint32_t *ids, unsigned *n, char *err, siz
 	uint64_t a, b;
 
 	*n = 0;
-	if (snprintf(buf, sizeof(buf), "%s", v) >= (int)sizeof(buf))
+	/* strtok_r would pass over an empty element: "0,,1" is a typo. */
+	if (snprintf(buf, sizeof(buf), "%s", v) >= (int)sizeof(buf) || *v == ',' ||
+	    strstr(v, ",,") || (*v && v[strlen(v) - 1] == ','))
 		goto bad;
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *dash = strchr(tok, '-');

@@ -215,6 +215,7 @@ START_TEST(test_seed_bad)
 {
 	static const char *const bad[] = {
 		"", "\n", "seed=abc", "seed=", "seed=-1", "world=2", "seed=1 world=2 rank=2",
+		"seed=1 world=4 rank=0,,1", "seed=1 world=4 rank=,1", "seed=1 world=4 rank=1,",
 		"seed=1 bogus=3", "seed=1 seed=2", "seed=1 sampler=bogus", "seed=1 drop_last=2",
 		"seed=1 sampler=randperm world=2", "seed=1 world=4 rank=3-1", "seed=1 world=4 rank=",
 		"seed=1 world=4 rank=a", "seed=1 world=4 rank=1 rank=2", "seed=1 world=4 rank=0-4",
@@ -261,6 +262,7 @@ START_TEST(test_manifest)
 	}
 	expect_rejected(control_manifest_apply, "/abs/c0/img_00.jpg\n"); /* mount point unknown */
 	expect_rejected(control_manifest_apply, "../src/c0/img_00.jpg\n");
+	expect_rejected(control_manifest_apply, "c0/img_00.jpg/\n"); /* a file is no directory */
 	/* an empty write, or a blank line, restores the default */
 	ck_assert_int_eq(apply(control_manifest_apply, "", err), 0);
 	expect_render(control_manifest_render, default_manifest());
