@@ -748,12 +748,23 @@ int main(int argc, char **argv)
 		free(nh);
 	}
 	if (!o.tsv) {
-		printf("%ssummary: %u configurations in %.1f s; origin per warm epoch is 0 from a "
-		       "cluster cache of %.2fx the dataset (smallest such), non-zero up to %.2fx; "
-		       "hot spot up to %.3fx the mean (at %u nodes); a node asks up to %u peers "
+		char zero[96], hot[64];
+
+		if (zero_from > 0)
+			snprintf(zero, sizeof(zero), "0 from a cluster cache of %.2fx the dataset "
+				 "(smallest such)", zero_from);
+		else
+			snprintf(zero, sizeof(zero), "never 0");
+		if (worst_nodes)
+			snprintf(hot, sizeof(hot), "up to %.3fx the mean (at %u nodes)", worst_ratio,
+				 worst_nodes);
+		else
+			snprintf(hot, sizeof(hot), "none (nothing served)");
+		printf("%ssummary: %u configurations in %.1f s; origin per warm epoch is %s, "
+		       "non-zero up to %.2fx; hot spot %s; a node asks up to %u peers "
 		       "(at %u nodes)\n",
-		       o.markdown ? "\n" : "", rows, now_s() - t0, zero_from, nonzero_to, worst_ratio,
-		       worst_nodes, max_peers, max_peers_nodes);
+		       o.markdown ? "\n" : "", rows, now_s() - t0, zero, nonzero_to, hot, max_peers,
+		       max_peers_nodes);
 	}
 	free(oh);
 	free(size);
