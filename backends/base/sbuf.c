@@ -37,7 +37,8 @@ void sbuf_add(struct sbuf *b, const char *s, size_t n)
 {
 	if (sbuf_room(b, n))
 		return;
-	memcpy(b->s + b->n, s, n);
+	if (n) /* s may be NULL with nothing to add (an empty blob) */
+		memcpy(b->s + b->n, s, n);
 	b->n += n;
 	b->s[b->n] = 0;
 }
