@@ -70,7 +70,7 @@ check: tests
 	sh tools/install-deps.sh test
 	B=$(B) sh tests/run.sh
 
-unit: $(TEST_BINS)
+unit: all $(TEST_BINS)
 	B=$(B) sh tests/run.sh --unit
 
 demo: all
@@ -106,7 +106,7 @@ asan:
 tsan:
 	$(MAKE) B=build-tsan CFLAGS="-O1 -g -fsanitize=thread -fno-omit-frame-pointer" unit
 
-valgrind: $(TEST_BINS)
+valgrind: all $(TEST_BINS)
 	B=$(B) sh tests/run.sh --unit --valgrind
 
 install: all
