@@ -5,7 +5,9 @@
 # size comes from a HEAD, and it ignores Range), nginx's default autoindex
 # (exact sizes) and nginx with autoindex_exact_size off (sizes over 9999
 # bytes as "12K": those get a HEAD).  Each is mounted and every file read
-# by 8 threads in random order and compared byte for byte.  All servers
+# by 8 threads in random order and compared byte for byte.  Then a slow
+# JSON listing logs its progress, and a page that is no listing fails the
+# mount with a message that names the servers that work.  All servers
 # listen on 127.0.0.1 only and are stopped by the EXIT trap.
 source "$(dirname "$0")/remote-lib.sh"
 need_daemon
@@ -79,6 +81,36 @@ check_mount "http://127.0.0.1:$NG2/ds/" nginx-approx
 big=$(find "$T/www/ds" -type f -size +9999c | wc -l)
 heads=$(grep -o "[0-9]* sizes were asked for with HEAD" "$T/epochfs-nginx-approx.log" | cut -d' ' -f1)
 [ "$heads" = "$big" ] || fail "nginx-approx: $heads HEADs, want one per file over 9999 bytes ($big)"
+
+log "a slow listing says how far it got (issue 15, item 7)"
+# 40 directories of 1,000 files, each page 0.5 s late: about 2.5 s with 8
+# pages in flight, past the 2 s between progress lines
+SLOW_PORT=$(free_port)
+python3 - "$SLOW_PORT" <<'PY' >"$T/slow.log" 2>&1 &
+import http.server, json, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/":
+            body = [{"name": "d%02d" % i, "type": "directory", "mtime": "Fri, 01 Mar 2024 10:20:30 GMT"} for i in range(40)]
+        else:
+            time.sleep(0.5)
+            body = [{"name": "f%04d" % i, "type": "file", "mtime": "Fri, 01 Mar 2024 10:20:30 GMT", "size": i} for i in range(1000)]
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+PIDS+=($!)
+wait_port "$SLOW_PORT" || fail "the slow server did not start: $(cat "$T/slow.log")"
+CACHE_DIR=$T/cache-slow mount_epochfs "http://127.0.0.1:$SLOW_PORT/" || fail "slow: mount failed: $(cat "$T/epochfs.log")"
+[ "$(count_files "$MNT")" = 40000 ] || fail "slow: listed $(count_files "$MNT") files, want 40000"
+grep -E "listing http://127.0.0.1:$SLOW_PORT/: listed [0-9]{1,3}(,[0-9]{3})* objects, [0-9]+\.[0-9] s" \
+	"$T/epochfs.log" || fail "slow: no progress line: $(cat "$T/epochfs.log")"
+umount_epochfs || fail "slow: unmount failed"
 
 log "a page that is not a directory listing"
 echo "<html><title>Welcome</title><body>hello</body></html>" >"$T/www/index.html"
