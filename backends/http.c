@@ -20,21 +20,6 @@ static struct http_backend *hb(struct backend *be)
 	return (struct http_backend *)be;
 }
 
-char *http_object_url(struct http_backend *h, const char *key)
-{
-	size_t bl = strlen(h->be.url), n = bl + 3 * strlen(key) + 1;
-	char *u = malloc(n);
-
-	if (!u)
-		return NULL;
-	memcpy(u, h->be.url, bl);
-	if (key_urlencode(key, 1, u + bl, n - bl)) {
-		free(u);
-		return NULL;
-	}
-	return u;
-}
-
 int http_parse_manifest_line(char *line, char *key, size_t keylen, uint64_t *size)
 {
 	size_t n = strlen(line);
@@ -185,12 +170,6 @@ static int http_stat(struct backend *be, const char *key, struct backend_stat *s
 	if (!h->autoindex)
 		st->mtime_ns = 0;
 	return 0;
-}
-
-void http_head_identity(const struct backend_stat *seen, struct backend_stat *st)
-{
-	*st = *seen;
-	st->etag[0] = 0;     /* identity as a listing gives it: size, mtime */
 }
 
 static int http_submit(struct backend *be, struct backend_req *req)

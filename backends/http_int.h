@@ -5,6 +5,8 @@
 #ifndef EPOCHFS_HTTP_INT_H
 #define EPOCHFS_HTTP_INT_H
 
+#include <stdlib.h>
+#include <string.h>
 #include "fetch.h"
 
 struct http_backend {
@@ -15,12 +17,32 @@ struct http_backend {
 	int autoindex;     /* identity carries mtime (autoindex listings) */
 };
 
-/* base URL + percent-encoded key; NULL when out of memory. */
-char *http_object_url(struct http_backend *h, const char *key);
+/* The two helpers are inline so that http.c (which calls the walk) and
+ * http_list.c (which uses them) form no circle. */
 
-/* The identity of an object from a HEAD response, the fields a listing
- * gives (no ETag: listings have none). */
-void http_head_identity(const struct backend_stat *seen, struct backend_stat *st);
+/* base URL + percent-encoded key; NULL when out of memory. */
+static inline char *http_object_url(struct http_backend *h, const char *key)
+{
+	size_t bl = strlen(h->be.url), n = bl + 3 * strlen(key) + 1;
+	char *u = malloc(n);
+
+	if (!u)
+		return NULL;
+	memcpy(u, h->be.url, bl);
+	if (key_urlencode(key, 1, u + bl, n - bl)) {
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+/* The identity of an object from a HEAD response: the fields a listing
+ * gives (size, mtime; no ETag: listings have none). */
+static inline void http_head_identity(const struct backend_stat *seen, struct backend_stat *st)
+{
+	*st = *seen;
+	st->etag[0] = 0;
+}
 
 /* Walk the directory listings from the base URL (nginx JSON or HTML
  * autoindex, Apache mod_autoindex, python's http.server).  0, -errno or
