@@ -401,6 +401,8 @@ int fetch_engine_create(const struct fetch_config *cfg, struct fetch_engine **ou
 	e->retries = cfg->retries;
 	e->timeout_s = cfg->timeout_s ? cfg->timeout_s : FETCH_DEFAULT_TIMEOUT_S;
 	e->insecure = cfg->insecure;
+	e->auth = cfg->auth;
+	e->auth_arg = cfg->auth_arg;
 	e->c = cfg->counters;
 	e->rng = (uint64_t)now_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() ^ (uintptr_t)e;
 	if (!e->rng)

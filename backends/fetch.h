@@ -45,6 +45,9 @@ enum fetch_hung {
 };
 
 struct fetch_job;
+struct curl_slist;
+/* fetch_config has the per-attempt credentials hook (s3.c tests for it). */
+#define FETCH_AUTH_HOOK 1
 typedef void (*fetch_done_fn)(struct fetch_job *job);
 
 /* One request.  The caller fills the inputs, keeps the job (and the strings
@@ -101,6 +104,12 @@ struct fetch_config {
 	const char *sigv4;       /* "aws:amz:REGION:s3", or NULL */
 	const char *const *headers; /* extra request headers, NULL-terminated */
 	struct backend_counters *counters;
+	/* Per-attempt credentials (credentials that are renewed while the
+	 * engine runs): called on the engine thread for every attempt, it sets
+	 * the easy handle's CURLOPT_USERPWD and may append headers (the session
+	 * token) to *hdrs.  0 or -ENOMEM.  NULL: userpwd is fixed. */
+	int (*auth)(void *arg, void *easy, struct curl_slist **hdrs);
+	void *auth_arg;
 };
 
 struct fetch_engine;

@@ -29,6 +29,8 @@ struct fetch_engine {
 	char *userpwd, *sigv4;
 	char **headers;
 	struct backend_counters *c;
+	int (*auth)(void *arg, void *easy, struct curl_slist **hdrs);
+	void *auth_arg;
 };
 
 /* Configure the easy handle h for one attempt of j (options, headers,

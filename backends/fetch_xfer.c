@@ -205,6 +205,8 @@ int fetch_setup_attempt(struct fetch_engine *e, struct fetch_job *j, CURL *h)
 			goto nomem;
 		l = t;
 	}
+	if (e->auth && e->auth(e->auth_arg, h, &l))
+		goto nomem; /* the credentials of this attempt (renewed ones) */
 	j->hdrs = l;
 	j->easy = h;
 	curl_easy_setopt(h, CURLOPT_URL, j->url);
@@ -233,7 +235,8 @@ int fetch_setup_attempt(struct fetch_engine *e, struct fetch_job *j, CURL *h)
 	}
 	if (e->sigv4) {
 		curl_easy_setopt(h, CURLOPT_AWS_SIGV4, e->sigv4);
-		curl_easy_setopt(h, CURLOPT_USERPWD, e->userpwd);
+		if (!e->auth)
+			curl_easy_setopt(h, CURLOPT_USERPWD, e->userpwd);
 	}
 	if (j->mode == FETCH_HEAD || j->probing) {
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);

@@ -641,16 +641,13 @@ int backend_s3_create(const char *url, const struct backend_options *o,
 		      struct backend **out, char *err, size_t errlen)
 {
 	char bucket[64], prefix[PATH_MAX], region[64], sigv4[128], endpoint[1024];
-	char *userpwd = NULL, *token_hdr = NULL;
 	const char *headers[3] = { NULL, NULL, NULL };
 	struct fetch_config cfg = { 0 };
 	struct s3_backend *s = NULL;
 	struct creds_provider *creds = NULL;
-	struct aws_creds c;
 	size_t n;
 	int rc;
 
-	memset(&c, 0, sizeof(c));
 	if (s3_parse_url(url, bucket, sizeof(bucket), prefix, sizeof(prefix))) {
 		snprintf(err, errlen, "not an s3://BUCKET/PREFIX URL: %s", url);
 		return -EINVAL;
@@ -695,39 +692,11 @@ int backend_s3_create(const char *url, const struct backend_options *o,
 	if (!o->no_sign) {
 		snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:s3", region);
 		cfg.sigv4 = sigv4;
-#ifdef FETCH_AUTH_HOOK
-		/* every attempt takes the provider's current credentials */
+		/* every attempt takes the provider's current credentials, so
+		 * renewed ones reach the requests without a remount */
 		cfg.auth = creds_apply;
 		cfg.auth_arg = s->creds;
 	}
-#else
-		/* the engine takes the credentials once: refreshed ones do not reach it */
-		creds_get(s->creds, &c);
-		if (c.expiration) {
-			char when[32];
-			struct tm tm;
-
-			gmtime_r(&c.expiration, &tm);
-			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-			log_warn("%s: the AWS credentials from %s expire %s; the fetch engine"
-				 " cannot take refreshed ones, so requests will be refused after"
-				 " that until a remount", s->be.url,
-				 creds_source_name(creds_source(s->creds)), when);
-		}
-		n = strlen(c.key) + strlen(c.secret) + 2;
-		if (!(userpwd = malloc(n)))
-			goto out;
-		snprintf(userpwd, n, "%s:%s", c.key, c.secret);
-		cfg.userpwd = userpwd;
-		if (c.token[0]) {
-			n = strlen(c.token) + 32;
-			if (!(token_hdr = malloc(n)))
-				goto out;
-			snprintf(token_hdr, n, "x-amz-security-token: %s", c.token);
-			headers[1] = token_hdr;
-		}
-	}
-#endif
 	if (o->insecure && !strncmp(endpoint, "https://", 8))
 		log_warn("--insecure: TLS certificates of %s are not verified", endpoint);
 	cfg.headers = headers;
@@ -749,13 +718,6 @@ out:
 		snprintf(err, errlen, "out of memory");
 	if (s)
 		s3_destroy(&s->be);
-	if (userpwd)
-		explicit_bzero(userpwd, strlen(userpwd));
-	free(userpwd);
-	if (token_hdr)
-		explicit_bzero(token_hdr, strlen(token_hdr));
-	free(token_hdr);
 	creds_destroy(creds);
-	explicit_bzero(&c, sizeof(c));
 	return rc;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "backends/peer.h"
 #include "backends/base/sbuf.h"
 #include "backends/base/util.h"
 
@@ -175,6 +176,7 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		    (unsigned long long)s.eplen, LD(c->pf.issued), LD(c->pf.used), LD(c->pf.late),
 		    LD(c->pf.wasted), LD(c->sb.substitutions), (unsigned long long)s.debt);
 	sbuf_printf(&b, "\"plain_reads\":%llu,", LD(c->pf.plain_reads));
+	peer_stats_json(c->be, &b); /* peers (issue 13): nothing without them */
 	ranks_json(&b, &s);
 	epochs_json(&b, c, &s);
 	sbuf_str(&b, "}\n");

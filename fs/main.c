@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,9 @@
 #include "ctl.h"
 #include "ll.h"
 #include "options.h"
+#include "peerd.h"
 #include "preflight.h"
+#include "backends/peer.h"
 #include "backends/base/exitcode.h"
 #include "backends/base/log.h"
 #include "backends/base/util.h"
@@ -30,6 +33,14 @@
 #endif
 
 static struct fuse_session *g_se;
+static struct backend *g_peer_be; /* the peer client, for SIGHUP */
+
+/* SIGHUP reads the --peers list again (FUSE's handler would unmount). */
+static void on_sighup(int sig)
+{
+	(void)sig;
+	peer_reload(g_peer_be);
+}
 
 /* Kernel cache invalidations are sent from their own thread: sent from the
  * read handler that discovered the change, the kernel would wait for that
@@ -319,6 +330,7 @@ int main(int argc, char **argv)
 	struct fuse_loop_config *lc = NULL;
 	struct backend *be = NULL;
 	struct cache *cache = NULL;
+	struct peerd *peerd = NULL;
 	struct ll_ctx x;
 	char err[512], abs_cache[PATH_MAX], *fuse_o = NULL, *abs_mnt = NULL;
 	int rc, status_fd = -1, exit_code = EXIT_FAILED;
@@ -379,6 +391,17 @@ int main(int argc, char **argv)
 		exit_code = rc == -ENOMEM ? EXIT_FAILED : EXIT_SOURCE;
 		goto out_session;
 	}
+	if (peer_opts.listen || peer_opts.peers) { /* peers (issue 13): the client wraps the source */
+		struct backend *pb;
+
+		rc = backend_peer_create(be, &peer_opts, &pb, err, sizeof(err));
+		if (rc) {
+			log_err("%s", err);
+			exit_code = rc == -ENOMEM ? EXIT_FAILED : EXIT_USAGE;
+			goto out_be;
+		}
+		be = g_peer_be = pb;
+	}
 	rc = cache_open(&o.cache, be, &cache, err, sizeof(err));
 	if (rc) {
 		log_err("%s", err);
@@ -386,6 +409,11 @@ int main(int argc, char **argv)
 		goto out_be;
 	}
 	exit_code = EXIT_FAILED;
+	if (peer_opts.listen && peerd_start(cache, be, peer_opts.listen, &peerd, err, sizeof(err))) {
+		log_err("%s", err);
+		exit_code = EXIT_LOCAL;
+		goto out_cache;
+	}
 	x.cache = cache;
 	x.uid = getuid();
 	x.gid = getgid();
@@ -401,6 +429,12 @@ int main(int argc, char **argv)
 	cache_set_inval_hook(cache, inval_hook, NULL);
 	if (fuse_set_signal_handlers(g_se))
 		goto out_inval;
+	if (g_peer_be) {
+		struct sigaction sa = { .sa_handler = on_sighup, .sa_flags = SA_RESTART };
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGHUP, &sa, NULL);
+	}
 	if (fuse_session_mount(g_se, o.mountpoint)) {
 		log_err("cannot mount on %s", o.mountpoint);
 		goto out_signals;
@@ -441,8 +475,12 @@ out_cache:
 	fuse_session_destroy(g_se);
 	g_se = NULL;
 	ctl_nopen_stop(); /* applies a write stream still pending */
+	peerd_stop(peerd); /* before the cache it reads */
 	cache_close(cache);
 out_be:
+	if (g_peer_be)
+		signal(SIGHUP, SIG_IGN);
+	g_peer_be = NULL;
 	backend_destroy(be);
 out_session:
 	if (g_se)

@@ -13,6 +13,7 @@
 
 #include "options.h"
 #include "backends/base/util.h"
+#include "backends/peer.h"
 
 void opts_usage(FILE *out, const char *prog)
 {
@@ -49,6 +50,13 @@ void opts_usage(FILE *out, const char *prog)
 		"  --s3-path-style         s3: path-style addressing\n"
 		"  --no-sign               s3: anonymous requests\n"
 		"  --insecure              https: do not verify certificates\n"
+		"  --listen ADDR:PORT      serve this cache to the job's other nodes (peers)\n"
+		"  --peers LIST            the other nodes: HOST:PORT,..., @FILE (one a line,\n"
+		"                          read again on SIGHUP) or NAME:PORT of several\n"
+		"                          addresses; this node's own entry is skipped\n"
+		"  --peer-secret-file FILE the shared secret peers' requests carry (without it\n"
+		"                          --listen binds the loopback only)\n"
+		"  --peer-timeout MS       connect timeout to a peer (default 100)\n"
 		"  --entry-timeout SECONDS kernel entry/attr cache time (default 86400)\n"
 		"  --no-open               the kernel sends no open or close: warm reads never\n"
 		"                          reach the daemon; opens are counted at the first\n"
@@ -146,6 +154,8 @@ static const struct opt_def {
 	{ "log-file", 1 },   { "log-level", 1 },    { "allow-other", 0 },
 	{ "nonempty", 0 },   { "read-only", 0 },    { "foreground", 0 },
 	{ "debug", 0 },
+	{ "listen", 1 },     { "peers", 1 },        { "peer-secret-file", 1 },
+	{ "peer-timeout", 1 },
 };
 
 static const struct opt_def *opt_find(const char *key)
@@ -286,6 +296,22 @@ static int apply(struct epochfs_opts *o, const struct opt_def *d, const char *sh
 		o->debug = 1;
 		o->foreground = 1;
 		o->log_level = LOG_LVL_DEBUG;
+	} else if (!strcmp(k, "listen") || !strcmp(k, "peers") || !strcmp(k, "peer-secret-file") ||
+		   !strcmp(k, "peer-timeout")) {
+		/* peers (issue 13): kept in peer_opts (backends/peer.h) */
+		char host[256];
+		unsigned port;
+
+		if (!strcmp(k, "listen") && peer_split_hostport(val, host, sizeof(host), &port))
+			return set_err(err, errlen, "bad --listen '%s' (ADDR:PORT)%s", val, "");
+		if (!strcmp(k, "peer-timeout")) {
+			if (parse_uint(val, 60000, &u) || !u)
+				return set_err(err, errlen, "bad peer timeout '%s' (milliseconds, 1..60000)%s", val, "");
+			peer_opts.timeout_ms = (unsigned)u;
+		} else if (keep(!strcmp(k, "listen") ? &peer_opts.listen :
+				!strcmp(k, "peers") ? &peer_opts.peers : &peer_opts.secret_file, val)) {
+			return -ENOMEM;
+		}
 	}
 	return 0;
 }
@@ -363,6 +389,7 @@ int opts_parse(int argc, char **argv, struct epochfs_opts *o, char *err, size_t 
 	int npos = 0, i, rc;
 
 	memset(o, 0, sizeof(*o));
+	peer_options_reset(&peer_opts);
 	cache_config_init(&o->cache);
 	backend_options_init(&o->be);
 	o->entry_timeout = 86400;
@@ -430,4 +457,5 @@ void opts_free(struct epochfs_opts *o)
 	free(o->endpoint_owned);
 	free(o->log_file);
 	o->cache_dir = o->fuse_opts = o->manifest_owned = o->endpoint_owned = o->log_file = NULL;
+	peer_options_reset(&peer_opts);
 }

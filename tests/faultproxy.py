@@ -4,7 +4,8 @@
 
 Sits on 127.0.0.1 in front of one server and, per request, may add latency,
 cap bandwidth, reset the connection, answer 503 SlowDown, truncate the body
-or stall mid-body; while --outage-file exists every connection is reset.
+or stall mid-body, or (--corrupt-rate) flip one byte of the body; while
+--outage-file exists every connection is reset.
 With --verify-sigv4 KEY:SECRET it also checks each request's AWS SigV4
 signature (s3rver does not) and answers 403 SignatureDoesNotMatch if wrong.
 --nodelay turns Nagle's algorithm off on both sides: without it, a response
@@ -27,7 +28,7 @@ import time
 
 MAX_HEAD = 64 * 1024
 stats = {"requests": 0, "reset": 0, "503": 0, "truncate": 0, "stall": 0,
-         "outage": 0, "badsig": 0}
+         "outage": 0, "badsig": 0, "corrupt": 0}
 stats_lock = threading.Lock()
 timing_lock = threading.Lock()
 
@@ -73,8 +74,9 @@ def header(lines, name):
 class Relay:
     """Copies one message body, applying bandwidth and fault limits."""
 
-    def __init__(self, args, dst, cut=None, stall_at=None):
+    def __init__(self, args, dst, cut=None, stall_at=None, corrupt_at=None):
         self.args, self.dst, self.cut, self.stall_at, self.sent = args, dst, cut, stall_at, 0
+        self.corrupt_at = corrupt_at
 
     def write(self, data):
         while data:
@@ -87,7 +89,11 @@ class Relay:
                 n = min(n, max(1, self.args.bandwidth // 20))
             if n <= 0 and self.cut is not None and self.sent >= self.cut:
                 raise ConnectionAbortedError("truncated")
-            self.dst.sendall(data[:n])
+            piece = data[:n]
+            if self.corrupt_at is not None and self.sent <= self.corrupt_at < self.sent + n:
+                k = self.corrupt_at - self.sent
+                piece = piece[:k] + bytes([piece[k] ^ 0x55]) + piece[k + 1:]
+            self.dst.sendall(piece)
             self.sent += n
             data = data[n:]
             if self.args.bandwidth:
@@ -213,7 +219,7 @@ def serve(args, rng, rng_lock, csock):
                 continue
             edge = 0.0
             fault = None
-            for name in ("reset", "503", "truncate", "stall"):
+            for name in ("reset", "503", "truncate", "stall", "corrupt"):
                 edge += getattr(args, name.replace("503", "e503") + "_rate")
                 if r < edge:
                     fault = name
@@ -245,7 +251,7 @@ def serve(args, rng, rng_lock, csock):
                 with timing_lock, open(args.timing_log, "a") as f:
                     f.write("%s %s %d %.3f\n" % (method, lines[0].split(" ")[1], status,
                                                  (time.monotonic() - t0) * 1000))
-            cut = stall = None
+            cut = stall = corrupt = None
             length = int(header(rlines, "content-length") or 0)
             if fault == "truncate" and method != "HEAD" and length > 1:
                 count("truncate")
@@ -253,8 +259,12 @@ def serve(args, rng, rng_lock, csock):
             elif fault == "stall" and method != "HEAD" and length > 1:
                 count("stall")
                 stall = int(frac * length)
+            elif fault == "corrupt" and method != "HEAD" and length > 0:
+                count("corrupt")
+                corrupt = int(frac * length)
             csock.sendall(rraw)
-            if not copy_body(urf, Relay(args, csock, cut, stall), rlines, True, method, status):
+            if not copy_body(urf, Relay(args, csock, cut, stall, corrupt), rlines, True, method,
+                             status):
                 csock.close()
                 return
     except (ConnectionError, OSError, ValueError):
@@ -283,6 +293,8 @@ def main():
     ap.add_argument("--503-rate", dest="e503_rate", type=float, default=0)
     ap.add_argument("--truncate-rate", type=float, default=0)
     ap.add_argument("--stall-rate", type=float, default=0)
+    ap.add_argument("--corrupt-rate", type=float, default=0,
+                    help="flip one byte of the response body")
     ap.add_argument("--stall-ms", type=int, default=15000, help="stall length, then reset")
     ap.add_argument("--outage-file", help="while this file exists, reset every connection")
     ap.add_argument("--seed", type=int, default=1)
