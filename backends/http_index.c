@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include "http_int.h"
+#include "backends/base/util.h"
 
 /* JSON string at *pp (after the opening quote) into out; *pp moves past the
  * closing quote.  0, 1 when it does not fit or holds \u0000 (still consumed),
@@ -230,10 +231,13 @@ static int html_unescape(const char *src, size_t n, char *dst, size_t dstlen)
 
 			if (i + 1 >= n || src[i + 1] != '#')
 				return -EINVAL;
-			while (j < n && (hex ? isxdigit((unsigned char)src[j]) : isdigit((unsigned char)src[j])) &&
-			       cp <= 0x10ffff)
-				cp = cp * (hex ? 16 : 10) + (unsigned long)(isdigit((unsigned char)src[j]) ?
-					src[j] - '0' : (tolower((unsigned char)src[j]) - 'a' + 10)), j++;
+			for (; j < n && cp <= 0x10ffff; j++) {
+				int v = hex ? hex_val(src[j]) : isdigit((unsigned char)src[j]) ? src[j] - '0' : -1;
+
+				if (v < 0)
+					break;
+				cp = cp * (hex ? 16 : 10) + (unsigned long)v;
+			}
 			if (j == start || j >= n || src[j] != ';' || cp == 0 || cp > 0x10ffff ||
 			    (cp >= 0xd800 && cp < 0xe000))
 				return -EINVAL;
@@ -389,10 +393,11 @@ int http_parse_html_index(const char *html, html_entry_fn fn, void *arg)
 		}
 		if (!(gt = memchr(a, '>', (size_t)(end - a))))
 			return -EIO;
-		q = find_ci(a, gt, "href=");
+		q = find_ci(a, gt, " href=");
 		p = gt + 1;
 		if (!q)
 			continue;
+		q++;
 		q += 5;
 		quote = *q++;
 		if (quote != '"' && quote != '\'')

@@ -186,8 +186,10 @@ START_TEST(hostile)
 	ck_assert_int_eq(http_parse_html_index(NGINX_HEAD
 		"<a href=\"a%00b\">x</a>\r\n<a href=\"a%zz\">x</a>\r\n<a href=\"a&bogus;b\">x</a>\r\n"
 		"<a href=\"a&#0;b\">x</a>\r\n<a href=\"a%2Fb\">x</a>\r\n<a href=\"a/b\">x</a>\r\n"
+		"<a href=\"a&#x110000;\">x</a>\r\n<a href=\"a&#xD800;\">x</a>\r\n<a href=\"a&#65\">x</a>\r\n"
+		"<a name=\"anchor\">no href</a>\r\n"
 		"<a href=\"ok&#x41;&#66;\">ok</a>  01-Jan-2024 00:00   12\r\n</pre>", collect, &g), 0);
-	ck_assert_int_eq(g.bad, 6);
+	ck_assert_int_eq(g.bad, 9);
 	ck_assert_int_eq(g.n, 1);
 	ck_assert_str_eq(g.names[0], "okAB");
 	ck_assert_int_eq(g.size_exact[0], 1);
