@@ -131,6 +131,8 @@ static void fetch_store_and_lock(struct fill *fl, struct fetch *fe)
 		created = fd >= 0;
 	}
 	rc = fd < 0 ? fd : store_write(fd, (uint64_t)fe->chunk * obj_chunk_size(o), fe->buf, fe->len);
+	if (rc == 0) /* its readers are served from fe->buf */
+		store_written(fl->st, fd, (uint64_t)fe->chunk * obj_chunk_size(o), fe->len);
 	if (rc == -ENOSPC) {
 		store_punch(fd, (uint64_t)fe->chunk * obj_chunk_size(o), fe->len);
 		log_once(enospc_logged, LOG_LVL_WARN,

@@ -166,17 +166,23 @@ uint64_t cache_file_size(const struct cache_file *f)
 }
 
 /* Make chunk k of f's object readable: a segment of the store file, or of
- * memory held in *hold (a fetch when *is_fetch).  0 or -errno. */
-static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, void **hold,
-		     int *is_fetch, int *from_cache)
+ * memory held in *hold (a fetch when *is_fetch).  [want, want + wlen) is
+ * the part of the chunk the read asks for: a verified chunk read with
+ * O_DIRECT (store.c, store_read_direct) is read only there, and the
+ * segment is that part alone (else the segment is the whole chunk).  The
+ * first time a chunk is served in this daemon's life its bytes are read
+ * back whole and their xxh3 checked, whatever the way of reading.
+ * 0 or -errno. */
+static int chunk_get(struct cache_file *f, uint32_t k, uint64_t want, size_t wlen,
+		     struct cache_seg *seg, void **hold, int *is_fetch, int *from_cache)
 {
 	struct cache *c = f->c;
 	struct obj *o = f->o;
 	struct fetch *fe;
-	size_t len = obj_chunk_len(o, k);
+	size_t len = obj_chunk_len(o, k), skip = 0;
 	uint64_t off = (uint64_t)k * obj_chunk_size(o);
 	int fd, rc, present, verified;
-	void *buf;
+	void *buf = NULL;
 
 	*hold = NULL;
 	*is_fetch = 0;
@@ -188,27 +194,53 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 	fd = o->act->fd;
 	pthread_mutex_unlock(&c->ot.lock);
 	if (present) {
-		if (fd < 0)
-			fd = obj_fd(c, o);
-		if (fd >= 0 && verified) {
-			*seg = (struct cache_seg){ .fd = fd, .off = off, .len = len };
-			*from_cache = 1;
-			return 0;
-		}
-		buf = fd >= 0 ? ec_malloc(len) : NULL;
-		if (buf && store_read(fd, off, buf, len) == 0 &&
-		    store_checksum(buf, len) == *obj_sum(o, k)) {
-			pthread_mutex_lock(&c->ot.lock);
-			obj_bit_set(o, OBJ_VERIFIED, k, 1);
-			pthread_mutex_unlock(&c->ot.lock);
-			*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len, .buf = buf };
+		rc = verified ? store_read_direct(c->st, o->cid, want, wlen, &buf, &skip) : 1;
+		if (rc == 0) {
+			*seg = (struct cache_seg){ .fd = -1, .off = want, .len = wlen,
+						   .buf = (char *)buf + skip };
 			*hold = buf;
 			*from_cache = 1;
 			return 0;
 		}
-		if (!buf && fd >= 0)
-			return -ENOMEM;
-		free(buf);
+		if (rc == -ENOMEM)
+			return rc;
+		if (fd < 0)
+			fd = obj_fd(c, o);
+		if (rc < 0) {
+			/* The file is shorter than the chunk, or unreadable: as a
+			 * failed check below. */
+		} else if (fd >= 0 && verified) {
+			*seg = (struct cache_seg){ .fd = fd, .off = off, .len = len };
+			*from_cache = 1;
+			return 0;
+		} else if (fd >= 0) {
+			/* The check: the whole chunk, read with O_DIRECT where the
+			 * store does, else through the page cache, its pages then
+			 * dropped (store_served). */
+			rc = store_read_direct(c->st, o->cid, off, len, &buf, &skip);
+			if (rc == 1) {
+				skip = 0;
+				buf = ec_malloc(len ? len : 1);
+				if (!buf)
+					return -ENOMEM;
+				rc = store_read(fd, off, buf, len);
+				if (rc == 0)
+					store_served(c->st, fd, off, len);
+			}
+			if (rc == -ENOMEM)
+				return rc;
+			if (rc == 0 && store_checksum((char *)buf + skip, len) == *obj_sum(o, k)) {
+				pthread_mutex_lock(&c->ot.lock);
+				obj_bit_set(o, OBJ_VERIFIED, k, 1);
+				pthread_mutex_unlock(&c->ot.lock);
+				*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len,
+							   .buf = (char *)buf + skip };
+				*hold = buf;
+				*from_cache = 1;
+				return 0;
+			}
+			free(buf);
+		}
 		/* Missing file or wrong bytes: drop the chunk and fetch again. */
 		atomic_fetch_add_explicit(&c->ctr.verify_failures, 1, memory_order_relaxed);
 		log_warn("cached chunk %u of %s failed its check; fetching it again", k, f->key);
@@ -235,7 +267,7 @@ static int chunk_get(struct cache_file *f, uint32_t k, struct cache_seg *seg, vo
 
 	rc = fill_get_chunk(&c->fill, o, k, f->ino, f->key, &f->ident, &fe);
 	if (rc == 1) /* stored in the meantime */
-		return chunk_get(f, k, seg, hold, is_fetch, from_cache);
+		return chunk_get(f, k, want, wlen, seg, hold, is_fetch, from_cache);
 	if (rc)
 		return rc;
 	*seg = (struct cache_seg){ .fd = -1, .off = off, .len = len, .buf = fe->buf };
@@ -312,14 +344,16 @@ ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct c
 		size_t take;
 
 		k = (uint32_t)(pos / obj_chunk_size(o));
-		rc = chunk_get(f, k, &seg, &hold, &is_fetch, &cached);
+		cstart = (uint64_t)k * obj_chunk_size(o);
+		rc = chunk_get(f, k, pos, (size_t)(MIN(end, cstart + obj_chunk_len(o, k)) - pos), &seg,
+			       &hold, &is_fetch, &cached);
 		if (rc < 0)
 			break;
 		if (hold) {
 			/* Tag fetch references so release knows how to drop them. */
 			rd->hold[rd->nhold++] = (void *)((uintptr_t)hold | (is_fetch ? 1u : 0u));
 		}
-		cstart = (uint64_t)k * obj_chunk_size(o);
+		cstart = seg.off; /* where the segment begins: the chunk, or pos */
 		skip = pos - cstart;
 		take = (size_t)MIN(end - pos, seg.len - skip);
 		seg.off += skip;
@@ -336,7 +370,9 @@ ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct c
 	if (rc == 0 && pos < end)
 		rc = -EIO; /* more chunks than segments: chunk size below the minimum */
 	if (rc < 0) {
-		/* Never a short count: the kernel would take it for end of file. */
+		/* Never a short count: the kernel would take it for end of file.
+		 * Nothing was served: no segment's pages are dropped. */
+		rd->nseg = 0;
 		cache_read_release(rd);
 		if (rc == -ESTALE && (r = changed_under(f, nth == 0 && atomic_load(&f->reads) == 1)))
 			return cache_file_read(r, off, len, rd);
@@ -349,6 +385,11 @@ ssize_t cache_file_read(struct cache_file *f, uint64_t off, size_t len, struct c
 
 void cache_read_release(struct cache_read *rd)
 {
+	/* The reply has copied the spliced ranges into the mount's page
+	 * cache: the store's copy of them goes (store.c, store_served). */
+	for (int i = 0; i < rd->nseg; i++)
+		if (rd->seg[i].fd >= 0)
+			store_served(rd->c->st, rd->seg[i].fd, rd->seg[i].off, rd->seg[i].len);
 	for (int i = 0; i < rd->nhold; i++) {
 		uintptr_t h = (uintptr_t)rd->hold[i];
 

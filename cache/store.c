@@ -15,20 +15,27 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "store.h"
+#include "backends/base/log.h"
 #include "backends/base/util.h"
 
 struct store {
-	int dirfd; /* <cache>/objects */
+	int dirfd;                    /* <cache>/objects */
+	atomic_int mode;              /* STORE_READS_* */
+	atomic_uint_fast64_t dropped; /* bytes served whose store pages were dropped */
+	atomic_uint_fast64_t direct;  /* bytes read with O_DIRECT */
 };
 
 static void cid_path(const uint8_t cid[CID_LEN], char *buf)
@@ -56,6 +63,148 @@ static void mark_topdir(int dirfd)
 	}
 }
 
+/* How verified chunks are read to be served (issue 14; docs/decisions.md).
+ * A page the daemon serves is copied into the mount's page cache; read
+ * through the store file's page cache as well, every cached page would be
+ * held twice, and under a memory limit smaller than the dataset half of
+ * what fits would be duplicates (and reclaim would work twice as hard).
+ *   direct  read with O_DIRECT into an aligned buffer: the store's pages
+ *           are never in the page cache (the default)
+ *   drop    spliced from the store file, then the served range dropped
+ *           (POSIX_FADV_DONTNEED)
+ *   keep    spliced, pages kept (as before)
+ * On tmpfs or ramfs the page cache is the store itself: nothing can be
+ * dropped (and asking costs a drain of every CPU's LRU batches) and a
+ * direct read is a copy from those same pages, so such a store keeps its
+ * pages, and the log says so.  A filesystem that refuses O_DIRECT
+ * (EINVAL at open) turns direct into drop, logged once.  In direct and
+ * drop, a chunk just written has its writeback started (its readers were
+ * served from the fetch's buffer), so that reclaim meets clean pages.
+ * EPOCHFS_STORE_READS=direct|drop|keep chooses (for comparisons). */
+static void store_mode_init(struct store *s)
+{
+	const char *env = getenv("EPOCHFS_STORE_READS");
+	struct statfs sf;
+
+	s->mode = STORE_READS_DIRECT;
+	if (env && !strcmp(env, "drop"))
+		s->mode = STORE_READS_DROP;
+	else if (env && !strcmp(env, "keep"))
+		s->mode = STORE_READS_KEEP;
+	if (fstatfs(s->dirfd, &sf) == 0 && (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC) &&
+	    s->mode != STORE_READS_KEEP) {
+		s->mode = STORE_READS_KEEP;
+		log_info("store: the cache is on %s, whose pages are the cache itself: served "
+			 "chunks are read through the page cache (no O_DIRECT, nothing dropped)",
+			 sf.f_type == TMPFS_MAGIC ? "tmpfs" : "ramfs");
+	}
+	log_info("store: chunks are served by %s", s->mode == STORE_READS_DIRECT ? "O_DIRECT reads" :
+		 s->mode == STORE_READS_DROP ? "splice, their pages then dropped" :
+		 "splice through the page cache");
+}
+
+int store_reads(const struct store *s)
+{
+	return atomic_load_explicit(&s->mode, memory_order_relaxed);
+}
+
+uint64_t store_dropped_bytes(const struct store *s)
+{
+	return atomic_load_explicit(&s->dropped, memory_order_relaxed);
+}
+
+uint64_t store_direct_bytes(const struct store *s)
+{
+	return atomic_load_explicit(&s->direct, memory_order_relaxed);
+}
+
+/* The whole pages around [off, off + len): fadvise leaves out partial
+ * ones, and the last page of a file is partial. */
+static void page_range(uint64_t off, size_t len, off_t *start, off_t *plen)
+{
+	uint64_t a = off & ~(STORE_BLOCK - 1), b = (off + len + STORE_BLOCK - 1) & ~(STORE_BLOCK - 1);
+
+	*start = (off_t)a;
+	*plen = (off_t)(b - a);
+}
+
+void store_served(struct store *s, int fd, uint64_t off, size_t len)
+{
+	off_t a, n;
+
+	if (store_reads(s) == STORE_READS_KEEP || fd < 0 || !len)
+		return;
+	page_range(off, len, &a, &n);
+	if (posix_fadvise(fd, a, n, POSIX_FADV_DONTNEED) == 0)
+		atomic_fetch_add_explicit(&s->dropped, len, memory_order_relaxed);
+}
+
+void store_written(struct store *s, int fd, uint64_t off, size_t len)
+{
+	off_t a, n;
+
+	if (store_reads(s) == STORE_READS_KEEP || fd < 0 || !len)
+		return;
+	page_range(off, len, &a, &n);
+	/* Under a memory limit, dirty pages that reclaim meets are waited
+	 * for; clean ones are dropped at no cost. */
+	(void)sync_file_range(fd, a, n, SYNC_FILE_RANGE_WRITE);
+}
+
+int store_read_direct(struct store *s, const uint8_t cid[CID_LEN], uint64_t off, size_t len,
+		      void **buf, size_t *skip)
+{
+	static atomic_int refused_logged;
+	uint64_t a = off & ~(STORE_BLOCK - 1);
+	size_t n = (size_t)(((off + len + STORE_BLOCK - 1) & ~(STORE_BLOCK - 1)) - a), got = 0;
+	char path[64];
+	void *b;
+	int fd, rc = 0;
+
+	*buf = NULL;
+	if (store_reads(s) != STORE_READS_DIRECT)
+		return 1;
+	cid_path(cid, path);
+	fd = openat(s->dirfd, path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == EINVAL) {
+			atomic_store(&s->mode, STORE_READS_DROP);
+			log_once(refused_logged, LOG_LVL_INFO, "store: O_DIRECT refused by the cache's "
+				 "filesystem: served chunks are spliced and then dropped (fallback)");
+		}
+		return 1; /* the caller's descriptor still reads it */
+	}
+	if (posix_memalign(&b, STORE_BLOCK, n)) {
+		close(fd);
+		return -ENOMEM;
+	}
+	/* Whole blocks; the file may end inside the last one. */
+	while (got < (size_t)(off + len - a)) {
+		ssize_t r = pread(fd, (char *)b + got, n - got, (off_t)(a + got));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EINVAL && !got) {
+			rc = 1; /* an alignment this device will not take */
+			break;
+		}
+		if (r <= 0) {
+			rc = r < 0 ? -errno : -EIO;
+			break;
+		}
+		got += (size_t)r;
+	}
+	close(fd);
+	if (rc) {
+		free(b);
+		return rc;
+	}
+	atomic_fetch_add_explicit(&s->direct, len, memory_order_relaxed);
+	*buf = b;
+	*skip = (size_t)(off - a);
+	return 0;
+}
+
 int store_open(const char *cache_dir, struct store **out)
 {
 	char path[PATH_MAX];
@@ -76,6 +225,7 @@ int store_open(const char *cache_dir, struct store **out)
 		return rc;
 	}
 	mark_topdir(s->dirfd);
+	store_mode_init(s);
 	for (int i = 0; i < 16; i++) {
 		char sub[2] = { "0123456789abcdef"[i], 0 };
 

@@ -165,7 +165,9 @@ mount_bg() {
 umount_bg() { fusermount3 -u "$1"; wait "$2" || true; }
 perf_start() { # PID OUT
 	[ "${PERF:-0}" = 1 ] && command -v perf >/dev/null || return 0
-	perf record -q -e cpu-clock -F 999 -g -p "$1" -o "$2" 2>>"$D/perf.log" &
+	# system-wide (the readers' kernel time is the FUSE path); reported
+	# for the daemon's and the readers' threads only
+	perf record -q -a -e cpu-clock -F 499 -g -o "$2" 2>>"$D/perf.log" &
 	PFPID=$!
 	sleep 0.3
 }
@@ -174,8 +176,9 @@ perf_stop() { # OUT
 	kill -INT "$PFPID"; wait "$PFPID" 2>/dev/null || true; PFPID=
 	if [ -n "${KEEP:-}" ]; then
 		mkdir -p "$KEEP"
-		perf report -i "$1" --no-children --sort dso,sym --stdio 2>/dev/null | head -120 >"$KEEP/$(basename "$1").txt" || true
-		perf report -i "$1" --no-children --sort comm --stdio 2>/dev/null | head -40 >"$KEEP/$(basename "$1").comm.txt" || true
+		cp "$1" "$KEEP/"
+		perf report -i "$1" --no-children -g none --percent-limit 0.4 --comms epochfs,epochfs-read \
+			--sort comm,sym --stdio 2>/dev/null >"$KEEP/$(basename "$1").txt" || true
 	fi
 }
 
@@ -201,17 +204,20 @@ epoch_pair() {
 	local pre=$1 tgt=$2 seed=$3 pid=${4:-} c0=0 c1
 	drop
 	[ -n "$pid" ] && c0=$(cpu_s "$pid")
-	incg "$B/epochfs-read" --threads "$THREADS" --epochs 2 --seed "$seed" --verify "$REF" "$tgt" >"$D/out" 2>&1 || true
+	incg /usr/bin/time -f "%U %S" -o "$D/time" "$B/epochfs-read" --threads "$THREADS" --epochs 2 --seed "$seed" \
+		--verify "$REF" "$tgt" >"$D/out" 2>&1 || true
 	cat "$D/out" >>"$D/log"
 	rates "$D/out" | sed -n 1p >>"$D/r-$pre-drop"
 	rates "$D/out" | sed -n 2p >>"$D/r-$pre-next"
+	# the reader's CPU, ms per file (both epochs)
+	tail -1 "$D/time" | awk -v n="$NFILES" '{printf "%.3f\n", ($1 + $2) * 1000 / (2 * n)}' >>"$D/r-$pre-rcpu"
 	if [ -n "$pid" ]; then
 		c1=$(cpu_s "$pid")
 		awk -v a="$c0" -v b="$c1" -v n="$NFILES" 'BEGIN{printf "%.3f\n", (b - a) * 1000 / (2 * n)}' >>"$D/r-$pre-cpu"
 	fi
 }
 
-W_ROWS= ; C_ROWS= ; S_ROWS= ; R_ROWS=
+W_ROWS= ; WC_ROWS= ; C_ROWS= ; S_ROWS= ; R_ROWS=
 if has W; then
 	say "W: fill the caches (one epoch through each mount)"
 	mount_bg "$D/src" "$D/mnt" "$D/cache" 1 --cache-size 4G
@@ -232,7 +238,9 @@ if has W; then
 			epoch_pair "w-$cap-fs" "$D/mnt" "$r" "$WPID"
 			[ "$r" = 1 ] && [ $cap = capped ] && perf_stop "$D/perf-warm-capped"
 			cg_peak_mib >>"$D/r-w-$cap-peak"
+			[ "$r" = 1 ] && [ $cap = capped ] && [ -n "${BASE:-}" ] && perf_start "$BPID" "$D/perf-warm-capped-base"
 			[ -n "${BASE:-}" ] && epoch_pair "w-$cap-base" "$D/mntb" "$r" "$BPID"
+			[ "$r" = 1 ] && [ $cap = capped ] && [ -n "${BASE:-}" ] && perf_stop "$D/perf-warm-capped-base"
 		done
 	done
 	cg_limit max
@@ -246,6 +254,9 @@ if has W; then
 			if [ -n "${BASE:-}" ]; then bb=$(med "w-$cap-base-$e"); row+=" $bb | $(ratio "$bb" "$l") |"; fi
 			W_ROWS+="$row $(med "w-$cap-fs-cpu") | $(med "w-$cap-peak") |"$'\n'
 		done
+		row="| $cap | $(med "w-$cap-local-rcpu") | $(med "w-$cap-fs-rcpu") | $(med "w-$cap-fs-cpu") |"
+		[ -n "${BASE:-}" ] && row+=" $(med "w-$cap-base-rcpu") | $(med "w-$cap-base-cpu") |"
+		WC_ROWS+="$row"$'\n'
 	done
 fi
 
@@ -283,9 +294,9 @@ cold_seeded() {
 	cp "$D/mnt/.epochfs/order" "$D/order"
 	drop
 	c0=$(cpu_s "$PID")
-	[ "$r" = 1 ] && [ "$lat" = 10 ] && [ "$bin" = "$B" ] && perf_start "$PID" "$D/perf-cold-10"
+	[ "$r" = 1 ] && [ "$lat" = 10 ] && perf_start "$PID" "$D/perf-cold-10-$pre"
 	incg "$B/epochfs-read" --threads "$THREADS" --order "$D/order" --verify "$REF" "$D/mnt" >"$D/out" 2>&1 || true
-	[ "$r" = 1 ] && [ "$lat" = 10 ] && [ "$bin" = "$B" ] && perf_stop "$D/perf-cold-10"
+	[ "$r" = 1 ] && [ "$lat" = 10 ] && perf_stop "$D/perf-cold-10-$pre"
 	cat "$D/out" >>"$D/log"
 	rates "$D/out" >>"$D/r-$pre"
 	awk -v a="$c0" -v b="$(cpu_s "$PID")" -v n="$NFILES" 'BEGIN{printf "%.3f\n", (b - a) * 1000 / n}' >>"$D/r-$pre-cpu"
@@ -385,6 +396,12 @@ has W && cat <<EOT
 | cgroup | epoch | local | epochfs | epochfs / local |$([ -n "${BASE:-}" ] && echo " BASE epochfs | BASE / local |") daemon CPU s per 1,000 files | cgroup peak MiB |
 |---|---|---|---|---|$([ -n "${BASE:-}" ] && echo "---|---|")---|---|
 ${W_ROWS}
+CPU per file and epoch, ms (both epochs of each run; the reader's from /usr/bin/time,
+the daemon's from /proc/PID/stat):
+
+| cgroup | reader, local | reader, epochfs | daemon, epochfs |$([ -n "${BASE:-}" ] && echo " reader, BASE | daemon, BASE |")
+|---|---|---|---|$([ -n "${BASE:-}" ] && echo "---|---|")
+${WC_ROWS}
 EOT
 has C && cat <<EOT
 
