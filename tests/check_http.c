@@ -4,13 +4,21 @@
  * (tests/data/: nginx 1.22's autoindex with exact and with approximate
  * sizes, python 3.11's http.server) and on Apache 2.4 mod_autoindex pages
  * written from its documented markup (table, pre and plain list), all
- * listing the same directory of awkward names; then hostile pages. */
+ * listing the same directory of awkward names; then hostile pages; then
+ * the walk itself against a scripted server: pages, HEADs for the sizes a
+ * page lacks, a file gone by its HEAD. */
+#define _GNU_SOURCE    /* strcasestr */
 #include <check.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include "backends/fetch.h"
+#include "backends/base/log.h"
 
 /* The directory every page lists: files with their sizes, and two dirs. */
 static const struct { const char *name; uint64_t size; } want_files[] = {
@@ -217,10 +225,123 @@ START_TEST(hostile)
 }
 END_TEST
 
+/* A scripted HTTP server: the n-th connection gets resp[n] (one request
+ * per connection); the request lines are kept. */
+struct script {
+	const char *resp[8];
+	char req[8][128];
+	int n, listen_fd, port;
+	pthread_t thread;
+};
+
+static void *serve(void *arg)
+{
+	struct script *s = arg;
+
+	while (s->n < 8 && s->resp[s->n]) {
+		int fd = accept(s->listen_fd, NULL, NULL);
+		char req[4096];
+		ssize_t got;
+
+		if (fd < 0)
+			break;
+		got = read(fd, req, sizeof(req) - 1);
+		req[got > 0 ? got : 0] = 0;
+		snprintf(s->req[s->n], sizeof(s->req[0]), "%.*s", (int)strcspn(req, "\r\n"), req);
+		if (write(fd, s->resp[s->n], strlen(s->resp[s->n])) < 0)
+			break;
+		s->n++;
+		shutdown(fd, SHUT_WR);
+		while (read(fd, req, sizeof(req)) > 0)
+			;
+		close(fd);
+	}
+	return NULL;
+}
+
+struct listed {
+	int n;
+	char key[8][64];
+	struct backend_stat st[8];
+};
+
+static int on_key(void *arg, const char *key, const struct backend_stat *st)
+{
+	struct listed *l = arg;
+
+	ck_assert_int_lt(l->n, 8);
+	snprintf(l->key[l->n], sizeof(l->key[0]), "%s", key);
+	l->st[l->n++] = *st;
+	return 0;
+}
+
+#define PY_PAGE(items) "<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n" \
+	"<title>Directory listing for /</title>\n</head>\n<body>\n<h1>Directory listing for /</h1>\n" \
+	"<hr>\n<ul>\n" items "</ul>\n<hr>\n</body>\n</html>\n"
+
+START_TEST(walk_with_heads)
+{
+	static const char page1[] = PY_PAGE("<li><a href=\"a.bin\">a.bin</a></li>\n"
+					    "<li><a href=\"gone.bin\">gone.bin</a></li>\n"
+					    "<li><a href=\"d/\">d/</a></li>\n");
+	static const char page2[] = "<html>\r\n<head><title>Index of /d/</title></head>\r\n<body>\r\n"
+		"<h1>Index of /d/</h1><hr><pre><a href=\"../\">../</a>\r\n"
+		"<a href=\"c%20x.bin\">c x.bin</a>   01-Mar-2024 10:20   7\r\n</pre><hr></body>\r\n</html>\r\n";
+	char r1[1024], r4[1024];
+	struct script s = { .resp = {
+		r1,
+		"HTTP/1.0 200 OK\r\nContent-Length: 5\r\nLast-Modified: Fri, 01 Mar 2024 10:20:30 GMT\r\n\r\n",
+		"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+		r4,
+	} };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t al = sizeof(a);
+	struct backend_options o;
+	struct backend *be;
+	struct listed l = { 0 };
+	char url[64], err[256];
+
+	log_init("check_http", LOG_LVL_ERR, 0);
+	snprintf(r1, sizeof(r1), "HTTP/1.0 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(page1), page1);
+	snprintf(r4, sizeof(r4), "HTTP/1.0 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(page2), page2);
+	s.listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_eq(bind(s.listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(listen(s.listen_fd, 8), 0);
+	getsockname(s.listen_fd, (struct sockaddr *)&a, &al);
+	pthread_create(&s.thread, NULL, serve, &s);
+	backend_options_init(&o);
+	o.list_threads = 1;     /* one request at a time: the script's order */
+	o.retries = 0;
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", ntohs(a.sin_port));
+	ck_assert_int_eq(backend_create(url, &o, &be, err, sizeof(err)), 0);
+	ck_assert_int_eq(backend_list(be, on_key, &l), 0);
+	ck_assert_uint_eq(atomic_load(&be->counters.skipped_keys), 1);
+	backend_destroy(be);
+	shutdown(s.listen_fd, SHUT_RDWR);
+	close(s.listen_fd);
+	pthread_join(s.thread, NULL);
+
+	ck_assert_str_eq(s.req[0], "GET / HTTP/1.1");
+	ck_assert_str_eq(s.req[1], "HEAD /a.bin HTTP/1.1");
+	ck_assert_str_eq(s.req[2], "HEAD /gone.bin HTTP/1.1");
+	ck_assert_str_eq(s.req[3], "GET /d/ HTTP/1.1");
+	ck_assert_int_eq(l.n, 2);
+	/* a.bin: size and Last-Modified from its HEAD */
+	ck_assert_str_eq(l.key[0], "a.bin");
+	ck_assert_uint_eq(l.st[0].size, 5);
+	ck_assert_int_eq(l.st[0].mtime_ns, 1709288430LL * 1000000000LL);
+	ck_assert_str_eq(l.st[0].etag, "");
+	/* d/c x.bin: the exact size nginx printed, no HEAD, no mtime */
+	ck_assert_str_eq(l.key[1], "d/c x.bin");
+	ck_assert_uint_eq(l.st[1].size, 7);
+	ck_assert_int_eq(l.st[1].mtime_ns, 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("http");
-	TCase *t = tcase_create("html");
+	TCase *t = tcase_create("html"), *w;
 
 	tcase_add_test(t, nginx_exact);
 	tcase_add_test(t, nginx_approx);
@@ -230,6 +351,10 @@ static Suite *suite(void)
 	tcase_add_test(t, apache_plain);
 	tcase_add_test(t, hostile);
 	suite_add_tcase(s, t);
+	w = tcase_create("walk");
+	tcase_set_timeout(w, 30);
+	tcase_add_test(w, walk_with_heads);
+	suite_add_tcase(s, w);
 	return s;
 }
 
