@@ -279,12 +279,16 @@ static int add_entry(struct peer *p, struct ptable *t, const char *e, char *err,
 		return tab_add(p, t, e, p->listen && !strcmp(e, p->listen));
 	}
 	for (ai = res; ai; ai = ai->ai_next)
-		naddr++;
+		naddr += ai->ai_family == res->ai_family;
 	if (numeric || naddr == 1) {
 		self = p->listen && (!strcmp(e, p->listen) || (port == p->port && is_local_addr(res->ai_addr)));
 		rc = tab_add(p, t, e, self);
 	} else {
+		/* One family (the first answer's): "localhost" is 127.0.0.1 and
+		 * ::1, one node; a headless Service answers A records. */
 		for (ai = res, rc = 0; ai && !rc; ai = ai->ai_next) {
+			if (ai->ai_family != res->ai_family)
+				continue;
 			addr_id(ai->ai_addr, port, id, sizeof(id));
 			self = p->listen && port == p->port && is_local_addr(ai->ai_addr);
 			rc = tab_add(p, t, id, self);

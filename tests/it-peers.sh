@@ -238,6 +238,16 @@ cat "$T/read-outage.out"
 [ -n "$seen" ] || fail "the peer in an outage never showed down: $(nstat 6 's["peers"]')"
 stop_node 6
 
+log "SIGHUP reads the peers file again (and does not unmount)"
+grep -v ":${NPORT[3]}\$" "$T/peers" >"$T/peers.new" && mv "$T/peers.new" "$T/peers"
+kill -HUP "${NPID[1]}"
+for k in $(seq 50); do
+	[ "$(nstat 1 'len(s["peers"])')" = 2 ] && break
+	sleep 0.1
+done
+[ "$(nstat 1 'len(s["peers"])')" = 2 ] || fail "node 1 did not drop node 3 at SIGHUP: $(nstat 1 's["peers"]')"
+python3 "$SRCDIR/tests/peer_read.py" "$T/www/data" "${NMNT[1]}" 31 8 20 || fail "a read after SIGHUP failed"
+
 for i in $(seq $NODES); do
 	kill -0 "${NPID[$i]}" || fail "node $i died"
 	stop_node "$i"
