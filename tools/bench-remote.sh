@@ -14,6 +14,12 @@
 #                --backend-concurrency) concurrent requests.
 #                With BASE=DIR, the seeded run is also made with DIR/epochfs
 #                (another build), interleaved, for a same-invocation ratio.
+#   R (issue 12) every rank of a node: WORLD reader processes, one per rank
+#                of a DistributedSampler world, each writing its own seed
+#                line and reading its shard cold (THREADS/WORLD threads
+#                each), the whole node's epoch timed; against one reader that
+#                declares every rank (rank=0-W-1) and reads the merged order
+#                with THREADS threads, and against the bound (CONC in flight).
 #   C (issue 4)  a cache of half the dataset, three epochs with the seed:
 #                backend bytes per epoch after the first / half the dataset.
 #   L (issue 3)  listing: LIST_DIRS x LIST_PER empty-ish objects behind
@@ -23,7 +29,8 @@
 #                tools/list_client.py listing the same straight from the
 #                server (the server's own time) and through the proxy; and
 #                the remount of the same cache (the index's snapshot).
-# CASES (default "A B C L") picks the cases: CASES=L runs the listing alone.
+# CASES (default "A B C L"; R on request) picks the cases: CASES=L runs the
+# listing alone, CASES=R the ranks.
 #
 # Every cold run gets a cache directory of its own, kept until the end: on
 # ext4 without a journal, creating thousands of files right after deleting
@@ -105,8 +112,9 @@ shuffled() { python3 -c 'import random,sys; l=open(sys.argv[1]).read().split("\n
 
 [ -x "$B/epochfs" ] && [ -x "$B/epochfs-read" ] && [ -x "$B/epochfs-gendata" ] || { echo "build first (make)" >&2; exit 1; }
 [ -x "$NGINX" ] || { echo "nginx is not installed" >&2; exit 1; }
-for c in $CASES; do case $c in A|B|C|L) ;; *) echo "CASES: unknown case $c (A B C L)" >&2; exit 2 ;; esac; done
-EPOCHS=0; { has A || has B || has C; } && EPOCHS=1
+for c in $CASES; do case $c in A|B|C|L|R) ;; *) echo "CASES: unknown case $c (A B C L R)" >&2; exit 2 ;; esac; done
+EPOCHS=0; { has A || has B || has C || has R; } && EPOCHS=1
+WORLD=${WORLD:-8}
 
 mkdir -p "$D/src"
 if [ $EPOCHS = 1 ]; then
@@ -138,7 +146,7 @@ SPIDS+=($!)
 wait_port "$NGINX_PORT"
 declare -A PORT
 LATS=
-{ has A || has B; } && LATS="$LATENCIES"
+{ has A || has B || has R; } && LATS="$LATENCIES"
 has C && LATS="$LATS $C_LATENCY"
 for lat in $LATS; do
 	[ -n "${PORT[$lat]:-}" ] && continue
@@ -216,6 +224,50 @@ for lat in $( { has A || has B; } && echo "$LATENCIES"); do
 		ba=$(cut -d' ' -f1 "$D/b-base" | median); bac=$(median <"$D/b-basecpu")
 		BASE_ROWS+="| $lat ms | $bs | $ba | $bb | $(ratio "$bs" "$bb") | $(ratio "$ba" "$bb") | $(printf %.2f "$bc") | $(printf %.2f "$bac") |"$'\n'
 	fi
+done
+
+# R: WORLD ranks on one mount, each its own process and seed line.
+R_ROWS=
+now_s() { date +%s.%N; }
+for lat in $(has R && echo "$LATENCIES"); do
+	port=${PORT[$lat]}
+	: >"$D/r-ranks"; : >"$D/r-one"; : >"$D/r-bound"; : >"$D/r-late"; : >"$D/r-errs"
+	for r in $(seq "$RUNS"); do
+		say "ranks: latency $lat ms, run $r/$RUNS"
+		newcache
+		mount_http "$port" "$CACHE" 4G
+		for k in $(seq 0 $((WORLD - 1))); do
+			echo "seed=$r sampler=distributed world=$WORLD rank=$k" >"$D/mnt/.epochfs/seed"
+		done
+		cp "$D/mnt/.epochfs/order" "$D/rorder"
+		t0=$(now_s)
+		rpids=()
+		for k in $(seq 0 $((WORLD - 1))); do
+			awk -v w="$WORLD" -v k="$k" '(NR - 1) % w == k' "$D/rorder" >"$D/rshard$k"
+			"$B/epochfs-read" --threads $(( (THREADS + WORLD - 1) / WORLD )) --order "$D/rshard$k" "$D/mnt" \
+				>"$D/rread$k" 2>&1 &
+			rpids+=($!)
+		done
+		for p in "${rpids[@]}"; do wait "$p" || echo 1 >>"$D/r-errs"; done
+		t1=$(now_s)
+		cat "$D"/rread* >>"$D/log"
+		awk -v n="$(wc -l <"$D/rorder")" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f\n", n / (b - a)}' >>"$D/r-ranks"
+		cat "$D"/rread* | rate | awk '{print $2}' >>"$D/r-errs"
+		stat_field prefetch_late >>"$D/r-late"
+		umount_http
+		# one reader declaring every rank, reading the merged order
+		newcache
+		mount_http "$port" "$CACHE" 4G
+		echo "seed=$r sampler=distributed world=$WORLD rank=0-$((WORLD - 1))" >"$D/mnt/.epochfs/seed"
+		"$B/epochfs-read" --threads "$THREADS" --order "$D/mnt/.epochfs/order" "$D/mnt" | tee -a "$D/log" | rate >>"$D/r-one"
+		umount_http
+		python3 "$SRC/tools/bench_client.py" --url "http://127.0.0.1:$port/" --list "$D/rorder" \
+			--threads "$CONC" | tee -a "$D/log" | rate >>"$D/r-bound"
+	done
+	rk=$(median <"$D/r-ranks"); ro=$(cut -d' ' -f1 "$D/r-one" | median)
+	rb=$(cut -d' ' -f1 "$D/r-bound" | median); rl=$(median <"$D/r-late")
+	re=$( { cat "$D/r-errs"; cut -d' ' -f2 "$D/r-one" "$D/r-bound"; } | awk '{s+=$1} END {print s+0}')
+	R_ROWS+="| $lat ms | $rk | $ro | $rb | $(ratio "$rk" "$rb") | $(ratio "$ro" "$rb") | $(ratio "$rk" "$ro") | $rl | $re |"$'\n'
 done
 
 # C: a cache of half the dataset, three epochs with the seed.  Two ways to
@@ -481,6 +533,19 @@ ${B_ROWS}
 $( [ -n "${BASE:-}" ] && printf '%s\n' "The seeded cold epoch with this build and with BASE=$BASE, interleaved (a new cache each):" "" \
 	"| added latency | seed, this build | seed, BASE | bound | this build / bound | BASE / bound | daemon CPU per file, this build (ms) | same, BASE (ms) |" \
 	"|---|---|---|---|---|---|---|---|" "${BASE_ROWS}" "" )
+EOT
+fi
+if has R; then cat <<EOT
+### R. Every rank of a node: $WORLD reader processes (one per rank of world $WORLD), cold, files/s
+
+Each process writes its own seed line (seed=RUN sampler=distributed world=$WORLD rank=K)
+and reads its shard (every ${WORLD}th path of the merged .epochfs/order from K) with
+$(( (THREADS + WORLD - 1) / WORLD )) threads; the node's epoch is timed from the first start to the last
+finish.  One reader: rank=0-$((WORLD - 1)) in one line, the merged order read with $THREADS threads.
+
+| added latency | $WORLD ranks, one process each | one reader, every rank declared | client, $CONC in flight (bound) | ranks / bound | one reader / bound | ranks / one reader | prefetch_late (ranks) | errors |
+|---|---|---|---|---|---|---|---|---|
+${R_ROWS}
 EOT
 fi
 if has C; then cat <<EOT
