@@ -68,11 +68,13 @@ static void mark_topdir(int dirfd)
  * through the store file's page cache as well, every cached page would be
  * held twice, and under a memory limit smaller than the dataset half of
  * what fits would be duplicates (and reclaim would work twice as hard).
- *   direct  read with O_DIRECT into an aligned buffer: the store's pages
- *           are never in the page cache (the default)
- *   drop    spliced from the store file, then the served range dropped
- *           (POSIX_FADV_DONTNEED)
- *   keep    spliced, pages kept (as before)
+ *   drop    spliced from the store file (its readahead included), then
+ *           the served range dropped (POSIX_FADV_DONTNEED): the default
+ *   direct  read with O_DIRECT into an aligned buffer, only the range a
+ *           READ asks for: the store's pages never enter the page cache,
+ *           but each READ is a synchronous read of the device without
+ *           readahead (measured slower from disk, docs/benchmarks.md)
+ *   keep    spliced, pages kept (before issue 14)
  * On tmpfs or ramfs the page cache is the store itself: nothing can be
  * dropped (and asking costs a drain of every CPU's LRU batches) and a
  * direct read is a copy from those same pages, so such a store keeps its
@@ -80,15 +82,15 @@ static void mark_topdir(int dirfd)
  * (EINVAL at open) turns direct into drop, logged once.  In direct and
  * drop, a chunk just written has its writeback started (its readers were
  * served from the fetch's buffer), so that reclaim meets clean pages.
- * EPOCHFS_STORE_READS=direct|drop|keep chooses (for comparisons). */
+ * EPOCHFS_STORE_READS=drop|direct|keep chooses (for comparisons). */
 static void store_mode_init(struct store *s)
 {
 	const char *env = getenv("EPOCHFS_STORE_READS");
 	struct statfs sf;
 
-	s->mode = STORE_READS_DIRECT;
-	if (env && !strcmp(env, "drop"))
-		s->mode = STORE_READS_DROP;
+	s->mode = STORE_READS_DROP;
+	if (env && !strcmp(env, "direct"))
+		s->mode = STORE_READS_DIRECT;
 	else if (env && !strcmp(env, "keep"))
 		s->mode = STORE_READS_KEEP;
 	if (fstatfs(s->dirfd, &sf) == 0 && (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC) &&

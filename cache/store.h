@@ -33,7 +33,7 @@ int store_read(int fd, uint64_t off, void *buf, size_t len);
 /* Give a chunk's blocks back (a failed checksum). */
 void store_punch(int fd, uint64_t off, size_t len);
 /* How verified chunks are read to be served (store.c explains). */
-enum { STORE_READS_DIRECT = 0, STORE_READS_DROP, STORE_READS_KEEP };
+enum { STORE_READS_DROP = 0, STORE_READS_DIRECT, STORE_READS_KEEP };
 int store_reads(const struct store *s);
 /* [off, off + len) of the object's file read with O_DIRECT into a buffer
  * of whole blocks (*buf, free() it; the bytes at *buf + *skip): 0, 1 when

@@ -1,9 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # Issue 14: however cached chunks are read to be served (cache/store.c:
-# O_DIRECT, the default; splice then drop the pages; splice through the page
-# cache; and a cache on tmpfs, which falls back to the page cache), every
-# byte is still verified:
+# splice then drop the store's pages, the default; O_DIRECT; splice through
+# the page cache, as before; and a cache on tmpfs, which falls back to the
+# page cache), every byte is still verified:
 #  * store files damaged under a mount (after it started, before a byte of
 #    them was read) are detected by the chunk's xxh3, fetched again, never
 #    served wrong; in each read mode, with and without --no-open;
@@ -33,7 +33,8 @@ resident_kib() {
 }
 DATA_KIB=$(du -sk --apparent-size "$SRC" | cut -f1)
 
-# one_case NAME CACHEDIR READS LOGLINE [daemon options...]
+# one_case NAME CACHEDIR READS LOGLINE [daemon options...]: READS is
+# EPOCHFS_STORE_READS (empty: the default)
 one_case() {
 	local name=$1 cache=$2 reads=$3 want=$4 vf fetched n res
 	shift 4
@@ -72,16 +73,14 @@ one_case() {
 			res=$(resident_kib "$cache")
 			echo "$name: store pages resident after the epoch: $res KiB of $DATA_KIB"
 			[ -n "${DEBUG_RES:-}" ] && find "$cache/objects" -type f -print0 | xargs -0 fincore
-			case $reads in
-			keep) [ "$res" -ge $((DATA_KIB / 2)) ] || fail "$name: store pages should stay cached ($res KiB)" ;;
+			case $cache:$reads in
+			"$SHM"/*) ;; # tmpfs: its pages are the cache
+			*:keep) [ "$res" -ge $((DATA_KIB / 2)) ] || fail "$name: store pages should stay cached ($res KiB)" ;;
 			# dropping after a splice can miss pages the store file's
 			# readahead brings back while a file's reads are served out
 			# of order (two READs in flight): a quarter at most
-			drop) [ "$res" -le $((DATA_KIB / 4)) ] || fail "$name: the store's pages were kept ($res KiB of $DATA_KIB)" ;;
-			*) case $cache in
-			   "$SHM"/*) ;; # tmpfs: its pages are the cache
-			   *) [ "$res" -le $((DATA_KIB / 20)) ] || fail "$name: the store's pages were kept ($res KiB of $DATA_KIB)" ;;
-			   esac ;;
+			*:|*:drop) [ "$res" -le $((DATA_KIB / 4)) ] || fail "$name: the store's pages were kept ($res KiB of $DATA_KIB)" ;;
+			*) [ "$res" -le $((DATA_KIB / 20)) ] || fail "$name: the store's pages were kept ($res KiB of $DATA_KIB)" ;;
 			esac
 		fi
 	else
@@ -91,12 +90,17 @@ one_case() {
 	grep -q "$want" "$T/daemon.log" || fail "$name: the log does not say '$want' at the second mount"
 }
 
-one_case direct "$T/cache-direct" direct "chunks are served by O_DIRECT reads"
-one_case direct-noopen "$T/cache-direct-noopen" direct "chunks are served by O_DIRECT reads" --no-open
-one_case drop "$T/cache-drop" drop "chunks are served by splice, their pages then dropped"
+DROP="chunks are served by splice, their pages then dropped"
+DIRECT="chunks are served by O_DIRECT reads"
+TMPFS_LINE="the cache is on tmpfs.*no O_DIRECT"
+one_case default "$T/cache-default" "" "$DROP"
+one_case default-noopen "$T/cache-default-noopen" "" "$DROP" --no-open
+one_case direct "$T/cache-direct" direct "$DIRECT"
+one_case direct-noopen "$T/cache-direct-noopen" direct "$DIRECT" --no-open
 one_case keep "$T/cache-keep" keep "chunks are served by splice through the page cache"
-# tmpfs: the default asks for O_DIRECT; the store falls back and says so.
-one_case tmpfs "$SHM/cache" direct "the cache is on tmpfs.*no O_DIRECT"
-one_case tmpfs-noopen "$SHM/cache2" direct "the cache is on tmpfs.*no O_DIRECT" --no-open
+# tmpfs: the default, or O_DIRECT asked for: the store falls back and says so.
+one_case tmpfs "$SHM/cache" "" "$TMPFS_LINE"
+one_case tmpfs-direct "$SHM/cache2" direct "$TMPFS_LINE"
+one_case tmpfs-noopen "$SHM/cache3" "" "$TMPFS_LINE" --no-open
 grep -h "store:" "$T/daemon.log" | head -3
 echo ok
