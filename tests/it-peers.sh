@@ -52,10 +52,14 @@ start_node() {
 	fail "node $i did not mount"
 }
 
+# stop_node I: unmount; the daemon must exit 0 (a sanitizer's report
+# at exit fails it).
 stop_node() {
+	local st=0
 	fusermount3 -u "${NMNT[$1]}" || fail "cannot unmount node $1"
-	wait "${NPID[$1]}" 2>/dev/null
+	wait "${NPID[$1]}" 2>/dev/null || st=$?
 	unset "NPID[$1]"
+	[ $st = 0 ] || { tail -30 "${NLOG[$1]}"; fail "node $1 exited with status $st"; }
 }
 
 # nstat I EXPR: a Python expression over node I's stats (as s).
