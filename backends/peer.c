@@ -30,7 +30,7 @@
 #include "base/log.h"
 #include "base/util.h"
 
-#define PEER_TOTAL_MS 5000        /* bound on one peer request, whole */
+#define PEER_TOTAL_MS 5000        /* default bound on one peer request, whole */
 #define PEER_BACKOFF_MIN_MS 1000
 #define PEER_BACKOFF_MAX_MS 60000
 #define PEER_RESOLVE_S 30         /* names are resolved again this often */
@@ -152,7 +152,7 @@ struct peer {
 	char host[256];
 	unsigned port;
 	char secret[PEER_SECRET_MAX + 1];
-	unsigned timeout_ms;
+	unsigned timeout_ms, total_ms;
 	int dynamic;             /* the list has names to resolve again */
 	pthread_mutex_t lock;    /* table, nodes' states, queue */
 	struct ptable *tab;
@@ -703,7 +703,7 @@ static int xfer_start(struct peer *p, struct preq *pr)
 	curl_easy_setopt(e, CURLOPT_RANGE, range);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, pr->hdrs);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)p->timeout_ms);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)PEER_TOTAL_MS);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)p->total_ms);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, pr);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -966,6 +966,9 @@ int backend_peer_create(struct backend *origin, const struct peer_options *po,
 	p->be.url = origin->url;
 	p->be.concurrency = origin->concurrency;
 	p->timeout_ms = po->timeout_ms ? po->timeout_ms : PEER_DEFAULT_TIMEOUT_MS;
+	p->total_ms = po->total_ms ? po->total_ms : PEER_TOTAL_MS;
+	if (p->total_ms < p->timeout_ms)
+		p->total_ms = p->timeout_ms;
 	if ((po->listen && !(p->listen = ec_strdup(po->listen))) ||
 	    (po->peers && !(p->list = ec_strdup(po->peers))))
 		goto fail;

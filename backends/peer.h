@@ -30,6 +30,8 @@ struct peer_options {
 	char *peers;           /* "h:p,h:p", "@FILE" or "NAME:PORT", or NULL */
 	char *secret_file;
 	unsigned timeout_ms;   /* connect timeout to a peer */
+	unsigned total_ms;     /* bound on one peer request (0: 5 s); the
+				* daemon keeps it within the origin's --timeout */
 };
 extern struct peer_options peer_opts;
 

@@ -394,6 +394,8 @@ int main(int argc, char **argv)
 	if (peer_opts.listen || peer_opts.peers) { /* peers (issue 13): the client wraps the source */
 		struct backend *pb;
 
+		if (!peer_opts.total_ms && o.be.timeout_s < 5)
+			peer_opts.total_ms = o.be.timeout_s * 1000; /* within the origin's bound */
 		rc = backend_peer_create(be, &peer_opts, &pb, err, sizeof(err));
 		if (rc) {
 			log_err("%s", err);
