@@ -129,9 +129,13 @@ done
 # node (no --listen) reads through the three, so that its reads reach them.
 log "kill -9 node 3 in the middle of a read through a fourth node"
 start_node 4 "$ORIGIN" "$((CSIZE / 4))" --peers "@$T/peers" --peer-secret-file "$T/secret"
-python3 "$SRCDIR/tests/peer_read.py" "$T/www/data" "${NMNT[4]}" 11 8 >"$T/read-kill.out" 2>&1 &
+PEER_READ_PROGRESS=$T/quarter python3 "$SRCDIR/tests/peer_read.py" "$T/www/data" "${NMNT[4]}" 11 4 \
+	>"$T/read-kill.out" 2>&1 &
 rpid=$!
-sleep 0.5
+for k in $(seq 3000); do # a quarter of the files read: the middle of the read
+	[ -e "$T/quarter" ] && break
+	sleep 0.01
+done
 kill -9 "${NPID[3]}"
 wait "${NPID[3]}" 2>/dev/null
 unset "NPID[3]"

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 """Read every file of REF through MNT in a shuffled order with several
 threads and compare the bytes (tests/it-peers.sh).  Prints one summary line;
-exit status 1 when any file failed to read or differed."""
+exit status 1 when any file failed to read or differed.  With PEER_READ_PROGRESS
+set, that file is created once a quarter of the files are read."""
 import os
 import random
 import sys
@@ -19,6 +20,8 @@ def main():
         files = files[:limit]
     bad, errors, lock, it = [], [], threading.Lock(), iter(files)
     total = [0]
+    done = [0]
+    progress = os.environ.get("PEER_READ_PROGRESS")
 
     def work():
         while True:
@@ -36,6 +39,9 @@ def main():
             with open(os.path.join(ref, rel), "rb") as f:
                 want = f.read()
             with lock:
+                done[0] += 1
+                if progress and done[0] == len(files) // 4:
+                    open(progress, "w").close()
                 total[0] += len(got)
                 if got != want:
                     bad.append("%s: %d bytes, %d expected, differ" % (rel, len(got), len(want)))
