@@ -899,9 +899,11 @@ static int peer_submit(struct backend *be, struct backend_req *req)
 	return 0;
 }
 
-static void peer_destroy(struct backend *be)
+/* Stop the threads (those started: p->multi set means the transfer thread
+ * runs, p->hup[1] open the membership thread), cancel what is queued,
+ * destroy the origin if p still holds it, free everything. */
+static void peer_free(struct peer *p)
 {
-	struct peer *p = (struct peer *)be;
 	struct preq *pr;
 
 	pthread_mutex_lock(&p->lock);
@@ -912,7 +914,7 @@ static void peer_destroy(struct backend *be)
 		pthread_join(p->thread, NULL);
 	}
 	if (p->hup[1] >= 0) {
-		peer_reload(be);
+		peer_reload(&p->be);
 		pthread_join(p->mthread, NULL);
 	}
 	/* The cache is closed: nothing should be left; what is, is cancelled. */
@@ -939,6 +941,11 @@ static void peer_destroy(struct backend *be)
 	free(p->list);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+}
+
+static void peer_destroy(struct backend *be)
+{
+	peer_free((struct peer *)be);
 }
 
 int backend_is_peer(const struct backend *be)
@@ -1012,28 +1019,8 @@ int backend_peer_create(struct backend *origin, const struct peer_options *po,
 fail:
 	if (!*err)
 		snprintf(err, errlen, "peer client: %s", strerror(-rc));
-	/* the origin stays the caller's */
-	p->origin = NULL;
-	pthread_mutex_lock(&p->lock);
-	p->stop = 1;
-	pthread_mutex_unlock(&p->lock);
-	if (p->multi) {
-		curl_multi_wakeup(p->multi);
-		pthread_join(p->thread, NULL);
-		curl_multi_cleanup(p->multi);
-	}
-	tab_free(p->tab);
-	for (unsigned i = 0; i < p->nreg; i++)
-		free(p->reg[i]);
-	free(p->reg);
-	if (p->hup[0] >= 0)
-		close(p->hup[0]);
-	if (p->hup[1] >= 0)
-		close(p->hup[1]);
-	free(p->listen);
-	free(p->list);
-	pthread_mutex_destroy(&p->lock);
-	free(p);
+	p->origin = NULL; /* the origin stays the caller's */
+	peer_free(p);
 	return rc;
 }
 
