@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <fcntl.h>
 #include <xxhash.h>
@@ -85,10 +86,15 @@ int peer_read_secret(const char *path, char *buf, size_t len, char *err, size_t 
 	FILE *f = fopen(path, "re");
 	size_t n;
 
+	struct stat st;
+
 	if (!f) {
 		snprintf(err, errlen, "peer secret file %s: %s", path, strerror(errno));
 		return -errno;
 	}
+	if (!fstat(fileno(f), &st) && (st.st_mode & 077))
+		log_warn("peer secret file %s can be read by others (mode %03o): chmod 600 it", path,
+			 (unsigned)(st.st_mode & 0777));
 	if (!fgets(buf, (int)len, f))
 		buf[0] = 0;
 	fclose(f);
