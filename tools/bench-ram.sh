@@ -203,7 +203,7 @@ DBYTES=$(find "$D/src" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
 epoch_pair() {
 	local pre=$1 tgt=$2 seed=$3 pid=${4:-} c0=0 c1
 	drop
-	[ -n "$pid" ] && c0=$(cpu_s "$pid")
+	[ -n "$pid" ] && { c0=$(cpu_s "$pid"); statj "$tgt" reads opens >"$D/ro.$pid"; }
 	incg /usr/bin/time -f "%U %S" -o "$D/time" "$B/epochfs-read" --threads "$THREADS" --epochs 2 --seed "$seed" \
 		--verify "$REF" "$tgt" >"$D/out" 2>&1 || true
 	cat "$D/out" >>"$D/log"
@@ -212,6 +212,11 @@ epoch_pair() {
 	# the reader's CPU, ms per file (both epochs)
 	tail -1 "$D/time" | awk -v n="$NFILES" '{printf "%.3f\n", ($1 + $2) * 1000 / (2 * n)}' >>"$D/r-$pre-rcpu"
 	if [ -n "$pid" ]; then
+		# READ requests per file (a file the page cache holds costs none)
+		statj "$tgt" reads opens >"$D/ro"
+		[ -s "$D/ro.$pid" ] && awk -v n="$NFILES" 'NR == FNR {r0 = $1; next} {printf "%.2f\n", ($1 - r0) / (2 * n)}' \
+			"$D/ro.$pid" "$D/ro" >>"$D/r-$pre-reads"
+		mv "$D/ro" "$D/ro.$pid"
 		c1=$(cpu_s "$pid")
 		awk -v a="$c0" -v b="$c1" -v n="$NFILES" 'BEGIN{printf "%.3f\n", (b - a) * 1000 / (2 * n)}' >>"$D/r-$pre-cpu"
 	fi
@@ -254,8 +259,8 @@ if has W; then
 			if [ -n "${BASE:-}" ]; then bb=$(med "w-$cap-base-$e"); row+=" $bb | $(ratio "$bb" "$l") |"; fi
 			W_ROWS+="$row $(med "w-$cap-fs-cpu") | $(med "w-$cap-peak") |"$'\n'
 		done
-		row="| $cap | $(med "w-$cap-local-rcpu") | $(med "w-$cap-fs-rcpu") | $(med "w-$cap-fs-cpu") |"
-		[ -n "${BASE:-}" ] && row+=" $(med "w-$cap-base-rcpu") | $(med "w-$cap-base-cpu") |"
+		row="| $cap | $(med "w-$cap-local-rcpu") | $(med "w-$cap-fs-rcpu") | $(med "w-$cap-fs-cpu") | $(med "w-$cap-fs-reads") |"
+		[ -n "${BASE:-}" ] && row+=" $(med "w-$cap-base-rcpu") | $(med "w-$cap-base-cpu") | $(med "w-$cap-base-reads") |"
 		WC_ROWS+="$row"$'\n'
 	done
 fi
@@ -397,10 +402,10 @@ has W && cat <<EOT
 |---|---|---|---|---|$([ -n "${BASE:-}" ] && echo "---|---|")---|---|
 ${W_ROWS}
 CPU per file and epoch, ms (both epochs of each run; the reader's from /usr/bin/time,
-the daemon's from /proc/PID/stat):
+the daemon's from /proc/PID/stat), and READ requests the daemon served per file and epoch:
 
-| cgroup | reader, local | reader, epochfs | daemon, epochfs |$([ -n "${BASE:-}" ] && echo " reader, BASE | daemon, BASE |")
-|---|---|---|---|$([ -n "${BASE:-}" ] && echo "---|---|")
+| cgroup | reader, local | reader, epochfs | daemon, epochfs | READs per file, epochfs |$([ -n "${BASE:-}" ] && echo " reader, BASE | daemon, BASE | READs per file, BASE |")
+|---|---|---|---|---|$([ -n "${BASE:-}" ] && echo "---|---|---|")
 ${WC_ROWS}
 EOT
 has C && cat <<EOT
