@@ -514,10 +514,10 @@ int peerd_start(struct cache *c, struct backend *be, const char *listen, struct 
 	d->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 					  MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 				  0, NULL, NULL, on_request, d,
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, /* first: MHD wants it so */
 				  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)PEERD_CONNECTIONS,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)PEERD_IDLE_S,
-				  MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 				  MHD_OPTION_END);
 	if (!d->mhd) {
 		rc = errno ? -errno : -EADDRINUSE;
