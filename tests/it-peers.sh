@@ -219,6 +219,19 @@ code 206 -H "X-Epochfs-Secret: $SEC" -H "Range: bytes=0-$((FSIZE - 1))" "$U"
 cmp -s "$T/body" "$T/www/data/class00/$F" || fail "the peer server sent wrong bytes"
 kill -0 "${NPID[1]}" && mountpoint -q "${NMNT[1]}" || fail "node 1 did not survive the requests"
 
+log "without --peer-secret-file the server binds the loopback only (--listen 0.0.0.0 too)"
+P7=$(free_port)
+start_node 7 "$ORIGIN" "$((CSIZE / 4))" --listen "0.0.0.0:$P7" --peers "127.0.0.1:$P7"
+grep -q "no --peer-secret-file: listening on the loopback only" "${NLOG[7]}" ||
+	fail "node 7 did not say it listens on the loopback only: $(cat "${NLOG[7]}")"
+code 404 "http://127.0.0.1:$P7/"
+code 206 -H "Range: bytes=0-9" "http://127.0.0.1:$P7/v1/object?key=class00/$F&size=$FSIZE&etag=&mtime=0"
+for ip in $(hostname -I 2>/dev/null); do
+	case $ip in 127.*|*:*) continue ;; esac
+	code 000 "http://$ip:$P7/"
+done
+stop_node 7
+
 log "a peer behind a proxy that resets connections and corrupts bytes"
 PROXY_LOG=$T/proxy.log
 start_proxy "${NPORT[2]}" --reset-rate 0.2 --corrupt-rate 0.3 --seed 5 --outage-file "$T/outage"
