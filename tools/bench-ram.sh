@@ -120,7 +120,8 @@ cleanup() {
 	cg_remove
 	rm -rf "$D" "$REF"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM # through the EXIT trap
 
 say() { echo "== $(date +%H:%M:%S) $*" >&2; }
 has() { case " $CASES " in *" $1 "*) return 0 ;; esac; return 1; }
