@@ -257,6 +257,15 @@ done
 wait $rpid || { cat "$T/read-outage.out"; fail "a read during a peer outage failed"; }
 cat "$T/read-outage.out"
 [ -n "$seen" ] || fail "the peer in an outage never showed down: $(nstat 6 's["peers"]')"
+log "epochfs-stat shows the peers within 80 columns; Prometheus has them"
+COLUMNS=80 "${TOOLS:-$BUILDDIR}/epochfs-stat" "${NMNT[6]}" >"$T/stat6" || fail "epochfs-stat failed"
+grep -q "^  peers     origin" "$T/stat6" || { cat "$T/stat6"; fail "no peers line in epochfs-stat"; }
+grep -q "127.0.0.1:$PROXY_PORT " "$T/stat6" || { cat "$T/stat6"; fail "the peer's row is missing"; }
+awk 'length > 80 { bad = 1; print "too wide: " $0 } END { exit bad }' "$T/stat6" ||
+	fail "epochfs-stat passes 80 columns with peers"
+"${TOOLS:-$BUILDDIR}/epochfs-stat" --prometheus "${NMNT[6]}" >"$T/prom6" || fail "epochfs-stat --prometheus failed"
+grep -q '^epochfs_origin_bytes_total{' "$T/prom6" && grep -q "addr=\"127.0.0.1:$PROXY_PORT\"" "$T/prom6" ||
+	fail "Prometheus output lacks the peer figures: $(grep -i peer "$T/prom6" | head -5)"
 stop_node 6
 
 log "SIGHUP reads the peers file again (and does not unmount)"

@@ -482,6 +482,28 @@ static void rank_table(const struct json *j)
 	}
 }
 
+/* The peers of the job (issue 13), one row each: address, state, requests,
+ * errors, bytes read from it. */
+static void peer_table(const struct json *j)
+{
+	int arr = jget(j, 0, "peers");
+	char addr[512], st[16], a[32], b[32], c1[32], fb[64];
+
+	if (arr < 0 || j->t[arr].type != J_ARR || !j->t[arr].size)
+		return;
+	/* 2 + 38 + 6 + 11 + 9 + 12 = 78 columns at most */
+	printf("  %-38s%6s%11s%9s%12s\n", "peer", "state", "requests", "errors", "bytes in");
+	for (int c = arr + 1; c <= arr + j->t[arr].size; c += 1 + j->t[c].size) {
+		if (j->t[c].type != J_OBJ)
+			continue;
+		jstr(j, c, "addr", addr, sizeof(addr));
+		jstr(j, c, "state", st, sizeof(st));
+		printf("  %-38s%6s%11s%9s%12s\n", fit(addr, 37, fb, sizeof(fb)), st,
+		       cnt(jnum(j, c, "requests"), a), cnt(jnum(j, c, "errors"), b),
+		       bytes(jnum(j, c, "bytes"), c1));
+	}
+}
+
 /* The one-screen view.  prev (or NULL) gives the rates over the last interval. */
 static void show(const char *mnt, const struct snap *s, const struct snap *prev)
 {
@@ -592,6 +614,19 @@ static void show(const char *mnt, const struct snap *s, const struct snap *prev)
 		       (jnum(j, 0, "backend_requests") - jnum(p, 0, "backend_requests")) / dt);
 		ln_end(&l);
 	}
+	if (jhas(j, 0, "peer_requests")) {
+		ln_start(&l, "peers");
+		ln_add(&l, "origin %s", bytes(jnum(j, 0, "origin_bytes"), b1));
+		ln_add(&l, "from peers %s", bytes(jnum(j, 0, "peer_bytes_in"), b2));
+		ln_add(&l, "to peers %s", bytes(jnum(j, 0, "peer_bytes_out"), b3));
+		ln_add(&l, "%.0f requests", jnum(j, 0, "peer_requests"));
+		ln_add(&l, "%.0f errors", jnum(j, 0, "peer_errors"));
+		ln_add(&l, "%.0f misses", jnum(j, 0, "peer_misses"));
+		ln_add(&l, "%.0f served", jnum(j, 0, "peer_served"));
+		ln_add(&l, "%.0f refused", jnum(j, 0, "peer_refused"));
+		ln_end(&l);
+		peer_table(j);
+	}
 	if (jget(j, 0, "ranks") >= 0 && j->t[jget(j, 0, "ranks")].size > 0) {
 		printf("\n");
 		rank_table(j);
@@ -671,6 +706,14 @@ static const struct metric metrics[] = {
 	{ "epoch_length", "epoch_length", "Samples in the epoch's order", 0, 1 },
 	{ "hit_bytes", "hit_bytes", "Bytes served from the cache", 1, 1 },
 	{ "planned", "planned", "1 while a plan (seed or order) is in force", 0, 1 },
+	{ "origin_bytes", "origin_bytes", "Bytes read from the origin (peers excluded)", 1, 1 },
+	{ "peer_bytes_in", "peer_bytes_in", "Bytes read from peers' caches", 1, 1 },
+	{ "peer_bytes_out", "peer_bytes_out", "Bytes served to peers", 1, 1 },
+	{ "peer_requests", "peer_requests", "Requests sent to peers", 1, 1 },
+	{ "peer_errors", "peer_errors", "Peer requests that failed (the read went to the origin)", 1, 1 },
+	{ "peer_misses", "peer_misses", "Peer requests the peer could not serve (404, 409)", 1, 1 },
+	{ "peer_served", "peer_served", "Requests of peers served", 1, 1 },
+	{ "peer_refused", "peer_refused", "Requests of peers refused (4xx)", 1, 1 },
 };
 
 /* Arrays of objects exported as families of their own, one sample per
@@ -680,6 +723,7 @@ static const struct {
 } arrays[] = {
 	{ "epochs", "epoch_", "epoch", "Per epoch: " },
 	{ "ranks", "rank_", "rank", "Per rank: " },
+	{ "peers", "peer_", "addr", "Per peer: " },
 };
 
 static void prom_name(const char *prefix, const char *key, int keylen, char *out, size_t outlen)
@@ -757,9 +801,19 @@ static void prom_family(const char *name, const struct metric *m, int ai, char *
 				prom_name(prefix, j->t[c].key, j->t[c].keylen, nm, sizeof(nm));
 				if (j->t[c].type != J_NUM || strcmp(nm, name))
 					continue;
-				snprintf(raw, sizeof(raw), "%.0f", jnum(j, e, arrays[ai].label));
-				printf("%s{mountpoint=\"%s\",%s=\"%s\"} %.17g\n", name, lbl,
-				       arrays[ai].label, raw, j->t[c].num * m->scale);
+				{
+					int li = jget(j, e, arrays[ai].label);
+					char esc[600];
+
+					if (li >= 0 && j->t[li].type == J_STR)
+						jstr(j, e, arrays[ai].label, raw, sizeof(raw));
+					else
+						snprintf(raw, sizeof(raw), "%.0f",
+							 jnum(j, e, arrays[ai].label));
+					prom_label(raw, esc, sizeof(esc));
+					printf("%s{mountpoint=\"%s\",%s=\"%s\"} %.17g\n", name, lbl,
+					       arrays[ai].label, esc, j->t[c].num * m->scale);
+				}
 			}
 	}
 }
