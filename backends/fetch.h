@@ -198,19 +198,9 @@ int http_parse_manifest_line(char *line, char *key, size_t keylen, uint64_t *siz
 
 /* s3.c: pure parsers, exposed for the unit tests. */
 
-struct s3_creds {
-	char key[128];
-	char secret[128];
-	char token[2048];
-};
-
 /* Split s3://BUCKET[/PREFIX] into bucket and prefix ("" or ending in '/').
  * 0 or -EINVAL. */
 int s3_parse_url(const char *url, char *bucket, size_t blen, char *prefix, size_t plen);
-
-/* Find `profile` in an INI credentials text (~/.aws/credentials) and fill
- * c.  0, -ENOENT (no such profile or no key pair in it). */
-int s3_parse_credentials(const char *text, const char *profile, struct s3_creds *c);
 
 /* Find `key` of `profile` in ~/.aws/config text ("[profile NAME]" or
  * "[default]"); 0 or -ENOENT. */

@@ -64,59 +64,6 @@ int s3_parse_url(const char *url, char *bucket, size_t blen, char *prefix, size_
 	return 0;
 }
 
-/* Walk an INI text: for each "key = value" line of the section named
- * `section`, call want(); stops at the first non-zero return. */
-static int ini_walk(const char *text, const char *section,
-		    int (*want)(void *arg, const char *k, const char *v), void *arg)
-{
-	char line[4096], *k, *v, *e;
-	int in = 0, rc;
-
-	while (*text) {
-		size_t n = strcspn(text, "\n");
-
-		if (n >= sizeof(line))
-			n = sizeof(line) - 1;
-		memcpy(line, text, n);
-		line[n] = 0;
-		text += strcspn(text, "\n");
-		if (*text)
-			text++;
-		k = line;
-		while (isspace((unsigned char)*k))
-			k++;
-		e = k + strlen(k);
-		while (e > k && isspace((unsigned char)e[-1]))
-			*--e = 0;
-		if (*k == '#' || *k == ';' || !*k)
-			continue;
-		if (*k == '[') {
-			if (e[-1] != ']')
-				continue;
-			e[-1] = 0;
-			k++;
-			while (isspace((unsigned char)*k))
-				k++;
-			e = k + strlen(k);
-			while (e > k && isspace((unsigned char)e[-1]))
-				*--e = 0;
-			in = !strcmp(k, section);
-			continue;
-		}
-		if (!in || !(v = strchr(k, '=')))
-			continue;
-		e = v;
-		*v++ = 0;
-		while (e > k && isspace((unsigned char)e[-1]))
-			*--e = 0;
-		while (isspace((unsigned char)*v))
-			v++;
-		if ((rc = want(arg, k, v)))
-			return rc;
-	}
-	return 0;
-}
-
 static void copy_value(char *dst, size_t n, const char *v)
 {
 	size_t l = strnlen(v, n - 1);
@@ -125,60 +72,16 @@ static void copy_value(char *dst, size_t n, const char *v)
 	dst[l] = 0;
 }
 
-static int want_cred(void *arg, const char *k, const char *v)
-{
-	struct s3_creds *c = arg;
-
-	if (!strcmp(k, "aws_access_key_id"))
-		copy_value(c->key, sizeof(c->key), v);
-	else if (!strcmp(k, "aws_secret_access_key"))
-		copy_value(c->secret, sizeof(c->secret), v);
-	else if (!strcmp(k, "aws_session_token"))
-		copy_value(c->token, sizeof(c->token), v);
-	return 0;
-}
-
-int s3_parse_credentials(const char *text, const char *profile, struct s3_creds *c)
-{
-	memset(c, 0, sizeof(*c));
-	ini_walk(text, profile, want_cred, c);
-	if (!c->key[0] || !c->secret[0]) {
-		explicit_bzero(c, sizeof(*c));
-		return -ENOENT;
-	}
-	return 0;
-}
-
-struct want_one {
-	const char *key;
-	char *out;
-	size_t outlen;
-	int found;
-};
-
-static int want_key(void *arg, const char *k, const char *v)
-{
-	struct want_one *w = arg;
-
-	if (strcmp(k, w->key))
-		return 0;
-	copy_value(w->out, w->outlen, v);
-	w->found = 1;
-	return 1;
-}
-
 int s3_parse_config(const char *text, const char *profile, const char *key,
 		    char *out, size_t outlen)
 {
-	struct want_one w = { key, out, outlen, 0 };
 	char section[256];
 
 	if (!strcmp(profile, "default"))
 		snprintf(section, sizeof(section), "default");
 	else
 		snprintf(section, sizeof(section), "profile %s", profile);
-	ini_walk(text, section, want_key, &w);
-	return w.found ? 0 : -ENOENT;
+	return creds_ini_get(text, section, key, out, outlen) ? -ENOENT : 0;
 }
 
 /* Append code point cp as UTF-8; 0 or -ENAMETOOLONG. */

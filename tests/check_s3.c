@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "backends/creds.h"
 #include "backends/fetch.h"
 
 START_TEST(urls)
@@ -47,24 +48,27 @@ static const char creds[] =
 	"[broken\n"
 	"aws_access_key_id = NOPE\n";
 
+/* The credentials file as creds.c reads it (the chain itself: check_creds). */
 START_TEST(credentials)
 {
-	struct s3_creds c;
+	char v[256];
 
-	ck_assert_int_eq(s3_parse_credentials(creds, "default", &c), 0);
-	ck_assert_str_eq(c.key, "AKIDDEFAULT");
-	ck_assert_str_eq(c.secret, "secretdefault");
-	ck_assert_str_eq(c.token, "");
-	ck_assert_int_eq(s3_parse_credentials(creds, "work", &c), 0);
-	ck_assert_str_eq(c.key, "AKIDWORK");
-	ck_assert_str_eq(c.secret, "se=cret/with+stuff");
-	ck_assert_str_eq(c.token, "TOKEN123");
-	ck_assert_int_eq(s3_parse_credentials(creds, "halfway", &c), -ENOENT);
-	ck_assert_str_eq(c.key, "");     /* nothing half-filled is left behind */
-	ck_assert_int_eq(s3_parse_credentials(creds, "missing", &c), -ENOENT);
-	ck_assert_int_eq(s3_parse_credentials("", "default", &c), -ENOENT);
-	ck_assert_int_eq(s3_parse_credentials("aws_access_key_id=x\naws_secret_access_key=y\n",
-					      "default", &c), -ENOENT);
+	ck_assert_int_eq(creds_ini_get(creds, "default", "aws_access_key_id", v, sizeof(v)), 0);
+	ck_assert_str_eq(v, "AKIDDEFAULT");
+	ck_assert_int_eq(creds_ini_get(creds, "default", "aws_secret_access_key", v, sizeof(v)), 0);
+	ck_assert_str_eq(v, "secretdefault");
+	ck_assert_int_eq(creds_ini_get(creds, "default", "aws_session_token", v, sizeof(v)), -ENOENT);
+	ck_assert_int_eq(creds_ini_get(creds, "work", "aws_secret_access_key", v, sizeof(v)), 0);
+	ck_assert_str_eq(v, "se=cret/with+stuff");
+	ck_assert_int_eq(creds_ini_get(creds, "work", "aws_session_token", v, sizeof(v)), 0);
+	ck_assert_str_eq(v, "TOKEN123");
+	ck_assert_int_eq(creds_ini_get(creds, "halfway", "aws_secret_access_key", v, sizeof(v)),
+			 -ENOENT);
+	ck_assert_int_eq(creds_ini_get(creds, "broken", "aws_access_key_id", v, sizeof(v)), -ENOENT);
+	ck_assert_int_eq(creds_ini_get(creds, "missing", "aws_access_key_id", v, sizeof(v)), -ENOENT);
+	ck_assert_int_eq(creds_ini_get("", "default", "aws_access_key_id", v, sizeof(v)), -ENOENT);
+	ck_assert_int_eq(creds_ini_get("aws_access_key_id=x\n", "default", "aws_access_key_id", v,
+				       sizeof(v)), -ENOENT);
 }
 END_TEST
 
