@@ -126,12 +126,6 @@ uint64_t plan_first_pending_slot(const struct plan *p);
  * every plan).  Returns 1 when this moved the node to the next epoch, 0
  * otherwise. */
 int plan_on_open_rank(struct plan *p, uint32_t i, int *rank);
-/* The same, with a hint: hint (a rank index, or -1) is the rank the opener
- * was last located in; when that rank holds i ahead of its position, the
- * open is its own whatever another rank's distance.  A rank's loader
- * workers read only for it, and ranks that drift apart (one already in the
- * next epoch) would otherwise take each other's samples. */
-int plan_on_open_hint(struct plan *p, uint32_t i, int hint, int *rank);
 int plan_on_open(struct plan *p, uint32_t i);
 
 /* Absolute use number of sample i's nearest next use over all ranks

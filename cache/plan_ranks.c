@@ -550,16 +550,11 @@ struct spot {
 	int advance;  /* the rank moves to eo's epoch first */
 };
 
-/* Consider the slots of sample i in eo for the nearest spot ahead (only
- * rank index `only`'s, when it is not -1). */
-static void nearest_in(struct plan *p, struct epoch_order *eo, uint32_t i, int only,
-		       struct spot *best)
+/* Consider the slots of sample i in eo for the nearest spot ahead. */
+static void nearest_in(struct plan *p, struct epoch_order *eo, uint32_t i, struct spot *best)
 {
 	for (uint32_t s = eo->pos[i]; s != PLAN_NONE; s = eo_again(eo, s)) {
 		unsigned k = s % p->nr;
-
-		if (only >= 0 && k != (unsigned)only)
-			continue;
 		struct plan_rank *r = &p->rk[k];
 		struct epoch_order *reo = rank_eo(p, k);
 		uint64_t q = s / p->nr, d;
@@ -580,7 +575,7 @@ static void nearest_in(struct plan *p, struct epoch_order *eo, uint32_t i, int o
 	}
 }
 
-int plan_on_open_hint(struct plan *p, uint32_t i, int hint, int *rank)
+int plan_on_open_rank(struct plan *p, uint32_t i, int *rank)
 {
 	struct spot best = { 0 };
 	uint64_t base = p->cur.epoch;
@@ -588,13 +583,9 @@ int plan_on_open_hint(struct plan *p, uint32_t i, int hint, int *rank)
 	*rank = -1;
 	if (p->mode == PLAN_OFF || !p->cur.valid || i >= p->n)
 		return 0;
-	if (hint >= (int)p->nr)
-		hint = -1;
-	for (int pass = hint >= 0 ? 0 : 1; pass < 2 && !best.eo; pass++) {
-		nearest_in(p, &p->cur, i, pass ? -1 : hint, &best);
-		if (p->next.valid)
-			nearest_in(p, &p->next, i, pass ? -1 : hint, &best);
-	}
+	nearest_in(p, &p->cur, i, &best);
+	if (p->next.valid)
+		nearest_in(p, &p->next, i, &best);
 	if (!best.eo)
 		return 0;
 	*rank = (int)best.k;
@@ -607,11 +598,6 @@ int plan_on_open_hint(struct plan *p, uint32_t i, int hint, int *rank)
 	mark(p, best.k, best.eo, best.q);
 	settle(p);
 	return p->cur.epoch != base;
-}
-
-int plan_on_open_rank(struct plan *p, uint32_t i, int *rank)
-{
-	return plan_on_open_hint(p, i, -1, rank);
 }
 
 int plan_on_open(struct plan *p, uint32_t i)

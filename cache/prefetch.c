@@ -65,8 +65,6 @@ void prefetch_rewind_locked(struct prefetcher *pf, uint64_t u)
 
 void prefetch_plan_changed_locked(struct prefetcher *pf)
 {
-	/* the ranks' indices may have moved: the pids' hints start over */
-	memset(pf->pids, 0, sizeof(pf->pids));
 	subst_reset_locked(pf->sb);
 	epoch_begin_locked(pf);
 	pthread_cond_signal(&pf->cond);
@@ -121,7 +119,7 @@ void prefetch_on_open_locked(struct prefetcher *pf, struct obj *o, uint64_t ino,
 	i = plan_sample_of(pf->plan, ino);
 	if (content_ino == ino)
 		subst_set_sample_locked(pf->sb, o, i);
-	if (i != PLAN_NONE && plan_on_open_hint(pf->plan, i, pid_rank(pf, pid), &rank)) {
+	if (i != PLAN_NONE && plan_on_open_rank(pf->plan, i, &rank)) {
 		subst_reset_locked(pf->sb);
 		epoch_begin_locked(pf);
 		log_debug("readers moved to epoch %llu", (unsigned long long)plan_epoch(pf->plan));

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/order.h"
 #include "cache/plan.h"
 #include "backends/base/util.h"
 
@@ -707,62 +706,6 @@ START_TEST(test_set_epoch)
 }
 END_TEST
 
-/* ---- locating an open among ranks that drifted apart ---- */
-
-/* Rank 0 has read all of epoch 0 and is in epoch 1; rank 1 has read
- * nothing.  A sample rank 1 plans in epoch 0 that rank 0 plans nearer in
- * epoch 1 goes to rank 0 by distance alone, to rank 1 with its hint. */
-START_TEST(test_open_hint)
-{
-	enum { NS = 100 };
-	struct order_spec s = { ORDER_DISTRIBUTED, 5, 0, 2, 0, 0 };
-	uint32_t ranks[2] = { 0, 1 }, o0[NS], o1[NS], pick = PLAN_NONE;
-	struct plan *p = NULL;
-	uint64_t *inos = malloc(NS * sizeof(*inos));
-	int rank, q1 = -1;
-
-	for (uint32_t i = 0; i < NS; i++)
-		inos[i] = 100 + i;
-	ck_assert_int_eq(plan_create(&p), 0);
-	ck_assert_int_eq(plan_set_manifest(p, inos, NS), 0);
-	ck_assert_int_eq(plan_seed_ranks(p, &s, ranks, 2, 0, 0), 0);
-	ck_assert_int_eq(order_generate_ranks(&s, ranks, 2, NS, o0, NS), 0); /* epoch 0 */
-	s.epoch = 1;
-	ck_assert_int_eq(order_generate_ranks(&s, ranks, 2, NS, o1, NS), 0); /* epoch 1 */
-	for (int q = 0; q < NS / 2; q++) { /* rank 0 reads its epoch 0 */
-		ck_assert_int_eq(plan_on_open_hint(p, o0[q * 2], 0, &rank), 0);
-		ck_assert_int_eq(rank, 0);
-	}
-	ck_assert_int_eq(plan_on_open_hint(p, o1[0], 0, &rank), 0); /* ... and opens epoch 1 */
-	/* a sample rank 1 reads late in epoch 0 and rank 0 soon in epoch 1 */
-	for (int q = NS / 2 - 1; q >= 10 && pick == PLAN_NONE; q--)
-		for (int r = 1; r < 5; r++)
-			if (o1[r * 2] == o0[q * 2 + 1]) {
-				pick = o0[q * 2 + 1];
-				q1 = q;
-			}
-	ck_assert_msg(pick != PLAN_NONE, "no sample fits the test (seed)");
-	ck_assert_int_eq(plan_on_open_hint(p, pick, 1, &rank), 0);
-	ck_assert_msg(rank == 1, "with its hint, rank 1's open of its position %d went to rank %d",
-		      q1, rank);
-	plan_destroy(p);
-	/* without a hint, the same open goes to the nearer rank 0 */
-	inos = malloc(NS * sizeof(*inos));
-	for (uint32_t i = 0; i < NS; i++)
-		inos[i] = 100 + i;
-	s.epoch = 0;
-	ck_assert_int_eq(plan_create(&p), 0);
-	ck_assert_int_eq(plan_set_manifest(p, inos, NS), 0);
-	ck_assert_int_eq(plan_seed_ranks(p, &s, ranks, 2, 0, 0), 0);
-	for (int q = 0; q < NS / 2; q++)
-		ck_assert_int_eq(plan_on_open_hint(p, o0[q * 2], -1, &rank), 0);
-	ck_assert_int_eq(plan_on_open_hint(p, o1[0], -1, &rank), 0);
-	ck_assert_int_eq(plan_on_open_hint(p, pick, -1, &rank), 0);
-	ck_assert_int_eq(rank, 0);
-	plan_destroy(p);
-}
-END_TEST
-
 /* ---- memory: the plan's cost per sample (issue 12) ---- */
 
 static size_t heap_used(void)
@@ -850,7 +793,6 @@ static Suite *plan_suite(void)
 	tcase_add_test(tc, test_bitmap_seed);
 	tcase_add_test(tc, test_set_epoch);
 	tcase_add_test(tc, test_memory_ranks);
-	tcase_add_test(tc, test_open_hint);
 	suite_add_tcase(s, tc);
 	return s;
 }
