@@ -26,6 +26,7 @@
 #include "backends/peer.h"
 #include "backends/base/exitcode.h"
 #include "backends/base/log.h"
+#include "backends/base/mountinfo.h"
 #include "backends/base/util.h"
 
 #ifndef EPOCHFS_VERSION
@@ -278,6 +279,47 @@ static int check_cache_dir(struct epochfs_opts *o, const char *abs_mnt, char *ab
 	return 0;
 }
 
+/* --- issue 14: the mount's readahead window ----------------------------
+ * The kernel gives a FUSE mount's bdi the default readahead window (128
+ * KiB) whatever max_readahead the init reply says, so a file over 128 KiB
+ * cost its reader two READ round trips (1.5 a file of ImageNet's sizes,
+ * docs/benchmarks.md).  Raised to max_read where the daemon may write it
+ * (root); else left as it is, and logged. */
+struct ra_find {
+	const char *mnt;
+	char dev[32];
+};
+
+static int ra_find_fn(void *arg, const struct mountinfo_ent *e)
+{
+	struct ra_find *f = arg;
+
+	if (!strcmp(e->mountpoint, f->mnt) && !strncmp(e->fstype, "fuse", 4))
+		snprintf(f->dev, sizeof(f->dev), "%s", e->dev); /* the last one: ours */
+	return 0;
+}
+
+static void mount_readahead(const char *mnt, unsigned kib)
+{
+	struct ra_find f = { .mnt = mnt };
+	char path[96], val[16];
+	int fd, n;
+
+	if (mountinfo_each(NULL, ra_find_fn, &f) || !f.dev[0])
+		return;
+	snprintf(path, sizeof(path), "/sys/class/bdi/%s/read_ahead_kb", f.dev);
+	n = snprintf(val, sizeof(val), "%u", kib);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, val, (size_t)n) != n)
+		log_info("readahead of the mount left at the kernel's default (%s: %s)", path,
+			 strerror(errno));
+	else
+		log_debug("readahead of the mount: %u KiB (%s)", kib, path);
+	if (fd >= 0)
+		close(fd);
+}
+/* --- end issue 14 --- */
+
 /* Where the log goes: --log-file, else stderr in the foreground, else
  * syslog, else (no /dev/log: syslog would drop every line) a file in the
  * cache dir, said on stderr while someone still sees it.  Until the mount
@@ -354,7 +396,14 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (o.version) {
-		printf("epochfs %s (FUSE %s)\n", EPOCHFS_VERSION, fuse_pkgversion());
+		/* issue 14: FUSE passthrough needs libfuse 3.17 (FUSE_CAP_PASSTHROUGH) */
+#if defined(HAVE_DECL_FUSE_CAP_PASSTHROUGH) && HAVE_DECL_FUSE_CAP_PASSTHROUGH
+		printf("epochfs %s (FUSE %s; passthrough: libfuse has it, not used yet)\n",
+		       EPOCHFS_VERSION, fuse_pkgversion());
+#else
+		printf("epochfs %s (FUSE %s; passthrough: not built, this libfuse has none)\n",
+		       EPOCHFS_VERSION, fuse_pkgversion());
+#endif
 		opts_free(&o);
 		return 0;
 	}
@@ -444,6 +493,7 @@ int main(int argc, char **argv)
 	log_info("mounted %s on %s (cache %s, %llu bytes)", be->url, o.mountpoint, abs_cache,
 		 (unsigned long long)cache_capacity(cache));
 	cache_note_mounted(cache, abs_mnt);
+	mount_readahead(abs_mnt, CACHE_MAX_READ / 1024); /* issue 14 */
 	log_tee_stderr(0); /* from here on the log alone */
 	if (!o.foreground) {
 		if (chdir("/") < 0)

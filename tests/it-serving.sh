@@ -66,9 +66,16 @@ one_case() {
 	log "$name: the verified chunks, read again from the store (page cache dropped)"
 	if [ $ROOT = 1 ]; then
 		drop
+		r0=$(stat_field "$T/mnt" reads)
 		read_verify "$T/mnt" "$SRC" 4 1
 		[ "$(stat_field "$T/mnt" verify_failures)" = "$vf" ] || fail "$name: new check failures on verified chunks"
 		[ "$(stat_field "$T/mnt" backend_bytes)" = "$fetched" ] || fail "$name: verified chunks were fetched again"
+		# The mount's readahead is max_read (fs/main.c): one READ a small
+		# file (60 of them, up to 165 KB), six for the 6 MB one; with the
+		# kernel's 128 KiB window it was about 1.5 a small file.
+		r=$(stat_field "$T/mnt" reads)
+		awk -v a="$r0" -v b="$r" -v n="$NFILES" 'BEGIN{printf "%s: READs per file %.2f\n", "'"$name"'", (b - a) / n}'
+		[ $((r - r0)) -le $((NFILES + 12)) ] || fail "$name: $((r - r0)) READs for $NFILES files (readahead window not raised?)"
 		if command -v fincore >/dev/null; then
 			res=$(resident_kib "$cache")
 			echo "$name: store pages resident after the epoch: $res KiB of $DATA_KIB"
