@@ -46,9 +46,12 @@ static void epoch_begin_locked(struct prefetcher *pf)
 	e->prefetch_late_at_start = atomic_load(&pf->late);
 }
 
+/* Lock held.  Not after prefetch_stop: the store workers, which report a
+ * settled prefetch here, outlive the prefetcher's thread and condition. */
 void prefetch_wake_locked(struct prefetcher *pf)
 {
-	pthread_cond_signal(&pf->cond);
+	if (pf->started)
+		pthread_cond_signal(&pf->cond);
 }
 
 void prefetch_on_settled(void *arg)
@@ -60,14 +63,14 @@ void prefetch_rewind_locked(struct prefetcher *pf, uint64_t u)
 {
 	if (pf->cursor > u)
 		pf->cursor = u;
-	pthread_cond_signal(&pf->cond);
+	prefetch_wake_locked(pf);
 }
 
 void prefetch_plan_changed_locked(struct prefetcher *pf)
 {
 	subst_reset_locked(pf->sb);
 	epoch_begin_locked(pf);
-	pthread_cond_signal(&pf->cond);
+	prefetch_wake_locked(pf);
 }
 
 void prefetch_on_evict(void *arg, struct obj *o)
@@ -141,7 +144,7 @@ void prefetch_on_open_locked(struct prefetcher *pf, struct obj *o, uint64_t ino,
 	}
 	if (o->sample != PLAN_NONE)
 		o->pe.next_use = key_of(pf, o->sample);
-	pthread_cond_signal(&pf->cond);
+	prefetch_wake_locked(pf);
 }
 
 /* Re-key every cached object by the plan and pick the policy. */
@@ -317,11 +320,14 @@ int prefetch_start(struct prefetcher *pf)
 
 	pthread_cond_init(&pf->cond, NULL);
 	rc = -pthread_create(&pf->thread, NULL, prefetch_main, pf);
-	if (rc)
+	if (rc) {
 		pthread_cond_destroy(&pf->cond);
-	else
-		pf->started = 1;
-	return rc;
+		return rc;
+	}
+	pthread_mutex_lock(&pf->ot->lock); /* read by wake-ups under the lock */
+	pf->started = 1;
+	pthread_mutex_unlock(&pf->ot->lock);
+	return 0;
 }
 
 void prefetch_stop(struct prefetcher *pf)
@@ -333,6 +339,8 @@ void prefetch_stop(struct prefetcher *pf)
 	pthread_cond_broadcast(&pf->cond);
 	pthread_mutex_unlock(&pf->ot->lock);
 	pthread_join(pf->thread, NULL);
-	pthread_cond_destroy(&pf->cond);
+	pthread_mutex_lock(&pf->ot->lock); /* no wake-up can be on its way */
 	pf->started = 0;
+	pthread_cond_destroy(&pf->cond);
+	pthread_mutex_unlock(&pf->ot->lock);
 }
