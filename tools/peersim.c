@@ -600,6 +600,33 @@ static void dump_order(const struct opts *o, unsigned nn, uint64_t e, uint64_t g
 	free(ord);
 }
 
+/* The --dump-* modes: the values the test compares with the daemon's own
+ * functions (1 owners of keys, 2 a rank's order, 3 keys and sizes). */
+static void run_dump(const struct opts *o, int mode, int first_key, const uint64_t *d, int argc,
+		     char **argv)
+{
+	char key[64];
+	uint32_t *size;
+
+	if (mode == 1) {
+		if (!first_key)
+			usage(0);
+		dump_owner(o->nodes[0], argc, argv, first_key);
+		return;
+	}
+	if (mode == 2) {
+		dump_order(o, o->nodes[0], d[0], d[1], d[2]);
+		return;
+	}
+	size = xmalloc(o->samples * sizeof(*size));
+	make_sizes(o, size);
+	for (uint64_t i = d[0]; i < d[0] + d[1] && i < o->samples; i++) {
+		object_key((uint32_t)i, o->samples, key, sizeof(key));
+		printf("%s %u\n", key, size[i]);
+	}
+	free(size);
+}
+
 int main(int argc, char **argv)
 {
 	static unsigned def_nodes[] = { 8, 16, 64, 256, 1024 };
@@ -666,29 +693,14 @@ int main(int argc, char **argv)
 	}
 	if (!(o.sigma >= 0 && o.sigma <= 3))
 		usage(0);
-	if (mode == 1) {
-		if (!first_key)
-			usage(0);
-		dump_owner(o.nodes[0], argc, argv, first_key);
+	if (mode) {
+		run_dump(&o, mode, first_key, d, argc, argv);
+		if (o.nodes != def_nodes)
+			free(o.nodes);
+		if (o.fracs != def_fracs)
+			free(o.fracs);
 		return 0;
 	}
-	if (mode == 2) {
-		dump_order(&o, o.nodes[0], d[0], d[1], d[2]);
-		return 0;
-	}
-	if (mode == 3) {
-		char key[64];
-
-		size = xmalloc(o.samples * sizeof(*size));
-		make_sizes(&o, size);
-		for (uint64_t i = d[0]; i < d[0] + d[1] && i < o.samples; i++) {
-			object_key((uint32_t)i, o.samples, key, sizeof(key));
-			printf("%s %u\n", key, size[i]);
-		}
-		free(size);
-		return 0;
-	}
-
 	t0 = now_s();
 	size = xmalloc(o.samples * sizeof(*size));
 	dataset = make_sizes(&o, size);
