@@ -101,29 +101,11 @@ static int parse_uint(const char *v, unsigned long long max, unsigned long long 
 
 int opts_parse_size(const char *s, uint64_t *bytes, double *pct)
 {
-	static const char units[] = "KMGTPE";
-	const char *u;
-	char *end;
-	double v;
-	int i;
-
 	*bytes = 0;
 	*pct = 0;
 	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtod(s, &end);
-	/* "KB" and friends are decimal, as numfmt --from=si and df -H mean
-	 * them; everything else (K, KiB, %) is the base layer's binary rule. */
-	if (errno || !end[0] || !end[1] || end[2] || toupper((unsigned char)end[1]) != 'B' ||
-	    !(u = strchr(units, toupper((unsigned char)end[0]))))
-		return parse_size(s, bytes, pct);
-	for (i = 0; i <= u - units; i++)
-		v *= 1000;
-	if (!isfinite(v) || v >= 18446744073709551615.0)
-		return -EINVAL;
-	*bytes = (uint64_t)v;
-	return 0;
+		return -EINVAL; /* the base layer takes ".5G"; an option starts with a digit */
+	return parse_size(s, bytes, pct);
 }
 
 static int append_fuse_opt(struct epochfs_opts *o, const char *opt)

@@ -75,8 +75,16 @@ int parse_size(const char *s, uint64_t *bytes, double *pct)
 			return -EINVAL;
 		shift = 10 * (int)(u - units);
 		end++;
-		if (*u != 'B' && (!strcasecmp(end, "iB") || !strcasecmp(end, "B")))
-			end += strlen(end);
+		if (*u != 'B' && !strcasecmp(end, "B")) {
+			/* "KB" and friends are decimal, as df -H and numfmt
+			 * --from=si mean them; K and KiB are binary */
+			for (int k = 0; k < shift / 10; k++)
+				v *= 1000;
+			shift = 0;
+			end++;
+		} else if (*u != 'B' && !strcasecmp(end, "iB")) {
+			end += 2;
+		}
 		if (*end)
 			return -EINVAL;
 	}

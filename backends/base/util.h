@@ -8,8 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Parse "123", "4K", "1.5G", "500GiB"-style sizes (binary multiples).
- * A trailing '%' gives *pct (0 < pct <= 100) and *bytes = 0.
+/* Parse "123", "4K", "1.5G", "500GiB" (powers of 1024) and "500GB", "2TB"
+ * (powers of 1000), as df -h / df -H and numfmt write them.  A trailing '%'
+ * gives *pct (0 < pct <= 100) and *bytes = 0.
  * 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *bytes, double *pct);
 
