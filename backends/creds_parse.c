@@ -17,6 +17,7 @@
 #include <curl/curl.h>
 #include "creds_int.h"
 #include "backends/base/log.h"
+#include "backends/base/util.h"
 
 /* ----- parsers ----------------------------------------------------------- */
 
@@ -87,25 +88,7 @@ static int xml_decode(const char *src, size_t n, char *dst, size_t dstlen)
 				return -EINVAL;
 			i = j + 1;
 		}
-		if (cp < 0x80) {
-			b[0] = (char)cp;
-			bl = 1;
-		} else if (cp < 0x800) {
-			b[0] = (char)(0xc0 | cp >> 6);
-			b[1] = (char)(0x80 | (cp & 0x3f));
-			bl = 2;
-		} else if (cp < 0x10000) {
-			b[0] = (char)(0xe0 | cp >> 12);
-			b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			b[2] = (char)(0x80 | (cp & 0x3f));
-			bl = 3;
-		} else {
-			b[0] = (char)(0xf0 | cp >> 18);
-			b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-			b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			b[3] = (char)(0x80 | (cp & 0x3f));
-			bl = 4;
-		}
+		bl = utf8_put(cp, b);
 put:
 		if (o + bl >= dstlen)
 			return -ENAMETOOLONG;

@@ -59,24 +59,7 @@ static int json_string(const char **pp, char *out, size_t outlen)
 				}
 				if (cp == 0 || (cp >= 0xd800 && cp < 0xe000))
 					lost = 1;
-				if (cp < 0x80) {
-					enc[0] = (char)cp;
-				} else if (cp < 0x800) {
-					enc[0] = (char)(0xc0 | cp >> 6);
-					enc[1] = (char)(0x80 | (cp & 0x3f));
-					n = 2;
-				} else if (cp < 0x10000) {
-					enc[0] = (char)(0xe0 | cp >> 12);
-					enc[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-					enc[2] = (char)(0x80 | (cp & 0x3f));
-					n = 3;
-				} else {
-					enc[0] = (char)(0xf0 | cp >> 18);
-					enc[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-					enc[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-					enc[3] = (char)(0x80 | (cp & 0x3f));
-					n = 4;
-				}
+				n = utf8_put(cp, enc);
 				break;
 			}
 			default:
@@ -246,21 +229,7 @@ static int html_unescape(const char *src, size_t n, char *dst, size_t dstlen)
 		/* as UTF-8 (the pages are UTF-8; an href holds ASCII anyway) */
 		if (o + 4 >= dstlen)
 			return -ENAMETOOLONG;
-		if (cp < 0x80) {
-			dst[o++] = (char)cp;
-		} else if (cp < 0x800) {
-			dst[o++] = (char)(0xc0 | cp >> 6);
-			dst[o++] = (char)(0x80 | (cp & 0x3f));
-		} else if (cp < 0x10000) {
-			dst[o++] = (char)(0xe0 | cp >> 12);
-			dst[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			dst[o++] = (char)(0x80 | (cp & 0x3f));
-		} else {
-			dst[o++] = (char)(0xf0 | cp >> 18);
-			dst[o++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-			dst[o++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-			dst[o++] = (char)(0x80 | (cp & 0x3f));
-		}
+		o += utf8_put(cp, dst + o);
 	}
 	if (o >= dstlen)
 		return -ENAMETOOLONG;

@@ -18,6 +18,7 @@
 #include "creds.h"
 #include "fetch.h"
 #include "backends/base/log.h"
+#include "backends/base/util.h"
 
 #define S3_FILE_MAX (1u << 20)   /* cap of a credentials or config file */
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -88,27 +89,8 @@ int s3_parse_config(const char *text, const char *profile, const char *key,
 static int put_utf8(unsigned long cp, char *dst, size_t *o, size_t dstlen)
 {
 	char b[4];
-	size_t n;
+	size_t n = utf8_put(cp, b);
 
-	if (cp < 0x80) {
-		b[0] = (char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		b[0] = (char)(0xc0 | cp >> 6);
-		b[1] = (char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else if (cp < 0x10000) {
-		b[0] = (char)(0xe0 | cp >> 12);
-		b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		b[2] = (char)(0x80 | (cp & 0x3f));
-		n = 3;
-	} else {
-		b[0] = (char)(0xf0 | cp >> 18);
-		b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		b[3] = (char)(0x80 | (cp & 0x3f));
-		n = 4;
-	}
 	if (*o + n >= dstlen)
 		return -ENAMETOOLONG;
 	memcpy(dst + *o, b, n);

@@ -164,6 +164,29 @@ START_TEST(test_alloc_seam)
 END_TEST
 
 
+/* Every length's first and last code point, as UTF-8 encoders agree. */
+START_TEST(test_utf8)
+{
+	static const struct {
+		unsigned long cp;
+		const char *want;
+	} v[] = {
+		{ 0x41, "A" }, { 0x7f, "\x7f" }, { 0x80, "\xc2\x80" }, { 0xe9, "\xc3\xa9" },
+		{ 0x7ff, "\xdf\xbf" }, { 0x800, "\xe0\xa0\x80" }, { 0x20ac, "\xe2\x82\xac" },
+		{ 0xffff, "\xef\xbf\xbf" }, { 0x10000, "\xf0\x90\x80\x80" },
+		{ 0x1f600, "\xf0\x9f\x98\x80" }, { 0x10ffff, "\xf4\x8f\xbf\xbf" },
+	};
+	char b[4];
+
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++) {
+		size_t n = utf8_put(v[i].cp, b);
+
+		ck_assert_uint_eq(n, strlen(v[i].want));
+		ck_assert_msg(!memcmp(b, v[i].want, n), "U+%lX", v[i].cp);
+	}
+}
+END_TEST
+
 START_TEST(test_hex)
 {
 	ck_assert_int_eq(hex_val('0'), 0);
@@ -302,6 +325,7 @@ static Suite *util_suite(void)
 	tcase_add_test(tc, test_clocks);
 	tcase_add_test(tc, test_alloc_seam);
 	tcase_add_test(tc, test_hex);
+	tcase_add_test(tc, test_utf8);
 	tcase_add_test(tc, test_sbuf);
 	tcase_add_test(tc, test_mountinfo);
 	tcase_add_test(tc, test_log_file);

@@ -14,6 +14,10 @@
  * 0 or -EINVAL. */
 int parse_size(const char *s, uint64_t *bytes, double *pct);
 
+/* Code point cp (at most 0x10ffff) as UTF-8 into out; returns its length,
+ * 1 to 4.  The caller rules out surrogates and 0 where they are invalid. */
+size_t utf8_put(unsigned long cp, char out[4]);
+
 /* Format bytes for a person ("1.50 GiB"). */
 void format_bytes(uint64_t v, char *buf, size_t len);
 
