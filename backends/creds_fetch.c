@@ -15,6 +15,7 @@
 #include <string.h>
 #include <curl/curl.h>
 #include "creds_int.h"
+#include "fetch.h"
 #include "backends/base/log.h"
 
 #define CREDS_BODY_MAX (64u << 10)  /* cap of an answer */
@@ -46,13 +47,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init_once(void)
-{
-	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 /* One small request.  method "GET", "PUT" or "POST" (body: form, may be
  * NULL).  0 with *status and *resp (malloc'ed, NUL-terminated, may be
@@ -68,8 +62,7 @@ static int http_call(const char *method, const char *url, struct curl_slist *hdr
 
 	*resp = NULL;
 	*status = 0;
-	pthread_once(&curl_once, curl_init_once);
-	if (curl_init_rc != CURLE_OK || !(h = curl_easy_init())) {
+	if (fetch_curl_init() || !(h = curl_easy_init())) {
 		creds_errf(err, errlen, "cannot start libcurl");
 		return -ENOMEM;
 	}

@@ -346,19 +346,7 @@ static const char *json_string(const char *p, char *dst, size_t dstlen)
 				p += 4;
 				if (cp == 0 || (cp >= 0xd800 && cp < 0xe000))
 					return NULL;   /* none of our fields needs these */
-				if (cp < 0x80) {
-					b[0] = (char)cp;
-					k = 1;
-				} else if (cp < 0x800) {
-					b[0] = (char)(0xc0 | cp >> 6);
-					b[1] = (char)(0x80 | (cp & 0x3f));
-					k = 2;
-				} else {
-					b[0] = (char)(0xe0 | cp >> 12);
-					b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-					b[2] = (char)(0x80 | (cp & 0x3f));
-					k = 3;
-				}
+				k = utf8_put(cp, b);
 				p++;
 				goto put;
 			default:

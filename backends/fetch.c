@@ -25,6 +25,12 @@ static void curl_init_once(void)
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+int fetch_curl_init(void)
+{
+	pthread_once(&curl_once, curl_init_once);
+	return curl_init_rc == CURLE_OK ? 0 : -ENOMEM;
+}
+
 /* xorshift64*: jitter only, no need for quality beyond spreading retries. */
 static double jitter(struct fetch_engine *e)
 {

@@ -114,6 +114,10 @@ struct fetch_config {
 
 struct fetch_engine;
 
+/* libcurl's global initialisation, once for the process (every user of
+ * libcurl calls this first: it is not thread-safe on its own).  0 or -ENOMEM. */
+int fetch_curl_init(void);
+
 /* Start an engine and its thread.  0, -ENOMEM or -EIO (curl init failed). */
 int fetch_engine_create(const struct fetch_config *cfg, struct fetch_engine **out);
 

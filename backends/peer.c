@@ -26,6 +26,7 @@
 #include <xxhash.h>
 
 #include "peer.h"
+#include "fetch.h"
 #include "keys.h"
 #include "owner.h"
 #include "base/log.h"
@@ -1002,7 +1003,8 @@ int backend_peer_create(struct backend *origin, const struct peer_options *po,
 		goto fail;
 	install_table(p, t);
 	rc = -ENOMEM;
-	p->multi = curl_multi_init();
+	/* libcurl's global state first: a posix origin never started it */
+	p->multi = fetch_curl_init() ? NULL : curl_multi_init();
 	if (!p->multi)
 		goto fail;
 	if (pthread_create(&p->thread, NULL, peer_main, p)) {

@@ -239,10 +239,14 @@ int control_epoch_render(struct cache *c, char **out, size_t *len)
  * plan for them to name an epoch of. */
 int control_check_epoch_prefix(struct cache *c, const char *p, char *err, size_t errlen)
 {
+	char *end;
 	int off;
 
-	if (!*p || strspn(p, "0123456789") != strlen(p) || strlen(p) > 20 ||
-	    (strlen(p) == 20 && strcmp(p, "18446744073709551615") > 0)) {
+	errno = 0;
+	end = (char *)p;
+	if (*p >= '0' && *p <= '9')
+		(void)strtoull(p, &end, 10);
+	if (end == p || errno || *end) {
 		snprintf(err, errlen, "'%.40s' is not an epoch number", p);
 		return -EINVAL;
 	}

@@ -210,7 +210,7 @@ int control_check_seed_prefix(struct cache *c, const char *p, char *err, size_t 
 	(void)c;
 	while (*q == ' ' || *q == '\t')
 		q++;
-	if (!strncmp("clear", q, strlen(q)) || !strcmp(q, "clear"))
+	if (!strncmp("clear", q, strlen(q)))
 		return 0;
 	if (!parse_seed(p, &spec, ids, &n, &start, err, errlen))
 		return 0;

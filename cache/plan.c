@@ -369,6 +369,8 @@ int plan_set_explicit_manifest(struct plan *p, uint64_t *inos, uint32_t n, uint3
 			if (lists[e][i] >= n && lists[e][i] != PLAN_NONE)
 				goto fail;
 	r = job_rank(p, &job, 0);
+	if (!r)
+		goto fail;
 	r->lists = lists;
 	r->lens = lens;
 	r->nlists = nlists;

@@ -34,8 +34,6 @@
 struct store {
 	int dirfd;                    /* <cache>/objects */
 	atomic_int mode;              /* STORE_READS_* */
-	atomic_uint_fast64_t dropped; /* bytes served whose store pages were dropped */
-	atomic_uint_fast64_t direct;  /* bytes read with O_DIRECT */
 };
 
 static void cid_path(const uint8_t cid[CID_LEN], char *buf)
@@ -105,19 +103,9 @@ static void store_mode_init(struct store *s)
 		 "splice through the page cache");
 }
 
-int store_reads(const struct store *s)
+static int store_reads(const struct store *s)
 {
 	return atomic_load_explicit(&s->mode, memory_order_relaxed);
-}
-
-uint64_t store_dropped_bytes(const struct store *s)
-{
-	return atomic_load_explicit(&s->dropped, memory_order_relaxed);
-}
-
-uint64_t store_direct_bytes(const struct store *s)
-{
-	return atomic_load_explicit(&s->direct, memory_order_relaxed);
 }
 
 /* The whole pages around [off, off + len): fadvise leaves out partial
@@ -137,8 +125,7 @@ void store_served(struct store *s, int fd, uint64_t off, size_t len)
 	if (store_reads(s) == STORE_READS_KEEP || fd < 0 || !len)
 		return;
 	page_range(off, len, &a, &n);
-	if (posix_fadvise(fd, a, n, POSIX_FADV_DONTNEED) == 0)
-		atomic_fetch_add_explicit(&s->dropped, len, memory_order_relaxed);
+	(void)posix_fadvise(fd, a, n, POSIX_FADV_DONTNEED);
 }
 
 void store_written(struct store *s, int fd, uint64_t off, size_t len)
@@ -201,7 +188,6 @@ int store_read_direct(struct store *s, const uint8_t cid[CID_LEN], uint64_t off,
 		free(b);
 		return rc;
 	}
-	atomic_fetch_add_explicit(&s->direct, len, memory_order_relaxed);
 	*buf = b;
 	*skip = (size_t)(off - a);
 	return 0;

@@ -34,7 +34,6 @@ int store_read(int fd, uint64_t off, void *buf, size_t len);
 void store_punch(int fd, uint64_t off, size_t len);
 /* How verified chunks are read to be served (store.c explains). */
 enum { STORE_READS_DROP = 0, STORE_READS_DIRECT, STORE_READS_KEEP };
-int store_reads(const struct store *s);
 /* [off, off + len) of the object's file read with O_DIRECT into a buffer
  * of whole blocks (*buf, free() it; the bytes at *buf + *skip): 0, 1 when
  * the store does not read so (the caller reads through the page cache),
@@ -46,9 +45,6 @@ int store_read_direct(struct store *s, const uint8_t cid[CID_LEN], uint64_t off,
 void store_served(struct store *s, int fd, uint64_t off, size_t len);
 /* [off, off + len) of fd was just written: start its writeback (same). */
 void store_written(struct store *s, int fd, uint64_t off, size_t len);
-/* Bytes dropped after serving, and read with O_DIRECT, since the open. */
-uint64_t store_dropped_bytes(const struct store *s);
-uint64_t store_direct_bytes(const struct store *s);
 
 /* Call fn for every object file; fn returns non-zero to unlink it. */
 typedef int (*store_gc_fn)(void *arg, const uint8_t cid[CID_LEN]);
