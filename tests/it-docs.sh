@@ -44,6 +44,14 @@ n=0
 for c in "$T"/cases/*.cmd; do
 	b=${c%.cmd}
 	(cd "$T/mnt" && bash "$c") >"$b.got" 2>"$b.err"
+	rc=$?
+	# a refusal the doc expects is written "... || echo refused": every
+	# example exits 0 and writes nothing on stderr
+	if [ $rc != 0 ] || [ -s "$b.err" ]; then
+		echo "docs/control.md line $(cat "$b.line"): $(cat "$c"): exit $rc"
+		cat "$b.err"
+		fail "an example of docs/control.md failed"
+	fi
 	if ! diff -u "$b.want" "$b.got" >"$b.diff"; then
 		echo "docs/control.md line $(cat "$b.line"): $(cat "$c")"
 		cat "$b.diff" "$b.err"

@@ -208,8 +208,10 @@ def cmd_rest(a):
     check(opens >= len(rels), "%d opens for %d files" % (opens, len(rels)))
     check(hits >= a.min_hit * opens, "after the remount: %d hits of %d opens (< %.0f%%)"
           % (hits, opens, 100 * a.min_hit))
+    check(len(after.get("ranks", [])) == a.world, "ranks[] has %d ranks, not %d"
+          % (len(after.get("ranks", [])), a.world))
     for r in after.get("ranks", []):
-        check(r["epoch"] >= 1 or r["position"] >= len(rels) // a.world,
+        check(r["epoch"] >= 1 or r["position"] >= a.start + len(rels) // a.world,
               "rank %d ends at epoch %d position %d" % (r["rank"], r["epoch"], r["position"]))
     finish("rest")
 
