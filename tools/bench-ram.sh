@@ -54,6 +54,10 @@ PER=${PER:-100}
 SIZE=${SIZE:-130K}
 RUNS=${RUNS:-5}
 THREADS=${THREADS:-8}
+# PROCS=N (W only): the reader is N processes, one per rank, each reading
+# its shard (every Nth path of a shuffled order) with THREADS/N threads;
+# an epoch's rate is the node's: all files over the wall time of all N.
+PROCS=${PROCS:-1}
 CONC=${CONC:-64}
 CAP=${CAP:-268435456}
 LATENCIES=${LATENCIES:-2 10}
@@ -198,6 +202,36 @@ NFILES=$((CLASSES * PER))
 DBYTES=$(find "$D/src" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
 (cd "$D/src" && find . -type f -printf '%P\n' | LC_ALL=C sort) >"$D/list"
 
+# ranks_epochs TARGET SEED: two epochs by PROCS reader processes (PROCS > 1),
+# each its shard of one shuffled order; writes $D/out as one reader's lines
+# would read ("... s, RATE files/s, ...") and the readers' CPU to $D/time.
+ranks_epochs() {
+	local tgt=$1 seed=$2 e k t0 t1 u0 u1 pids
+	python3 -c 'import random,sys; l=open(sys.argv[1]).read().split("\n")[:-1]; random.Random(int(sys.argv[2])).shuffle(l); print("\n".join(l))' \
+		"$D/list" "$seed" >"$D/rorder"
+	for k in $(seq 0 $((PROCS - 1))); do
+		awk -v w="$PROCS" -v k="$k" '(NR - 1) % w == k' "$D/rorder" >"$D/rshard$k"
+	done
+	: >"$D/out"
+	u0=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
+	for e in 1 2; do
+		t0=$(date +%s.%N)
+		pids=()
+		for k in $(seq 0 $((PROCS - 1))); do
+			incg "$B/epochfs-read" --threads $(( (THREADS + PROCS - 1) / PROCS )) --order "$D/rshard$k" \
+				--verify "$REF" "$tgt" >"$D/out$k" 2>&1 &
+			pids+=($!)
+		done
+		wait "${pids[@]}" # not the daemon, also a child of this shell
+		t1=$(date +%s.%N)
+		cat "$D"/out[0-9]* >>"$D/log"
+		{ grep -hE '[1-9][0-9]* (mismatches|errors)' "$D"/out[0-9]* || true; } >>"$D/out"
+		awk -v n="$NFILES" -v a="$t0" -v b="$t1" 'BEGIN {printf "epoch: %.3f s, %.1f files/s, ranks\n", b - a, n / (b - a)}' >>"$D/out"
+	done
+	u1=$(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat)
+	awk -v a="$u0" -v b="$u1" -v t="$TCK" 'BEGIN {printf "%.3f 0\n", (b - a) / t}' >"$D/time"
+}
+
 # epoch_pair OUTPREFIX TARGET SEED [PID]: drop the page cache, read two epochs
 # in the cgroup; appends "after drop" and "next" rates, and the daemon's CPU
 # seconds per 1,000 files when PID is given.
@@ -205,8 +239,12 @@ epoch_pair() {
 	local pre=$1 tgt=$2 seed=$3 pid=${4:-} c0=0 c1
 	drop
 	[ -n "$pid" ] && { c0=$(cpu_s "$pid"); statj "$tgt" reads opens >"$D/ro.$pid"; }
-	incg /usr/bin/time -f "%U %S" -o "$D/time" "$B/epochfs-read" --threads "$THREADS" --epochs 2 --seed "$seed" \
-		--verify "$REF" "$tgt" >"$D/out" 2>&1 || true
+	if [ "$PROCS" -gt 1 ]; then
+		ranks_epochs "$tgt" "$seed"
+	else
+		incg /usr/bin/time -f "%U %S" -o "$D/time" "$B/epochfs-read" --threads "$THREADS" --epochs 2 \
+			--seed "$seed" --verify "$REF" "$tgt" >"$D/out" 2>&1 || true
+	fi
 	cat "$D/out" >>"$D/log"
 	rates "$D/out" | sed -n 1p >>"$D/r-$pre-drop"
 	rates "$D/out" | sed -n 2p >>"$D/r-$pre-next"
@@ -390,7 +428,7 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 [ -n "${KEEP:-}" ] && { mkdir -p "$KEEP"; cp "$D/log" "$D/daemon.log" "$KEEP/" 2>/dev/null || true; cp "$D"/r-* "$KEEP/" 2>/dev/null || true; }
 cat <<EOT
 
-Dataset: $NFILES files, $DBYTES bytes ($CLASSES x $PER, --size $SIZE); $THREADS reader threads
+Dataset: $NFILES files, $DBYTES bytes ($CLASSES x $PER, --size $SIZE); $THREADS reader threads ($PROCS process(es), one per rank, in W)
 (epochfs-read, every byte checked); memory cgroup v$CGV, cap $CAP bytes; page cache dropped
 before each measured epoch; medians of $RUNS runs; $(nproc) CPUs; load average at start
 $LOAD0, at end $LOAD1; $(date -u +%Y-%m-%dT%H:%MZ).
