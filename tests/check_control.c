@@ -111,6 +111,26 @@ static char *default_manifest(void)
 	return buf;
 }
 
+/* o (taken, freed) holds every file of the default manifest, one a line,
+ * and nothing else: a permutation of it. */
+static void expect_permutation(char *o)
+{
+	char *m = default_manifest();
+	size_t lines = 0;
+
+	for (char *p = o; *p; p++)
+		lines += *p == '\n';
+	ck_assert_uint_eq(lines, NDIRS * NPER);
+	for (char *l = m; *l;) {
+		char *nl = strchr(l, '\n'), one[64];
+
+		snprintf(one, sizeof(one), "%.*s", (int)(nl - l + 1), l);
+		ck_assert_msg(strstr(o, one), "%s missing from the order", one);
+		l = nl + 1;
+	}
+	free(o);
+}
+
 START_TEST(test_seed_canonical)
 {
 	char err[256];
@@ -128,22 +148,7 @@ START_TEST(test_seed_canonical)
 	ck_assert_int_eq(apply(control_seed_apply, "seed=9 sampler=numpy", err), 0);
 	expect_render(control_seed_render, "seed=9 sampler=numpy epoch=0\n");
 	/* the order is a permutation of the manifest */
-	{
-		char *o = tc_render(t.c, control_order_render), *m = default_manifest();
-		size_t lines = 0;
-
-		for (char *p = o; *p; p++)
-			lines += *p == '\n';
-		ck_assert_uint_eq(lines, NDIRS * NPER);
-		for (char *l = m; *l;) {
-			char *nl = strchr(l, '\n'), one[64];
-
-			snprintf(one, sizeof(one), "%.*s", (int)(nl - l + 1), l);
-			ck_assert_msg(strstr(o, one), "%s missing from the order", one);
-			l = nl + 1;
-		}
-		free(o);
-	}
+	expect_permutation(tc_render(t.c, control_order_render));
 }
 END_TEST
 
@@ -161,15 +166,7 @@ START_TEST(test_seed_ranks)
 	ck_assert_uint_eq(plan_nranks(t.c->plan), 4);
 	pthread_mutex_unlock(&t.c->ot.lock);
 	/* the merged order of four ranks covers every sample once */
-	s = tc_render(t.c, control_order_render);
-	{
-		size_t lines = 0;
-
-		for (char *p = s; *p; p++)
-			lines += *p == '\n';
-		ck_assert_uint_eq(lines, NDIRS * NPER);
-	}
-	free(s);
+	expect_permutation(tc_render(t.c, control_order_render));
 
 	/* a list and a range; the same job: ranks join, others kept */
 	ck_assert_int_eq(apply(control_seed_apply, "seed=5 world=8 rank=0,2,5-6", err), 0);

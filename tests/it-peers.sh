@@ -226,6 +226,10 @@ grep -q "no --peer-secret-file: listening on the loopback only" "${NLOG[7]}" ||
 	fail "node 7 did not say it listens on the loopback only: $(cat "${NLOG[7]}")"
 code 404 "http://127.0.0.1:$P7/"
 code 206 -H "Range: bytes=0-9" "http://127.0.0.1:$P7/v1/object?key=class00/$F&size=$FSIZE&etag=&mtime=0"
+# the bound address itself, whatever interfaces this host has
+ss -Hltn "sport = :$P7" >"$T/ss7"
+grep -q "127.0.0.1:$P7 " "$T/ss7" && ! grep -vq "127.0.0.1:$P7 " "$T/ss7" ||
+	fail "node 7 listens on $(cat "$T/ss7")"
 for ip in $(hostname -I 2>/dev/null); do
 	case $ip in 127.*|*:*) continue ;; esac
 	code 000 "http://$ip:$P7/"

@@ -9,7 +9,7 @@ what=${1:-build}
 build="gcc make autoconf pkg-config libc6-dev libfuse3-dev fuse3 liburing-dev libxxhash-dev liblmdb-dev libcurl4-openssl-dev check libmicrohttpd-dev"
 case "$what" in
 build|demo) pkgs="$build" ;;
-test) pkgs="$build python3 python3-numpy python3-torch nginx-light nodejs npm curl procps util-linux util-linux-extra attr valgrind" ;;
+test) pkgs="$build python3 python3-numpy python3-torch nginx-light nodejs npm curl procps util-linux util-linux-extra attr valgrind iproute2" ;;
 bench) pkgs="$build python3 nginx-light curl procps" ;;
 *) echo "usage: $0 build|demo|test|bench" >&2; exit 2 ;;
 esac
