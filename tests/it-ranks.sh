@@ -3,8 +3,9 @@
 # Every rank of a node on one mount (issue 12), behind the slow proxy (an
 # HTTP origin, 10 ms per request):
 #  1. four reader processes, one per rank of a world of 4, each with a real
-#     torch DataLoader (2 workers) over its DistributedSampler shard, started
-#     together, two epochs: bytes and indices right, .epochfs/seed reads back
+#     torch DataLoader (2 workers) over its DistributedSampler shard, in one
+#     gloo process group that all-reduces at every step (the lockstep of
+#     data-parallel training), two epochs: bytes and indices right, .epochfs/seed reads back
 #     one line per rank sorted by rank, and each rank's own stats show at
 #     least 90% of its epoch-0 opens prefetched in time;
 #  2. a remount in the middle of an epoch: the plan and the positions come
@@ -28,9 +29,11 @@ URL=http://127.0.0.1:$PROXY_PORT/ds/
 log "four ranks, one process each, two epochs"
 CACHE_DIR=$T/cache1 CACHE_SIZE=256M mount_epochfs "$URL" || fail "mount failed: $(cat "$T/epochfs.log")"
 mkdir -p "$T/barrier"
+DIST_PORT=$(free_port)
 pids=()
 for r in 0 1 2 3; do
 	$PY "$RC" reader "$MNT" "$SRC" --world 4 --rank $r --seed 11 --barrier "$T/barrier" \
+		--dist-port "$DIST_PORT" \
 		>"$T/rank$r.log" 2>&1 &
 	pids+=($!)
 done

@@ -8,7 +8,9 @@ files with plain open/write, so that it tests the daemon, not a helper.
     ranks_check.py reader MNT SRC --world W --rank R --seed S --barrier DIR
         one rank of a torchrun-like job: declares its own seed line, waits
         for every rank, reads --epochs epochs with a real DataLoader over its
-        DistributedSampler shard; bytes and indices checked; after epoch 0
+        DistributedSampler shard; with --dist-port the ranks form a gloo
+        process group and all-reduce at every step (lockstep, as DDP
+        training is); bytes and indices checked; after epoch 0
         its own entry of the stats' ranks[] must show >= --min-used of its
         opens prefetched in time.
     ranks_check.py partial MNT SRC --world W --seed S --upto K
@@ -126,13 +128,30 @@ def cmd_reader(a):
     want = [sha1(os.path.join(a.src, p)) for p in paths]
     write_ctl(a.mnt, "seed", "seed=%d sampler=distributed world=%d rank=%d epoch=0\n"
               % (a.seed, a.world, a.rank))
-    open(os.path.join(a.barrier, "ready.%d" % a.rank), "w").close()
-    t0 = time.monotonic()
-    while len([n for n in os.listdir(a.barrier) if n.startswith("ready.")]) < a.world:
-        if time.monotonic() - t0 > 120:
-            check(False, "rank %d: the other ranks never came" % a.rank)
-            finish("reader")
-        time.sleep(0.02)
+    step = None
+    if a.dist_port:
+        # The job's own process group (gloo over loopback), as torchrun
+        # makes it: every step ends in an all-reduce, which holds the ranks
+        # in lockstep as data-parallel training does.
+        import datetime
+        import torch.distributed as dist
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d" % a.dist_port,
+                                world_size=a.world, rank=a.rank,
+                                timeout=datetime.timedelta(seconds=120))
+        dist.barrier()
+        grad = torch.zeros(16)
+
+        def step():
+            dist.all_reduce(grad)
+    else:
+        open(os.path.join(a.barrier, "ready.%d" % a.rank), "w").close()
+        t0 = time.monotonic()
+        while len([n for n in os.listdir(a.barrier) if n.startswith("ready.")]) < a.world:
+            if time.monotonic() - t0 > 120:
+                check(False, "rank %d: the other ranks never came" % a.rank)
+                finish("reader")
+            time.sleep(0.02)
     sampler = DistributedSampler(ds, num_replicas=a.world, rank=a.rank, shuffle=True, seed=a.seed)
     loader = DataLoader(ds, batch_size=8, sampler=sampler, num_workers=a.workers)
     for epoch in range(a.epochs):
@@ -142,6 +161,8 @@ def cmd_reader(a):
         got, bad, t0 = [], 0, time.monotonic()
         for idx, hashes in loader:
             time.sleep(a.step_ms / 1000)  # the model's step
+            if step:
+                step()
             for i, h in zip(idx.tolist(), hashes):
                 got.append(i)
                 bad += h != want[i]
@@ -163,6 +184,9 @@ def cmd_reader(a):
                   "rank %d epoch 0: %d of %d opens prefetched in time (< %.0f%%)"
                   % (a.rank, d["prefetch_used"], d["opens"], 100 * a.min_used))
         check(d["plain_reads"] == 0, "rank %d epoch %d: %d plain reads" % (a.rank, epoch, d["plain_reads"]))
+    if step:
+        import torch.distributed as dist
+        dist.destroy_process_group()
     finish("reader rank %d" % a.rank)
 
 
@@ -256,6 +280,8 @@ def main():
     p.add_argument("--rank", type=int, required=True)
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--barrier", required=True)
+    p.add_argument("--dist-port", type=int, default=0,
+                   help="join a gloo process group on this loopback port; all-reduce each step")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--step-ms", type=float, default=20)
