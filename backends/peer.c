@@ -171,10 +171,6 @@ struct peer {
 	void *multi;
 	pthread_t thread, mthread;
 	int hup[2];
-	peer_owned_fn owned_fn;  /* under lock */
-	void *owned_arg;
-	char **foreign;          /* ring of PEER_FOREIGN_MAX keys, under lock */
-	unsigned fhead, fn;
 	/* counters */
 	atomic_uint_fast64_t bytes_in, bytes_out, requests, errors, misses, refused, served;
 };
@@ -788,76 +784,6 @@ static int peer_stat(struct backend *be, const char *key, struct backend_stat *s
 	return p->origin->ops->stat(p->origin, key, st);
 }
 
-/* Remember a key another node owns (its first chunk was asked for). */
-static void foreign_add(struct peer *p, const char *key)
-{
-	char *k = ec_strdup(key);
-
-	if (!k)
-		return;
-	pthread_mutex_lock(&p->lock);
-	if (!p->foreign && !(p->foreign = ec_calloc(PEER_FOREIGN_MAX, sizeof(*p->foreign)))) {
-		pthread_mutex_unlock(&p->lock);
-		free(k);
-		return;
-	}
-	if (p->fn == PEER_FOREIGN_MAX) { /* full: the oldest goes */
-		free(p->foreign[p->fhead]);
-		p->fhead = (p->fhead + 1) % PEER_FOREIGN_MAX;
-		p->fn--;
-	}
-	p->foreign[(p->fhead + p->fn++) % PEER_FOREIGN_MAX] = k;
-	pthread_mutex_unlock(&p->lock);
-}
-
-int peer_take_foreign(struct backend *be, char *key, size_t len)
-{
-	struct peer *p = as_peer(be);
-	char *k = NULL;
-
-	if (!p)
-		return 0;
-	pthread_mutex_lock(&p->lock);
-	if (p->fn) {
-		k = p->foreign[p->fhead];
-		p->foreign[p->fhead] = NULL;
-		p->fhead = (p->fhead + 1) % PEER_FOREIGN_MAX;
-		p->fn--;
-	}
-	pthread_mutex_unlock(&p->lock);
-	if (!k)
-		return 0;
-	snprintf(key, len, "%s", k);
-	free(k);
-	return 1;
-}
-
-void peer_set_owned_hook(struct backend *be, peer_owned_fn fn, void *arg)
-{
-	struct peer *p = as_peer(be);
-
-	if (p) {
-		pthread_mutex_lock(&p->lock);
-		p->owned_fn = fn;
-		p->owned_arg = arg;
-		pthread_mutex_unlock(&p->lock);
-	}
-}
-
-/* This node fetches an object it owns: the hook makes room for it. */
-static void owned_fetch(struct peer *p, const char *key, uint64_t size)
-{
-	peer_owned_fn fn;
-	void *arg;
-
-	pthread_mutex_lock(&p->lock);
-	fn = p->owned_fn;
-	arg = p->owned_arg;
-	pthread_mutex_unlock(&p->lock);
-	if (fn)
-		fn(arg, key, size);
-}
-
 /* A read: to the owner when another live node owns the object, else (and
  * whenever the owner cannot answer right) to the origin. */
 static int peer_submit(struct backend *be, struct backend_req *req)
@@ -876,12 +802,6 @@ static int peer_submit(struct backend *be, struct backend_req *req)
 	if (size && req->off < size && req->len)
 		pr->want = MIN((uint64_t)req->len, size - req->off);
 	pr->node = owner_of(p, req->key);
-	if (req->off == 0 && size) {
-		if (pr->node)
-			foreign_add(p, req->key);
-		else
-			owned_fetch(p, req->key, size);
-	}
 	if (!pr->want || pr->want > PEER_MAX_RANGE || !pr->node) {
 		rc = to_origin(pr);
 		if (rc < 0)
@@ -937,9 +857,6 @@ static void peer_free(struct peer *p)
 	for (unsigned i = 0; i < p->nreg; i++)
 		free(p->reg[i]);
 	free(p->reg);
-	for (unsigned i = 0; p->foreign && i < p->fn; i++)
-		free(p->foreign[(p->fhead + i) % PEER_FOREIGN_MAX]);
-	free(p->foreign);
 	if (p->hup[0] >= 0)
 		close(p->hup[0]);
 	if (p->hup[1] >= 0)

@@ -66,19 +66,6 @@ int peer_owns(struct backend *be, const char *key);
 /* Ask for the --peers list to be read again (SIGHUP); async-signal-safe. */
 void peer_reload(struct backend *be);
 
-/* Owned objects first (issue 13: "an owner's cache gives the objects it
- * owns priority"), until the cache's policy knows ownership itself: the
- * client calls fn (set by the peer server) when this node starts fetching
- * an object it owns from the origin (its first chunk, size its size), from
- * the thread that submits, never under the cache's lock; and it remembers
- * the keys of objects it read that another node owns (the last
- * PEER_FOREIGN_MAX), which peer_take_foreign hands out oldest first as
- * candidates to evict.  1 and the key in key[len], or 0 when none. */
-#define PEER_FOREIGN_MAX 65536
-typedef void (*peer_owned_fn)(void *arg, const char *key, uint64_t size);
-void peer_set_owned_hook(struct backend *be, peer_owned_fn fn, void *arg);
-int peer_take_foreign(struct backend *be, char *key, size_t len);
-
 /* The peer server's counters. */
 void peer_count_served(struct backend *be, uint64_t bytes);
 void peer_count_refused(struct backend *be);

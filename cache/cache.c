@@ -158,6 +158,8 @@ int cache_open(const struct cache_config *cfg, struct backend *be, struct cache 
 	if (rc)
 		goto fail;
 	wire(c);
+	c->fill.owns = cfg->owns;
+	c->fill.owns_arg = cfg->owns_arg;
 	rc = resolve_capacity(c, err, errlen);
 	if (!rc)
 		rc = load_namespace(c, err, errlen);

@@ -35,6 +35,11 @@ struct cache_config {
 	unsigned substitute_deadline_ms; /* wait this long for a prefetch first */
 	int no_open;              /* reported only: opens are counted at first reads */
 	int forget_plan;          /* discard the plan saved in the index */
+	/* Peers (docs/peers.md): whether this node owns the object of key;
+	 * objects it does not are evicted first (cache/policy.h).  NULL: it
+	 * owns everything.  Called from the cache's threads, unlocked. */
+	int (*owns)(void *arg, const char *key);
+	void *owns_arg;
 };
 
 void cache_config_init(struct cache_config *cfg);

@@ -359,11 +359,17 @@ static void fetch_submit(struct fill *fl, struct fetch *fe)
 	}
 }
 
+/* Whether another node owns key (peers); asked before the lock. */
+static int foreign_key(const struct fill *fl, const char *key)
+{
+	return fl->owns && !fl->owns(fl->owns_arg, key);
+}
+
 int fill_prefetch_obj(struct fill *fl, struct obj *o, uint64_t ino, const char *key,
 		       const struct backend_stat *ident)
 {
 	struct fetch *batch[64], *fe;
-	int n = 0, total = 0;
+	int n = 0, total = 0, foreign = foreign_key(fl, key);
 	uint32_t k = 0;
 
 	while (k < obj_nchunks(o)) {
@@ -372,6 +378,7 @@ int fill_prefetch_obj(struct fill *fl, struct obj *o, uint64_t ino, const char *
 		int want = 0;
 
 		pthread_mutex_lock(&fl->ot->lock);
+		o->pe.foreign = (uint8_t)foreign; /* pinned: not in the policy */
 		/* Room for this batch first: what it would fetch. */
 		for (kk = k; kk < obj_nchunks(o) && want < (int)ARRAY_SIZE(batch); kk++) {
 			if (obj_bit(o, OBJ_PRESENT, kk))
@@ -430,10 +437,11 @@ int fill_get_chunk(struct fill *fl, struct obj *o, uint32_t k, uint64_t ino, con
 {
 	struct fetch *fe;
 	uint64_t t0;
-	int rc, start = 0;
+	int rc, start = 0, foreign = foreign_key(fl, key);
 
 	*out = NULL;
 	pthread_mutex_lock(&fl->ot->lock);
+	o->pe.foreign = (uint8_t)foreign; /* pinned: not in the policy */
 	for (fe = o->act->fetches; fe && fe->chunk != k; fe = fe->next)
 		;
 	if (!fe) {

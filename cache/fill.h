@@ -68,6 +68,10 @@ struct fill {
 	/* From any thread: ino's content changed at the source. */
 	void (*inval)(void *arg, uint64_t ino);
 	void *inval_arg;
+	/* With peers: whether this node owns key (NULL: it owns everything).
+	 * Called unlocked, at each fetch; marks the object's policy entry. */
+	int (*owns)(void *arg, const char *key);
+	void *owns_arg;
 };
 
 /* Start the store workers (the fields above set by the caller).  0 or

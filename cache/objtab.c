@@ -424,7 +424,10 @@ int objtab_reserve_locked(struct objtab *ot, struct obj *o, uint64_t bytes)
  * prefetched is still served (from memory, uncached), so displacing an
  * object needed in the same epoch only moves a fetch from o to it, and adds
  * one.  Objects needed in a later epoch can make room: o, once read, is one
- * of them, and the cache is as full at the next epoch's start either way. */
+ * of them, and the cache is as full at the next epoch's start either way.
+ * Ownership comes first (policy.h): an object this node owns displaces any
+ * object another node owns (whose owner serves it again), and a foreign one
+ * never displaces an owned one. */
 int objtab_reserve_prefetch_locked(struct objtab *ot, struct obj *o, uint64_t bytes)
 {
 	uint64_t epoch = plan_use_epoch(o->pe.next_use);
@@ -434,7 +437,9 @@ int objtab_reserve_prefetch_locked(struct objtab *ot, struct obj *o, uint64_t by
 		return -ENOSPC;
 	while (objtab_used_locked(ot) + bytes > ot->capacity) {
 		v = policy_victim(ot->pol, NULL);
-		if (!v || plan_use_epoch(v->next_use) <= epoch)
+		if (!v)
+			return -ENOSPC;
+		if (v->foreign != o->pe.foreign ? !v->foreign : plan_use_epoch(v->next_use) <= epoch)
 			return -ENOSPC;
 		objtab_evict_locked(ot, (struct obj *)v);
 	}

@@ -15,7 +15,12 @@
  *
  * BELADY, while the read order is known: the same heap, keyed by next use,
  * furthest first; an incoming object displaces the furthest cached one only
- * if it is needed sooner.  Importance breaks ties (the less important goes). */
+ * if it is needed sooner.  Importance breaks ties (the less important goes).
+ *
+ * Ownership comes before every rule: with peers (docs/peers.md), an object
+ * another node of the job owns is kept only in room no owned object wants,
+ * since its owner serves it again without the origin, while an owned object
+ * evicted here costs the whole cluster an origin fetch. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +102,8 @@ static int less_belady(const struct pol_entry *a, const struct pol_entry *b)
 
 static int less(const struct policy *p, const struct pol_entry *a, const struct pol_entry *b)
 {
+	if (a->foreign != b->foreign)
+		return a->foreign;
 	if (p->kind == POLICY_LRU)
 		return a->last < b->last;
 	return p->kind == POLICY_BELADY ? less_belady(a, b) : less_shade(a, b);
@@ -201,7 +208,11 @@ struct pol_entry *policy_victim(struct policy *p, const struct pol_entry *incomi
 	if (!p->n)
 		return NULL;
 	worst = p->heap[0];
-	if (!incoming || p->kind == POLICY_LRU)
+	if (!incoming)
+		return worst;
+	if (worst->foreign != incoming->foreign)
+		return worst->foreign ? worst : NULL;
+	if (p->kind == POLICY_LRU)
 		return worst;
 	if (p->kind == POLICY_BELADY)
 		return incoming->next_use < worst->next_use ||

@@ -23,6 +23,8 @@ struct pol_entry {
 	float importance;
 	uint32_t freq;       /* access count */
 	uint32_t idx;        /* heap slot + 1, 0 = not in the policy */
+	uint8_t foreign;     /* another node of the job owns it (peers): it
+			      * goes before every object this node owns */
 };
 
 struct policy;
@@ -46,7 +48,9 @@ int policy_rekey(struct policy *p, enum policy_kind kind);
 
 /* The cached entry to evict so that `incoming` can be admitted, or NULL
  * when nothing in the policy is worth less than incoming (then incoming is
- * not admitted).  incoming may be NULL: "the worst entry, unconditionally"
+ * not admitted).  Under every rule, objects another node owns (foreign) go
+ * first and never displace one this node owns; an owned incoming displaces
+ * any foreign one.  incoming may be NULL: "the worst entry, unconditionally"
  * (used to shrink the cache). */
 struct pol_entry *policy_victim(struct policy *p, const struct pol_entry *incoming);
 

@@ -36,6 +36,11 @@
 static struct fuse_session *g_se;
 static struct backend *g_peer_be; /* the peer client, for SIGHUP */
 
+static int owns_key(void *arg, const char *key)
+{
+	return peer_owns(arg, key);
+}
+
 /* SIGHUP reads the --peers list again (FUSE's handler would unmount). */
 static void on_sighup(int sig)
 {
@@ -452,6 +457,8 @@ int main(int argc, char **argv)
 			goto out_be;
 		}
 		be = g_peer_be = pb;
+		o.cache.owns = owns_key; /* owned objects first in the cache */
+		o.cache.owns_arg = pb;
 	}
 	rc = cache_open(&o.cache, be, &cache, err, sizeof(err));
 	if (rc) {

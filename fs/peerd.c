@@ -48,11 +48,9 @@ struct peerd {
 	struct backend *be;
 	struct MHD_Daemon *mhd;
 	const char *secret;    /* "" when none */
-	pthread_mutex_t room;  /* one make_room at a time */
 	pthread_mutex_t lock;  /* the memory budget */
 	pthread_cond_t cond;
 	uint64_t held;
-	atomic_uint_fast64_t evicted; /* foreign bytes evicted for owned ones */
 	struct {
 		atomic_uint_fast64_t last_s, quiet; /* rate limit of the log */
 	} rl[R_NREASONS];
@@ -220,38 +218,6 @@ static int parse_range(const char *s, uint64_t size, uint64_t *a, uint64_t *b, i
 	return 0;
 }
 
-/* Owned objects first (peer.h, peer_set_owned_hook): before an object this
- * node owns is fetched into a cache that is nearly full, objects another
- * node owns, read here earlier, are evicted, leaving room for twice the
- * owned one and a twentieth of the cache: reads of foreign objects in
- * flight take freed room too.  Interim: the cache's policy should rank
- * owned objects above foreign ones itself (then this goes). */
-static void make_room(void *arg, const char *key, uint64_t need)
-{
-	struct peerd *d = arg;
-	uint64_t cap = cache_capacity(d->c), used = cache_used_bytes(d->c);
-	uint64_t slack = cap / 20 + (1u << 20), goal, freed = 0, cached, size;
-	char k[PEERD_KEY_MAX + 1], err[256];
-	struct ns_attr at;
-
-	(void)key;
-	if (used + need + slack <= cap || pthread_mutex_trylock(&d->room))
-		return;
-	goal = used + 2 * need + slack - cap;
-	for (unsigned tries = 0; freed < goal && tries < 256 && peer_take_foreign(d->be, k, sizeof(k) - 1);
-	     tries++) {
-		if (peer_owns(d->be, k) || cache_resolve(d->c, k, &at) || at.is_dir ||
-		    cache_cached_bytes(d->c, at.ino, &cached, &size) || !cached)
-			continue;
-		strcat(k, "\n");
-		if (!control_evict_apply(d->c, k, strlen(k), err, sizeof(err)))
-			freed += cached;
-	}
-	if (freed)
-		atomic_fetch_add(&d->evicted, freed);
-	pthread_mutex_unlock(&d->room);
-}
-
 /* Read [a, b] of ino through the cache into buf; 0 or -errno. */
 static int read_range(struct peerd *d, uint64_t ino, uint64_t a, uint64_t b, char *buf)
 {
@@ -357,11 +323,8 @@ static enum MHD_Result serve(struct peerd *d, struct MHD_Connection *conn)
 	 * send the asker's asker round in circles. */
 	if (cache_cached_bytes(d->c, at.ino, &cached, &csize))
 		return reply(conn, MHD_HTTP_NOT_FOUND, "not here\n");
-	if (cached < csize) {
-		if (!peer_owns(d->be, key))
-			return reply(conn, MHD_HTTP_NOT_FOUND, "not here\n");
-		make_room(d, key, csize - cached);
-	}
+	if (cached < csize && !peer_owns(d->be, key))
+		return reply(conn, MHD_HTTP_NOT_FOUND, "not here\n");
 	{
 		size_t len = size ? (size_t)(b + 1 - a) : 0;
 
@@ -505,7 +468,6 @@ int peerd_start(struct cache *c, struct backend *be, const char *listen, struct 
 	d->be = be;
 	d->secret = peer_secret(be);
 	pthread_mutex_init(&d->lock, NULL);
-	pthread_mutex_init(&d->room, NULL);
 	pthread_cond_init(&d->cond, NULL);
 	rc = bind_addr(listen, *d->secret != 0, &ss, err, errlen);
 	if (rc)
@@ -524,13 +486,11 @@ int peerd_start(struct cache *c, struct backend *be, const char *listen, struct 
 		snprintf(err, errlen, "peer server: cannot listen on %.200s: %s", listen, strerror(-rc));
 		goto fail;
 	}
-	peer_set_owned_hook(be, make_room, d);
 	log_info("peer server: listening on %s%s", listen,
 		 *d->secret ? " (requests must carry the secret)" : "");
 	*out = d;
 	return 0;
 fail:
-	pthread_mutex_destroy(&d->room);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
 	free(d);
@@ -541,12 +501,7 @@ void peerd_stop(struct peerd *d)
 {
 	if (!d)
 		return;
-	peer_set_owned_hook(d->be, NULL, NULL);
 	MHD_stop_daemon(d->mhd);
-	if (atomic_load(&d->evicted))
-		log_info("peer server: %llu bytes of objects other nodes own were evicted for owned ones",
-			 (unsigned long long)atomic_load(&d->evicted));
-	pthread_mutex_destroy(&d->room);
 	pthread_mutex_destroy(&d->lock);
 	pthread_cond_destroy(&d->cond);
 	free(d);

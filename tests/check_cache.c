@@ -555,6 +555,47 @@ START_TEST(test_capacity_lru)
 }
 END_TEST
 
+/* Peers: with an ownership function, objects this node owns stay cached
+ * through passes that would evict them under plain LRU (read in dataset
+ * order, the owned ones early, a cache of half the data). */
+static int owns_d0(void *arg, const char *key)
+{
+	(void)arg;
+	return !strncmp(key, "d0/", 3) || !strcmp(key, "d1/sub/f3.bin");
+}
+
+START_TEST(test_owned_first)
+{
+	struct fake_be *fb = fb_new(0);
+	struct cache_config cfg;
+	struct cache *c;
+
+	cfg_init(&cfg, total_data() / 2 + (1u << 20), POLICY_LRU);
+	cfg.owns = owns_d0;
+	c = open_cache(&cfg, fb);
+	for (int pass = 0; pass < 3; pass++) {
+		read_all(c, fb, 200000);
+		ck_assert_uint_le(cache_used_bytes(c), cache_capacity(c));
+		for (int i = 0; i < NFILES; i++) {
+			struct ns_attr a;
+			uint64_t cached, size;
+
+			if (!owns_d0(NULL, dataset[i].key))
+				continue;
+			ck_assert_int_eq(cache_resolve(c, dataset[i].key, &a), 0);
+			ck_assert_int_eq(cache_cached_bytes(c, a.ino, &cached, &size), 0);
+			ck_assert_msg(cached == size, "pass %d: owned %s: %llu of %llu bytes cached", pass,
+				      dataset[i].key, (unsigned long long)cached,
+				      (unsigned long long)size);
+		}
+	}
+	/* foreign objects were cached in the room left, and evicted for each other */
+	ck_assert_uint_gt(CTR(c, evictions), 0);
+	cache_close(c);
+	backend_destroy(&fb->base);
+}
+END_TEST
+
 START_TEST(test_persistence)
 {
 	struct fake_be *fb = fb_new(0);
@@ -939,6 +980,7 @@ static Suite *cache_suite(void)
 	tcase_add_test(tc, test_concurrent_readers);
 	tcase_add_test(tc, test_capacity_shade);
 	tcase_add_test(tc, test_capacity_lru);
+	tcase_add_test(tc, test_owned_first);
 	tcase_add_test(tc, test_persistence);
 	tcase_add_test(tc, test_corruption_detected);
 	tcase_add_test(tc, test_ebusy);

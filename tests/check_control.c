@@ -154,7 +154,7 @@ END_TEST
 
 START_TEST(test_seed_ranks)
 {
-	char err[256], *s;
+	char err[256];
 
 	ck_assert_int_eq(apply(control_seed_apply, "seed=5 world=4 rank=0-3", err), 0);
 	expect_render(control_seed_render,

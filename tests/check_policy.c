@@ -125,6 +125,45 @@ START_TEST(test_insert_remove_idempotent)
 }
 END_TEST
 
+/* Peers: under every rule, objects another node owns go first, and an
+ * incoming object never displaces one of the other kind but an owned one a
+ * foreign one. */
+START_TEST(test_foreign_first)
+{
+	const enum policy_kind kinds[3] = { POLICY_SHADE, POLICY_LRU, POLICY_BELADY };
+
+	for (int k = 0; k < 3; k++) {
+		struct policy *p = mk(kinds[k]);
+		struct pol_entry own = ent(0.0, 0, 1), fa = ent(9.0, 100, 50), fb = ent(9.0, 100, 60);
+		struct pol_entry in;
+
+		own.next_use = 5; /* needed first: Belady would keep it anyway */
+		fa.next_use = fb.next_use = 1;
+		fa.foreign = fb.foreign = 1;
+		ck_assert_int_eq(policy_insert(p, &own), 0);
+		ck_assert_int_eq(policy_insert(p, &fa), 0);
+		ck_assert_int_eq(policy_insert(p, &fb), 0);
+		/* the owned one is worth least by every other measure, yet the
+		 * foreign ones go first */
+		ck_assert_ptr_eq(policy_victim(p, NULL), &fa);
+		policy_remove(p, &fa);
+		ck_assert_ptr_eq(policy_victim(p, NULL), &fb);
+		/* an owned incoming, worth nothing by the rule, displaces a foreign one */
+		in = ent(0.0, 0, 0);
+		in.next_use = UINT64_MAX;
+		ck_assert_ptr_eq(policy_victim(p, &in), &fb);
+		policy_remove(p, &fb);
+		/* a foreign incoming worth everything displaces no owned one */
+		in = ent(100.0, 1000, 1000);
+		in.next_use = 0;
+		in.foreign = 1;
+		ck_assert_ptr_null(policy_victim(p, &in));
+		ck_assert_ptr_eq(policy_victim(p, NULL), &own);
+		policy_destroy(p);
+	}
+}
+END_TEST
+
 /* ---- randomized heap check ---- */
 
 static uint64_t rng = 88172645463325252ull;
@@ -378,6 +417,7 @@ static Suite *policy_suite(void)
 	tcase_add_test(tc, test_rekey);
 	tcase_add_test(tc, test_rekey_enomem);
 	tcase_add_test(tc, test_parse);
+	tcase_add_test(tc, test_foreign_first);
 	suite_add_tcase(s, tc);
 	return s;
 }
