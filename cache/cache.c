@@ -160,6 +160,7 @@ int cache_open(const struct cache_config *cfg, struct backend *be, struct cache 
 	wire(c);
 	c->fill.owns = cfg->owns;
 	c->fill.owns_arg = cfg->owns_arg;
+	plan_set_cluster(c->plan, cfg->owns != NULL);
 	rc = resolve_capacity(c, err, errlen);
 	if (!rc)
 		rc = load_namespace(c, err, errlen);

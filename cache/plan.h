@@ -153,6 +153,24 @@ uint64_t plan_now(const struct plan *p);
 /* The epoch of use number u; UINT64_MAX for PLAN_NEVER. */
 uint64_t plan_use_epoch(uint64_t u);
 
+/* ---- the whole job (peers: cluster prefetching, docs/peers.md) ---- */
+
+/* Make, with every epoch order from now on, the whole job's order too, for
+ * distributed seed jobs whose world has ranks this node does not follow:
+ * 8 bytes a sample per epoch held. */
+void plan_set_cluster(struct plan *p, int on);
+/* The use number of sample i's next use by any rank of the job, in the
+ * node's use numbers (the job's position q maps to the node's slot
+ * q * nranks), counting the job as at its slowest followed rank's position;
+ * PLAN_NEVER without the job's order. */
+uint64_t plan_job_use(const struct plan *p, uint32_t i);
+/* A walk over the job's order: jc = epoch * 2^33 + j.  plan_job_now is
+ * where the job is (PLAN_NEVER without the job's order); plan_job_sample_at
+ * moves *jc past an epoch's end, then gives the sample at *jc and its use
+ * number in *u, or PLAN_NONE past the epochs held. */
+uint64_t plan_job_now(const struct plan *p);
+uint32_t plan_job_sample_at(const struct plan *p, uint64_t *jc, uint64_t *u);
+
 /* ---- saving and restoring (the index keeps the plan across remounts) ---- */
 
 /* The plan without its manifest as bytes (malloc'd; the caller frees):

@@ -23,6 +23,12 @@ struct epoch_order {
 	uint32_t *again_key, *again_val; /* open addressing, PLAN_NONE = empty */
 	uint32_t again_mask;             /* capacity - 1; 0: no hash */
 	uint64_t *opened; /* bitmap over the slots */
+	/* The whole job's order (plan_set_cluster, distributed seed jobs with
+	 * ranks on other nodes): j -> sample for j < jlen (the shuffled
+	 * indices; rank r reads j = q * world + r at its position q), and
+	 * sample -> its job position q, PLAN_NONE.  NULL otherwise. */
+	uint32_t *jperm, *jq;
+	uint64_t jlen;
 	uint64_t epoch;
 	int valid;
 };
@@ -66,6 +72,7 @@ struct plan {
 	struct plan_rank rk[PLAN_MAX_RANKS]; /* by rank id */
 	struct epoch_order cur, next; /* epochs base and base + 1 */
 
+	int cluster;          /* make the job's orders too (plan_set_cluster) */
 	uint64_t gen;         /* bumped at every change but an open's */
 	uint64_t mgen;        /* bumped when the manifest is replaced */
 	int mset;             /* a manifest was set */

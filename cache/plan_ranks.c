@@ -43,6 +43,8 @@ void eo_free(struct epoch_order *e)
 	free(e->again_key);
 	free(e->again_val);
 	free(e->opened);
+	free(e->jperm);
+	free(e->jq);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -188,6 +190,40 @@ static int again_make(const struct plan *p, struct epoch_order *eo, uint64_t ndu
 	return 0;
 }
 
+/* The whole job's order of epoch e, for cluster prefetching: every rank's
+ * shard comes from one shuffle of all indices (torch's DistributedSampler
+ * draws randperm(n) whatever the world), so the job's order is that of a
+ * world of one, cut to a multiple of the world with drop_last; padding
+ * repeats indices already met.  Without memory the plan simply has none. */
+static void job_order_make(const struct plan *p, const struct plan_job *job, uint64_t e,
+			   struct epoch_order *eo)
+{
+	struct order_spec s = job->spec;
+	uint64_t len, w = job->spec.world;
+
+	if (!p->cluster || job->mode != PLAN_SEED || s.sampler != ORDER_DISTRIBUTED ||
+	    w <= job->nr || !p->n)
+		return;
+	s.epoch = e;
+	s.world = 1;
+	s.rank = 0;
+	s.drop_last = 0;
+	if (order_len(&s, p->n, &len) || len != p->n)
+		return;
+	eo->jperm = ec_malloc((size_t)p->n * sizeof(*eo->jperm));
+	eo->jq = ec_malloc((size_t)p->n * sizeof(*eo->jq));
+	if (!eo->jperm || !eo->jq || order_generate(&s, p->n, eo->jperm, p->n)) {
+		free(eo->jperm);
+		free(eo->jq);
+		eo->jperm = eo->jq = NULL;
+		return;
+	}
+	eo->jlen = job->spec.drop_last ? p->n / w * w : p->n;
+	memset(eo->jq, 0xff, (size_t)p->n * sizeof(*eo->jq));
+	for (uint64_t j = 0; j < eo->jlen; j++)
+		eo->jq[eo->jperm[j]] = (uint32_t)(j / w);
+}
+
 /* Make epoch e's merged order and its indexes into eo.  -ENOENT when the
  * mode cannot (an explicit plan that does not reach that far). */
 static int eo_make(const struct plan *p, const struct plan_job *job, uint64_t e,
@@ -228,6 +264,7 @@ static int eo_make(const struct plan *p, const struct plan_job *job, uint64_t e,
 	}
 	for (unsigned k = 0; k < job->nr; k++)
 		eo->npos += eo->rlen[k];
+	job_order_make(p, job, e, eo);
 	eo->epoch = e;
 	eo->valid = 1;
 	return 0;
@@ -539,6 +576,86 @@ uint64_t plan_spread_key_after(const struct plan *p, uint32_t i)
 	if (p->mode == PLAN_OFF || i >= p->n || !p->next.valid || p->next.pos[i] == PLAN_NONE)
 		return PLAN_NEVER;
 	return spread_place(p->next.epoch, i);
+}
+
+/* ---- the whole job (cluster prefetching) ---- */
+
+void plan_set_cluster(struct plan *p, int on)
+{
+	p->cluster = on;
+}
+
+/* The slowest followed rank's epoch and position: where the job is, the
+ * ranks of a data-parallel job moving in lockstep. */
+static void job_now(const struct plan *p, uint64_t *e, uint64_t *q)
+{
+	int found = 0;
+
+	*e = p->cur.epoch;
+	*q = 0;
+	for (unsigned k = 0; k < p->nr; k++) {
+		const struct plan_rank *r = &p->rk[k];
+
+		if (!rank_eo((struct plan *)p, k))
+			continue;
+		if (!found || r->epoch < *e || (r->epoch == *e && r->frontier < *q)) {
+			*e = r->epoch;
+			*q = r->frontier;
+		}
+		found = 1;
+	}
+}
+
+static const struct epoch_order *job_eo(const struct plan *p, uint64_t e)
+{
+	if (p->cur.valid && p->cur.jperm && e == p->cur.epoch)
+		return &p->cur;
+	if (p->next.valid && p->next.jperm && e == p->next.epoch)
+		return &p->next;
+	return NULL;
+}
+
+uint64_t plan_job_use(const struct plan *p, uint32_t i)
+{
+	const struct epoch_order *eos[2] = { &p->cur, &p->next };
+	uint64_t e, q;
+
+	if (p->mode == PLAN_OFF || i >= p->n || !p->cur.valid || !p->cur.jq)
+		return PLAN_NEVER;
+	job_now(p, &e, &q);
+	for (int x = 0; x < 2; x++) {
+		const struct epoch_order *eo = eos[x];
+
+		if (!eo->valid || !eo->jq || eo->jq[i] == PLAN_NONE)
+			continue;
+		if (eo->epoch > e || (eo->epoch == e && eo->jq[i] >= q))
+			return eo->epoch * STRIDE + (uint64_t)eo->jq[i] * p->nr;
+	}
+	return PLAN_NEVER;
+}
+
+uint64_t plan_job_now(const struct plan *p)
+{
+	uint64_t e, q;
+
+	if (p->mode == PLAN_OFF || !p->cur.valid || !p->cur.jperm)
+		return PLAN_NEVER;
+	job_now(p, &e, &q);
+	return e * STRIDE + q * p->spec.world;
+}
+
+uint32_t plan_job_sample_at(const struct plan *p, uint64_t *jc, uint64_t *u)
+{
+	const struct epoch_order *eo = job_eo(p, *jc / STRIDE);
+
+	if (eo && *jc % STRIDE >= eo->jlen) {
+		*jc = (eo->epoch + 1) * STRIDE;
+		eo = job_eo(p, *jc / STRIDE);
+	}
+	if (!eo || *jc % STRIDE >= eo->jlen)
+		return PLAN_NONE;
+	*u = eo->epoch * STRIDE + (*jc % STRIDE) / p->spec.world * p->nr;
+	return eo->jperm[*jc % STRIDE];
 }
 
 /* ---- locating an open ---- */

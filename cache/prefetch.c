@@ -85,10 +85,20 @@ void prefetch_on_evict(void *arg, struct obj *o)
 		e->evicted_planned++;
 }
 
-/* The eviction key of sample i under the plan. */
+static int owned(const struct prefetcher *pf, uint32_t i)
+{
+	return pf->owned && i < pf->owned_n && (pf->owned[i / 64] >> (i % 64) & 1);
+}
+
+/* The eviction key of sample i under the plan: its next use by this node's
+ * ranks, or by any rank of the job when this node owns it (peers). */
 static uint64_t key_of(const struct prefetcher *pf, uint32_t i)
 {
-	return pf->sb->mode ? subst_key_locked(pf->sb, i) : plan_next_use(pf->plan, i);
+	uint64_t u = pf->sb->mode ? subst_key_locked(pf->sb, i) : plan_next_use(pf->plan, i);
+
+	if (owned(pf, i))
+		u = MIN(u, plan_job_use(pf->plan, i));
+	return u;
 }
 
 /* The rank the opener was last located in (its pid's entry), -1. */
@@ -161,49 +171,57 @@ static void rekey_locked(struct prefetcher *pf)
 }
 
 /* Tell every in-memory object which sample it is (objects loaded at start
- * carry only a content id).  Lock not held. */
+ * carry only a content id); with peers, note which samples this node owns.
+ * Lock not held. */
 static void resolve_samples(struct prefetcher *pf, uint64_t gen)
 {
 	uint8_t cid[CID_LEN];
 	struct ns_attr a;
 	char key[KEY_MAX];
 	struct obj *o;
+	uint64_t *own = NULL;
 	uint32_t n, i;
 	uint64_t ino;
 
 	pthread_mutex_lock(&pf->ot->lock);
 	n = plan_manifest_len(pf->plan);
 	pthread_mutex_unlock(&pf->ot->lock);
+	if (pf->fl->owns && n && !(own = ec_calloc((size_t)n / 64 + 1, sizeof(*own))))
+		log_warn("out of memory for the samples this node owns: no cluster prefetch");
 	for (i = 0; i < n; i++) {
 		pthread_mutex_lock(&pf->ot->lock);
 		if (plan_manifest_gen(pf->plan) != gen || pf->stop) {
 			pthread_mutex_unlock(&pf->ot->lock);
+			free(own);
 			return;
 		}
 		ino = plan_manifest_ino(pf->plan, i);
 		pthread_mutex_unlock(&pf->ot->lock);
 		if (ns_identity(pf->ns, ino, &a, key, sizeof(key), cid))
 			continue;
+		if (own && pf->fl->owns(pf->fl->owns_arg, key))
+			own[i / 64] |= 1ull << (i % 64);
 		pthread_mutex_lock(&pf->ot->lock);
 		o = objtab_get_locked(pf->ot, cid);
 		if (o && plan_manifest_gen(pf->plan) == gen)
 			subst_set_sample_locked(pf->sb, o, i);
 		pthread_mutex_unlock(&pf->ot->lock);
 	}
+	pthread_mutex_lock(&pf->ot->lock);
+	free(pf->owned);
+	pf->owned = own;
+	pf->owned_n = own ? n : 0;
+	pthread_mutex_unlock(&pf->ot->lock);
 }
+
+static int consider_sample(struct prefetcher *pf, uint32_t i, uint64_t gen);
 
 /* Consider the sample at use number u; lock held on entry and exit.
  * Returns 1 to go on to the next position, 0 to stop for now. */
 static int consider(struct prefetcher *pf, uint64_t u)
 {
-	uint8_t cid[CID_LEN];
-	struct ns_attr a;
-	char key[KEY_MAX];
-	struct backend_stat ident;
-	struct obj *o;
-	uint64_t ino, gen = plan_gen(pf->plan);
+	uint64_t gen = plan_gen(pf->plan);
 	uint32_t i = plan_sample_at(pf->plan, u);
-	int rc, ok = 1;
 
 	if (i == PLAN_NONE)
 		return 0;
@@ -212,6 +230,22 @@ static int consider(struct prefetcher *pf, uint64_t u)
 	/* A slot lent to a substitution is where the owed content is read. */
 	if (plan_use_current(pf->plan, u) && subst_redirect_locked(pf->sb, i) != PLAN_NONE)
 		i = subst_redirect_locked(pf->sb, i);
+	return consider_sample(pf, i, gen);
+}
+
+/* Prefetch sample i unless it is cached or on its way; lock held on entry
+ * and exit.  Returns 1 to go on, 0 to stop for now (no room, or the plan
+ * changed). */
+static int consider_sample(struct prefetcher *pf, uint32_t i, uint64_t gen)
+{
+	uint8_t cid[CID_LEN];
+	struct ns_attr a;
+	char key[KEY_MAX];
+	struct backend_stat ident;
+	struct obj *o;
+	uint64_t ino;
+	int rc, ok = 1;
+
 	ino = plan_manifest_ino(pf->plan, i);
 	pthread_mutex_unlock(&pf->ot->lock);
 	rc = ns_identity(pf->ns, ino, &a, key, sizeof(key), cid);
@@ -283,21 +317,42 @@ static void *prefetch_main(void *arg)
 			rekey_locked(pf);
 			pf->rekeyed_gen = plan_gen(pf->plan);
 			pf->rekey = 0;
-			pf->cursor = 0;
+			pf->cursor = pf->jcursor = 0;
 		}
 		if (plan_mode(pf->plan) != PLAN_OFF) {
+			/* Two walks, nearest use first: this node's ranks' order,
+			 * and (peers) the whole job's order for what this node
+			 * owns, which the other nodes' ranks read through it. */
+			uint64_t jnow = pf->owned ? plan_job_now(pf->plan) : PLAN_NEVER, ju = 0;
+			int lstop = 0, jstop = jnow == PLAN_NEVER;
+			uint32_t ji;
+
 			now = plan_now(pf->plan);
 			if (pf->cursor < now)
 				pf->cursor = now;
-			for (scanned = 0; scanned < SCAN_PER_ROUND && !pf->stop &&
+			if (!jstop && pf->jcursor < jnow)
+				pf->jcursor = jnow;
+			for (scanned = 0; scanned < SCAN_PER_ROUND && !pf->stop && !(lstop && jstop) &&
 					  pf->fl->pf_inflight < pf->max &&
 					  pf->fl->pf_inflight_bytes < pf->max_bytes &&
 					  pf->rekeyed_gen == plan_gen(pf->plan);
 			     scanned++) {
-				pf->cursor = plan_normalize(pf->plan, pf->cursor);
-				if (!consider(pf, pf->cursor))
-					break;
-				pf->cursor++;
+				if (!lstop)
+					pf->cursor = plan_normalize(pf->plan, pf->cursor);
+				ji = jstop ? PLAN_NONE : plan_job_sample_at(pf->plan, &pf->jcursor, &ju);
+				jstop = ji == PLAN_NONE;
+				if (!jstop && (lstop || ju < pf->cursor)) {
+					if (owned(pf, ji) &&
+					    !consider_sample(pf, ji, plan_gen(pf->plan)))
+						jstop = 1;
+					else
+						pf->jcursor++;
+					continue;
+				}
+				if (lstop || !consider(pf, pf->cursor))
+					lstop = 1;
+				else
+					pf->cursor++;
 			}
 			if (scanned == SCAN_PER_ROUND)
 				continue; /* more to look at: go on after a breath */
@@ -342,5 +397,8 @@ void prefetch_stop(struct prefetcher *pf)
 	pthread_mutex_lock(&pf->ot->lock); /* no wake-up can be on its way */
 	pf->started = 0;
 	pthread_cond_destroy(&pf->cond);
+	free(pf->owned);
+	pf->owned = NULL;
+	pf->owned_n = 0;
 	pthread_mutex_unlock(&pf->ot->lock);
 }

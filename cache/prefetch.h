@@ -39,6 +39,13 @@ struct prefetcher {
 	pthread_cond_t cond;         /* work to look at */
 	int started, stop;
 	uint64_t cursor;             /* next use number to look at */
+	/* Peers: the samples this node owns (a bitmap over the manifest, made
+	 * with the samples' resolution when the fill has an ownership
+	 * function), and the walk over the whole job's order that prefetches
+	 * them for every rank of the job (plan_job_sample_at). */
+	uint64_t *owned;
+	uint32_t owned_n;
+	uint64_t jcursor;
 	uint64_t resolved_mgen;      /* manifest whose samples objects know */
 	uint64_t rekeyed_gen;        /* plan whose keys the policy has */
 	int rekey;                   /* keys must follow (a resolution) */

@@ -772,6 +772,72 @@ START_TEST(test_memory_ranks)
 }
 END_TEST
 
+/* Peers: the whole job's order, made beside the node's own ranks' (one rank
+ * of a world of 4 here): it is every rank's order interleaved, each
+ * sample's job use is its first position in it, and the job moves with the
+ * followed rank. */
+START_TEST(test_job_order)
+{
+	const uint64_t stride = 1ull << 33;
+
+	for (int dl = 0; dl < 2; dl++) {
+		struct order_spec s = { ORDER_DISTRIBUTED, 77, 3, 4, 1, dl };
+		const uint32_t n = 103;
+		uint64_t inos[103], len, jc, u, jlen = dl ? 100 : 103;
+		uint32_t *l[4], first[103];
+		struct plan *p;
+
+		for (uint32_t i = 0; i < n; i++)
+			inos[i] = 10 + i;
+		p = mk_man(inos, n);
+		ck_assert_uint_eq(plan_job_use(p, 0), PLAN_NEVER); /* no plan */
+		plan_set_cluster(p, 1);
+		ck_assert_int_eq(plan_set_seed(p, &s), 0);
+		ck_assert_int_eq(order_len(&s, n, &len), 0);
+		for (uint32_t r = 0; r < 4; r++) {
+			struct order_spec t = s;
+
+			t.rank = r;
+			l[r] = malloc((len + n) * sizeof(*l[r]));
+			ck_assert_int_eq(order_generate(&t, n, l[r], len + n), 0);
+		}
+		memset(first, 0xff, sizeof(first));
+		ck_assert_uint_eq(plan_job_now(p), 3 * stride);
+		jc = 3 * stride;
+		for (uint64_t j = 0; j < jlen; j++, jc++) {
+			uint32_t i = plan_job_sample_at(p, &jc, &u);
+
+			ck_assert_uint_eq(jc, 3 * stride + j);
+			ck_assert_uint_eq(i, l[j % 4][j / 4]);
+			ck_assert_uint_eq(u, 3 * stride + j / 4);
+			if (first[i] == PLAN_NONE)
+				first[i] = (uint32_t)(j / 4);
+		}
+		/* past the epoch's end: the next epoch's first */
+		ck_assert_uint_ne(plan_job_sample_at(p, &jc, &u), PLAN_NONE);
+		ck_assert_uint_eq(jc, 4 * stride);
+		for (uint32_t i = 0; i < n; i++)
+			if (first[i] != PLAN_NONE)
+				ck_assert_uint_eq(plan_job_use(p, i), 3 * stride + first[i]);
+		/* the followed rank reads 10 positions: the job is there, and
+		 * what the job read before is next used in the next epoch */
+		for (int q = 0; q < 10; q++)
+			plan_on_open(p, l[1][q]);
+		ck_assert_uint_eq(plan_job_now(p), 3 * stride + 40);
+		for (uint32_t i = 0; i < n; i++) {
+			u = plan_job_use(p, i);
+			if (first[i] != PLAN_NONE && first[i] >= 10)
+				ck_assert_uint_eq(u, 3 * stride + first[i]);
+			else
+				ck_assert(u == PLAN_NEVER || u / stride == 4);
+		}
+		for (uint32_t r = 0; r < 4; r++)
+			free(l[r]);
+		plan_destroy(p);
+	}
+}
+END_TEST
+
 static Suite *plan_suite(void)
 {
 	Suite *s = suite_create("plan");
@@ -793,6 +859,7 @@ static Suite *plan_suite(void)
 	tcase_add_test(tc, test_bitmap_seed);
 	tcase_add_test(tc, test_set_epoch);
 	tcase_add_test(tc, test_memory_ranks);
+	tcase_add_test(tc, test_job_order);
 	suite_add_tcase(s, tc);
 	return s;
 }
