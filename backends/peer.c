@@ -467,6 +467,24 @@ int peer_owns(struct backend *be, const char *key)
 	return !p || !owner_of(p, key);
 }
 
+int peer_owns_planned(struct backend *be, const char *key)
+{
+	struct peer *p = as_peer(be);
+	uint64_t h;
+	int i, own = 1;
+
+	if (!p)
+		return 1;
+	h = owner_object_hash(key, strlen(key));
+	pthread_mutex_lock(&p->lock);
+	if (p->tab && p->tab->nremote) {
+		i = owner_pick(p->tab->hash, NULL, p->tab->n, h);
+		own = i < 0 || p->tab->v[i]->self;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return own;
+}
+
 /* ---- requests ---- */
 
 static void mirror_one(atomic_uint_fast64_t *dst, atomic_uint_fast64_t *src)

@@ -62,6 +62,10 @@ const char *peer_secret(const struct backend *be);
 /* Whether this node owns key among the live nodes of its own view (1), or
  * not (0).  A node with no peers owns everything. */
 int peer_owns(struct backend *be, const char *key);
+/* The same over every node of the list, down or not: what the cache keeps
+ * first and prefetches for the job (a peer's outage does not move it; its
+ * objects are read from the origin meanwhile). */
+int peer_owns_planned(struct backend *be, const char *key);
 
 /* Ask for the --peers list to be read again (SIGHUP); async-signal-safe. */
 void peer_reload(struct backend *be);

@@ -38,7 +38,7 @@ static struct backend *g_peer_be; /* the peer client, for SIGHUP */
 
 static int owns_key(void *arg, const char *key)
 {
-	return peer_owns(arg, key);
+	return peer_owns_planned(arg, key);
 }
 
 /* SIGHUP reads the --peers list again (FUSE's handler would unmount). */

@@ -7,7 +7,8 @@
 # dataset per pass; a node killed with -9 mid-read costs no read and comes
 # back; a peer that resets connections and corrupts bytes costs nothing and
 # is marked down; requests without the secret or for anything outside the
-# source are refused.
+# source are refused; a node with a seed plan prefetches what it owns of the
+# shards of ranks on other nodes (cluster prefetch).
 . "$(dirname "$0")/remote-lib.sh"
 need_daemon
 command -v curl >/dev/null || skip "curl is not installed"
@@ -271,6 +272,68 @@ awk 'length > 80 { bad = 1; print "too wide: " $0 } END { exit bad }' "$T/stat6"
 grep -q '^epochfs_origin_bytes_total{' "$T/prom6" && grep -q "addr=\"127.0.0.1:$PROXY_PORT\"" "$T/prom6" ||
 	fail "Prometheus output lacks the peer figures: $(grep -i peer "$T/prom6" | head -5)"
 stop_node 6
+
+log "cluster prefetch: a plan on one node prefetches what it owns of the other ranks' shards"
+# Two fresh nodes, whole-dataset caches.  Node 8 plans rank 0 of a world of
+# 2; node 9 plans nothing and reads nothing.  Node 8 prefetches its rank's
+# shard (what node 9 owns through node 9), and, from the job's order, what it
+# owns of rank 1's shard, which no rank of its own reads: about half of it.
+for i in 8 9; do
+	NPORT[$i]=$(free_port)
+	echo "127.0.0.1:${NPORT[$i]}" >>"$T/peers89"
+done
+CFULL=$((DATA_BYTES + NFILES * 4096 + (4 << 20)))
+for i in 8 9; do
+	start_node "$i" "$ORIGIN" "$CFULL" --listen "127.0.0.1:${NPORT[$i]}" --peers "@$T/peers89" \
+		--peer-secret-file "$T/secret"
+done
+# (the files are not images: the default ImageFolder manifest has none)
+(cd "$T/www/data" && find . -type f | sed 's|^\./||' | LC_ALL=C sort) >"${NMNT[8]}/.epochfs/manifest" ||
+	fail "manifest refused"
+echo "seed=7 sampler=distributed world=2 rank=0" >"${NMNT[8]}/.epochfs/seed" || fail "seed refused"
+python3 - "$T/www/data" "${NMNT[8]}" "${NMNT[9]}" "${TOOLS:-$BUILDDIR}/epochfs-peersim" <<'PY' ||
+import os, subprocess, sys, time
+src, m8, m9, sim = sys.argv[1:5]
+manifest = [l for l in open(m8 + "/.epochfs/manifest").read().split("\n") if l]
+
+def shard(epoch, rank):  # the daemon's own order code (check_peersim checks it agrees)
+    out = subprocess.run([sim, "--dump-order", str(epoch), str(rank), str(len(manifest)), "--nodes", "2",
+                          "--ranks-per-node", "1", "--samples", str(len(manifest)), "--seed", "7"],
+                         check=True, capture_output=True, text=True).stdout
+    return set(manifest[int(i)] for i in out.split(":", 1)[1].split())
+
+# Node 8's own rank prefetches its epochs 0 and 1; what only rank 1 reads
+# in epoch 0 comes to node 8 only from the job's order, when node 8 owns it.
+mine = shard(0, 0) | shard(1, 0)
+other = [p for p in manifest if p not in mine]
+
+def cached(m, p):
+    have, size = os.getxattr(os.path.join(m, p), "user.epochfs.cached").decode().split("/")
+    return int(have) == int(size)
+
+t0, last, n8 = time.monotonic(), -1, 0
+while time.monotonic() - t0 < 60:
+    n8 = sum(cached(m8, p) for p in other)
+    if n8 == last and n8 > 0:
+        break  # settled
+    last = n8
+    time.sleep(1)
+n9 = sum(cached(m9, p) for p in other)
+print("files only rank 1 reads: %d; cached on node 8 (which plans rank 0 only): %d; on node 9: %d"
+      % (len(other), n8, n9))
+ok = len(other) * 0.3 <= n8 <= len(other) * 0.7 and n9 == 0
+# every byte right through node 9, which asks node 8 for what node 8 owns
+bad = 0
+for p in other:
+    with open(os.path.join(m9, p), "rb") as f, open(os.path.join(src, p), "rb") as g:
+        bad += f.read() != g.read()
+print("read them through node 9: %d wrong" % bad)
+sys.exit(0 if ok and not bad else 1)
+PY
+	fail "cluster prefetch (above)"
+[ "$(nstat 8 's["prefetch_issued"]')" -gt 0 ] || fail "node 8 issued no prefetch"
+stop_node 8
+stop_node 9
 
 log "SIGHUP reads the peers file again (and does not unmount)"
 grep -v ":${NPORT[3]}\$" "$T/peers" >"$T/peers.new" && mv "$T/peers.new" "$T/peers"
