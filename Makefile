@@ -97,6 +97,13 @@ bench-ram: all
 	sh tools/install-deps.sh bench
 	B=$(B) bash tools/bench-ram.sh
 
+# Four daemons serving each other's caches, world 4, 10 ms origin (issue 13;
+# docs/benchmarks-remote.md).  QUICK=1 for a short run.
+.PHONY: bench-peers
+bench-peers: all
+	sh tools/install-deps.sh bench
+	B=$(B) bash tools/bench-peers.sh
+
 # ASan+UBSan build of everything, then the whole suite against it.
 asan:
 	$(MAKE) B=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" check
