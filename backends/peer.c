@@ -142,7 +142,6 @@ struct preq {
 	void *arg;
 	struct pnode *node;
 	void *easy;
-	struct curl_slist *hdrs;
 	char *url;
 	uint64_t want;
 	size_t got;
@@ -159,6 +158,7 @@ struct peer {
 	char host[256];
 	unsigned port;
 	char secret[PEER_SECRET_MAX + 1];
+	struct curl_slist *hdrs; /* the secret's header, NULL without one */
 	unsigned timeout_ms, total_ms;
 	int dynamic;             /* the list has names to resolve again */
 	pthread_mutex_t lock;    /* table, nodes' states, queue */
@@ -571,7 +571,6 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 	struct preq *pr = arg;
 	size_t n = size * nmemb, hl = strlen(PEER_XXH3_HEADER);
 	char line[256];
-	uint64_t end;
 
 	if (n >= sizeof(line))
 		return n;
@@ -589,8 +588,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 		pr->xxh = strtoull(v, &e, 16);
 		pr->have_xxh = !errno && e - v == 16 && !*e;
 	} else if (!strncasecmp(line, "Content-Range:", 14)) {
-		pr->have_range = sscanf(line + 14, " bytes %" SCNu64 "-%" SCNu64 "/%" SCNu64,
-					&pr->r_start, &end, &pr->r_total) == 3;
+		pr->have_range = !fetch_parse_content_range(line + 14, &pr->r_start, &pr->r_total);
 	}
 	return n;
 }
@@ -637,10 +635,8 @@ static void xfer_free(struct preq *pr)
 {
 	if (pr->easy)
 		curl_easy_cleanup(pr->easy);
-	curl_slist_free_all(pr->hdrs);
 	free(pr->url);
 	pr->easy = NULL;
-	pr->hdrs = NULL;
 	pr->url = NULL;
 }
 
@@ -694,7 +690,7 @@ static void finish(struct peer *p, struct preq *pr, CURLcode cc)
 static int xfer_start(struct peer *p, struct preq *pr)
 {
 	struct backend_req *req = pr->req;
-	char *k = NULL, et[BACKEND_ETAG_MAX * 3 + 1], range[64], hdr[PEER_SECRET_MAX + 32];
+	char *k = NULL, et[BACKEND_ETAG_MAX * 3 + 1], range[64];
 	size_t klen = strlen(req->key) * 3 + 1;
 	CURL *e;
 
@@ -709,12 +705,6 @@ static int xfer_start(struct peer *p, struct preq *pr)
 	free(k);
 	snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)req->off,
 		 (unsigned long long)(req->off + pr->want - 1));
-	if (*p->secret) {
-		snprintf(hdr, sizeof(hdr), "%s: %s", PEER_SECRET_HEADER, p->secret);
-		pr->hdrs = curl_slist_append(NULL, hdr);
-		if (!pr->hdrs)
-			return -ENOMEM;
-	}
 	e = pr->easy = curl_easy_init();
 	if (!e)
 		return -ENOMEM;
@@ -722,7 +712,7 @@ static int xfer_start(struct peer *p, struct preq *pr)
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(e, CURLOPT_RANGE, range);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, pr->hdrs);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->hdrs);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)p->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)p->total_ms);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -879,6 +869,7 @@ static void peer_free(struct peer *p)
 		close(p->hup[0]);
 	if (p->hup[1] >= 0)
 		close(p->hup[1]);
+	curl_slist_free_all(p->hdrs);
 	free(p->listen);
 	free(p->list);
 	pthread_mutex_destroy(&p->lock);
@@ -929,8 +920,17 @@ int backend_peer_create(struct backend *origin, const struct peer_options *po,
 		goto fail;
 	}
 	if (po->secret_file) {
+		char hdr[PEER_SECRET_MAX + 32];
+
 		rc = peer_read_secret(po->secret_file, p->secret, sizeof(p->secret), err, errlen);
 		if (rc)
+			goto fail;
+		/* Every request carries it: one list for all (curl only reads it). */
+		snprintf(hdr, sizeof(hdr), "%s: %s", PEER_SECRET_HEADER, p->secret);
+		p->hdrs = curl_slist_append(NULL, hdr);
+		explicit_bzero(hdr, sizeof(hdr));
+		rc = -ENOMEM;
+		if (!p->hdrs)
 			goto fail;
 	}
 	rc = build_table(p, &t, err, errlen);
