@@ -4,6 +4,8 @@
  * logger's file destination. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,6 +274,31 @@ START_TEST(test_log_file)
 	ck_assert_ptr_null(strstr(buf, "not shown"));
 	ck_assert_ptr_nonnull(strstr(buf, "check_util["));
 	ck_assert_ptr_nonnull(strstr(buf, "warning: shown 42\n"));
+	/* rotation by size: PATH.1 holds the lines before, PATH those after */
+	{
+		char old[sizeof(path) + 2];
+		struct stat st;
+
+		snprintf(old, sizeof(old), "%s.1", path);
+		log_set_rotate_bytes(400);
+		for (int i = 0; i < 10; i++)
+			log_warn("line %d of forty-odd bytes or so", i);
+		log_warn("the line after");
+		ck_assert_int_eq(stat(old, &st), 0);
+		ck_assert_int_ge(st.st_size, 400);
+		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert_int_lt(st.st_size, 400);
+		ck_assert_int_gt(st.st_size, 0);
+		close(fd);
+		fd = open(path, O_RDONLY);
+		ck_assert_int_ge(fd, 0);
+		n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n] = 0;
+		ck_assert_ptr_nonnull(strstr(buf, "warning: the line after\n"));
+		ck_assert_ptr_null(strstr(buf, "shown 42"));
+		log_set_rotate_bytes(LOG_ROTATE_DEFAULT);
+		unlink(old);
+	}
 	ck_assert_int_eq(log_to_file("/nonexistent/dir/log"), -ENOENT);
 	ck_assert_int_eq(log_dest_get(), LOG_TO_FILE);
 	log_init("check_util", LOG_LVL_ERR, 0);

@@ -2,8 +2,16 @@
 /* Logging: one line per message, to stderr, syslog or a file.  The level
  * and destination are set before the threads start and read without locks
  * after; a line is written with one write(2), so lines of several threads
- * never interleave. */
+ * never interleave.
+ *
+ * A log file is rotated by size: past log_rotate_bytes the thread whose
+ * line crossed the mark renames it to PATH.1 (replacing the previous one)
+ * and puts a new PATH behind the same descriptor number with dup2, which
+ * is atomic for the threads writing meanwhile: at most twice the limit is
+ * ever on disk, and no line is lost or split. */
 #include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +30,10 @@ static enum log_level log_cur = LOG_LVL_INFO;
 static enum log_dest log_where = LOG_TO_STDERR;
 static int log_fd = -1;
 static int log_tee;
+static char log_path[PATH_MAX];
+static uint64_t log_rotate_bytes = LOG_ROTATE_DEFAULT;
+static atomic_uint_fast64_t log_bytes;
+static atomic_int log_rotating;
 
 void log_init(const char *ident, enum log_level level, int use_syslog)
 {
@@ -34,15 +46,45 @@ void log_init(const char *ident, enum log_level level, int use_syslog)
 
 int log_to_file(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	struct stat st;
+	int fd;
 
+	if (strlen(path) >= sizeof(log_path) - 2)
+		return -ENAMETOOLONG;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -errno;
 	if (log_fd >= 0)
 		close(log_fd);
 	log_fd = fd;
 	log_where = LOG_TO_FILE;
+	snprintf(log_path, sizeof(log_path), "%s", path);
+	atomic_store(&log_bytes, fstat(fd, &st) ? 0 : (uint64_t)st.st_size);
 	return 0;
+}
+
+void log_set_rotate_bytes(uint64_t bytes)
+{
+	log_rotate_bytes = bytes;
+}
+
+/* PATH -> PATH.1, a new PATH behind log_fd.  On failure the file just
+ * grows (and the next line tries again). */
+static void log_rotate(void)
+{
+	char old[sizeof(log_path) + 2];
+	int fd;
+
+	snprintf(old, sizeof(old), "%s.1", log_path);
+	if (rename(log_path, old) == 0) {
+		fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd >= 0) {
+			dup2(fd, log_fd);
+			close(fd);
+			atomic_store(&log_bytes, 0);
+		}
+	}
+	atomic_store(&log_rotating, 0);
 }
 
 enum log_dest log_dest_get(void)
@@ -130,4 +172,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (write(log_where == LOG_TO_FILE ? log_fd : STDERR_FILENO, out, (size_t)n) < 0) {
 		/* nowhere left to say it */
 	}
+	if (log_where == LOG_TO_FILE && log_rotate_bytes &&
+	    atomic_fetch_add(&log_bytes, (uint64_t)n) + (uint64_t)n > log_rotate_bytes &&
+	    !atomic_exchange(&log_rotating, 1))
+		log_rotate();
 }

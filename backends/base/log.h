@@ -8,6 +8,7 @@
 #define EPOCHFS_LOG_H
 
 #include <stdatomic.h>
+#include <stdint.h>
 
 enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -19,6 +20,10 @@ void log_init(const char *ident, enum log_level level, int use_syslog);
  * with a timestamp and the pid).  0 or -errno; on failure the destination
  * does not change. */
 int log_to_file(const char *path) __attribute__((warn_unused_result));
+/* A log file past this many bytes is renamed PATH.1 (the previous PATH.1
+ * goes) and a new PATH begun; 0: never.  Default LOG_ROTATE_DEFAULT. */
+#define LOG_ROTATE_DEFAULT (16ull << 20)
+void log_set_rotate_bytes(uint64_t bytes);
 enum log_dest log_dest_get(void);
 /* While on, a message logged to syslog or a file is also written to stderr:
  * the daemon's start, until it detaches, is seen by whoever started it as
