@@ -412,13 +412,12 @@ int ns_identity(const struct ns *ns, uint64_t ino, struct ns_attr *a, char *key,
 	return identity_fill(ns, ino, a, key, keylen, cid, t, e, s0 & IDT_VALID ? IDT_BUSY : s0);
 }
 
-int ns_file_id(const struct ns *ns, uint64_t ino, struct ns_fid *out)
+int ns_file_id_ex(const struct ns *ns, uint64_t ino, struct ns_fid *out, struct ns_attr *a,
+		  char *key, size_t keylen)
 {
 	struct ns_idtab *t;
 	struct idt_ent *e = idt_entry(ns, ino, &t);
 	uint64_t s0 = IDT_BUSY;
-	struct ns_attr a;
-	char key[4096];
 	int rc;
 
 	if (e) {
@@ -440,10 +439,20 @@ int ns_file_id(const struct ns *ns, uint64_t ino, struct ns_fid *out)
 	}
 	if (t)
 		atomic_fetch_add_explicit(&t->misses, 1, memory_order_relaxed);
-	rc = identity_fill(ns, ino, &a, key, sizeof(key), out->cid, t, e, s0);
-	if (!rc)
-		out->size = a.size;
-	return rc;
+	rc = identity_fill(ns, ino, a, key, keylen, out->cid, t, e, s0);
+	if (rc)
+		return rc;
+	out->size = a->size;
+	return 1;
+}
+
+int ns_file_id(const struct ns *ns, uint64_t ino, struct ns_fid *out)
+{
+	struct ns_attr a;
+	char key[4096];
+	int rc = ns_file_id_ex(ns, ino, out, &a, key, sizeof(key));
+
+	return rc < 0 ? rc : 0;
 }
 
 int ns_set_identity(struct ns *ns, uint64_t ino, const struct backend_stat *st)

@@ -48,6 +48,11 @@ int ns_identity(const struct ns *ns, uint64_t ino, struct ns_attr *a, char *key,
  * table, else as ns_identity (which fills the table).  Thread-safe, and
  * lock-free and allocation-free on a hit.  Errors as ns_identity. */
 int ns_file_id(const struct ns *ns, uint64_t ino, struct ns_fid *out);
+/* The same, and when the table could not answer (returns 1, not 0) the
+ * index's attributes and key too, as ns_identity (a miss is a file's first
+ * open: its first read will fetch and need them). */
+int ns_file_id_ex(const struct ns *ns, uint64_t ino, struct ns_fid *out, struct ns_attr *a,
+		  char *key, size_t keylen);
 
 /* Record a new identity of a file whose source changed (the index first,
  * then the table's entry is dropped: never the other way round). */

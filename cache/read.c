@@ -52,13 +52,27 @@ struct file_src {
  * (ns_set_identity), -ESTALE, and cache_file_read goes to changed_under;
  * a fetch with the new identity would store the new bytes under the old
  * content id.  0 or -errno. */
+static struct file_src *file_src_new(const struct ns_attr *a, const char *key)
+{
+	size_t n = strlen(key);
+	struct file_src *s = ec_malloc(sizeof(*s) + n + 1);
+
+	if (!s)
+		return NULL;
+	memset(&s->ident, 0, sizeof(s->ident));
+	s->ident.size = a->size;
+	s->ident.mtime_ns = a->mtime_ns;
+	memcpy(s->ident.etag, a->etag, sizeof(s->ident.etag));
+	memcpy(s->key, key, n + 1);
+	return s;
+}
+
 static int file_src(struct cache_file *f, struct file_src **out)
 {
 	struct file_src *s = atomic_load_explicit(&f->src, memory_order_acquire), *none = NULL;
 	char key[KEY_MAX];
 	uint8_t cid[CID_LEN];
 	struct ns_attr a;
-	size_t n;
 	int rc;
 
 	*out = s;
@@ -69,15 +83,9 @@ static int file_src(struct cache_file *f, struct file_src **out)
 		return rc == -ENOENT ? -ESTALE : rc;
 	if (memcmp(cid, f->o->cid, CID_LEN) || a.size != f->o->size)
 		return -ESTALE;
-	n = strlen(key);
-	s = ec_malloc(sizeof(*s) + n + 1);
+	s = file_src_new(&a, key);
 	if (!s)
 		return -ENOMEM;
-	memset(&s->ident, 0, sizeof(s->ident));
-	s->ident.size = a.size;
-	s->ident.mtime_ns = a.mtime_ns;
-	memcpy(s->ident.etag, a.etag, sizeof(s->ident.etag));
-	memcpy(s->key, key, n + 1);
 	if (!atomic_compare_exchange_strong_explicit(&f->src, &none, s, memory_order_acq_rel,
 						     memory_order_acquire)) {
 		free(s); /* another read of the handle loaded it first */
@@ -143,21 +151,30 @@ int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
 {
 	struct cache_file *f;
 	struct ns_fid id;
+	struct ns_attr a;
+	char key[KEY_MAX];
 	uint64_t content;
-	int rc, hit;
+	int rc, hit, miss;
 
 	*out = NULL;
 	f = ec_calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	/* The identity table: no index transaction for a file opened before. */
-	rc = ns_file_id(&c->ns, ino, &id);
-	if (!rc)
+	/* The identity table: no index transaction for a file opened before.
+	 * A file's first open reads the index, and keeps what its first
+	 * read's fetch will need. */
+	rc = ns_file_id_ex(&c->ns, ino, &id, &a, key, sizeof(key));
+	miss = rc == 1;
+	if (rc >= 0)
 		rc = pick_content(c, ino, &id, &content);
-	if (!rc && content != ino)
-		rc = ns_file_id(&c->ns, content, &id);
-	if (rc)
+	if (!rc && content != ino) {
+		rc = ns_file_id_ex(&c->ns, content, &id, &a, key, sizeof(key));
+		miss = rc == 1;
+	}
+	if (rc < 0)
 		goto fail;
+	if (miss)
+		atomic_init(&f->src, file_src_new(&a, key)); /* NULL: read again at a fetch */
 	f->c = c;
 	f->ino = content;
 	f->open_ino = ino;
@@ -189,6 +206,7 @@ int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
 	*out = f;
 	return 0;
 fail:
+	free(atomic_load(&f->src));
 	free(f);
 	return rc;
 }

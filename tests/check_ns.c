@@ -425,21 +425,27 @@ END_TEST
 /* ---- through a whole cache ---- */
 
 /* An open answered by the table does no index transaction: after the
- * first open of a file, open, read (cached) and close read nothing. */
+ * first open of a file, open, read (cached) and close read nothing; and
+ * the first open's fetch reads nothing more than the open did. */
 START_TEST(test_open_reads_no_index)
 {
 	struct cache_config cfg;
 	struct cache_file *f;
 	struct tc t;
 	uint64_t ino;
+	unsigned n;
 
 	tc_init(&t, "check_ns");
 	tc_make_source(&t, 2, 3, 100000);
 	tc_config(&t, &cfg, 64u << 20);
 	tc_open(&t, &cfg);
 	ino = tc_ino(&t, "c1/img_02.jpg");
+	ro_txns = 0;
 	ck_assert_int_eq(cache_file_open(t.c, ino, &f), 0);
+	n = ro_txns;
+	ck_assert_uint_gt(n, 0); /* the first open reads the index... */
 	ck_assert_int_eq(tc_read_check(f, 5), 100000);
+	ck_assert_uint_eq(ro_txns, n); /* ...and its fetch uses what it read */
 	cache_file_close(f);
 	ro_txns = 0;
 	for (int i = 0; i < 3; i++) {
@@ -473,6 +479,10 @@ START_TEST(test_open_then_change)
 	tc_config(&t, &cfg, 64u << 20);
 	tc_open(&t, &cfg);
 	ino = tc_ino(&t, "c0/img_00.jpg");
+	/* the first open fills the table (and that handle keeps the key and
+	 * identity it read); f1 is answered by the table: content id and size */
+	ck_assert_int_eq(cache_file_open(t.c, ino, &f1), 0);
+	cache_file_close(f1);
 	ck_assert_int_eq(cache_file_open(t.c, ino, &f1), 0);
 	ck_assert_int_eq(ns_file_id(&t.c->ns, ino, &old), 0);
 	/* the same size, other bytes, a later mtime */
