@@ -231,9 +231,10 @@ static void content_id(const struct ns *ns, const char *key, const struct ns_att
  * once for the snapshot, of 32 bytes an entry (content id, size and a
  * sequence word); its pages are zero until written, so a file never opened
  * costs no memory (calloc of a large array is an anonymous map).  What a
- * fetch needs besides (key, mtime, ETag) is read from the index by the
- * fetch (read.c), not held here: an ImageNet key and an S3 ETag are 60-100
- * bytes a file, over the daemon's budget of 150 bytes a file.
+ * fetch needs besides (key, mtime, ETag) is not held here (an ImageNet key
+ * and an S3 ETag are 60-100 bytes a file, over the daemon's budget of 150
+ * bytes a file): a handle keeps what its open's index read gave (a miss,
+ * ns_file_id_ex) or reads it at its first fetch (read.c, file_src).
  *
  * Entries are filled by the first ns_identity of each file (an open, the
  * prefetcher, a control file) and read without a lock, as a seqlock: seq is
@@ -411,7 +412,7 @@ int ns_identity(const struct ns *ns, uint64_t ino, struct ns_attr *a, char *key,
 	struct idt_ent *e = idt_entry(ns, ino, &t);
 	uint64_t s0 = e ? atomic_load_explicit(&e->seq, memory_order_acquire) : IDT_BUSY;
 
-	/* A VALID entry is left as it is (a CAS from s0 would fail anyway). */
+	/* A VALID entry is left as it is: it is the index's record already. */
 	return identity_fill(ns, ino, a, key, keylen, cid, t, e, s0 & IDT_VALID ? IDT_BUSY : s0);
 }
 
