@@ -164,6 +164,8 @@ int cache_open(const struct cache_config *cfg, struct backend *be, struct cache 
 	rc = resolve_capacity(c, err, errlen);
 	if (!rc)
 		rc = load_namespace(c, err, errlen);
+	if (!rc && ns_table_open(&c->ns))
+		log_warn("no memory for the identity table: every open reads the index");
 	if (!rc)
 		rc = records_load(c, err, errlen);
 	if (rc)
@@ -208,6 +210,7 @@ void cache_close(struct cache *c)
 	subst_destroy(&c->sb);
 	plan_destroy(c->plan);
 	objtab_destroy(&c->ot);
+	ns_table_close(&c->ns);
 	policy_destroy(c->pol);
 	store_close(c->st);
 	index_close(c->ix);

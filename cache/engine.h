@@ -55,13 +55,16 @@ struct cache {
 	int flusher_started, flush_stop;
 };
 
-/* An open file: the content it serves and the identity it was opened at. */
+/* An open file: the content it serves (o, pinned: its content id and size
+ * are the identity it was opened at). */
+struct file_src;
 struct cache_file {
 	struct cache *c;
 	struct obj *o;
 	uint64_t ino;
-	struct backend_stat ident;
-	char key[KEY_MAX];
+	/* Key, mtime and ETag of that version at the source: read from the
+	 * index at the first read that needs a fetch (read.c, file_src). */
+	_Atomic(struct file_src *) src;
 	int stale;                /* the source changed: reads fail with EIO */
 	int substituted;          /* serving another sample's bytes */
 	uint64_t open_ino;        /* the inode opened (ino is the content's) */

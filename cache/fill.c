@@ -175,7 +175,7 @@ static void source_changed(struct fill *fl, uint64_t ino, const char *key, uint6
 	atomic_fetch_add_explicit(&fl->ctr->stale, 1, memory_order_relaxed);
 	log_warn("%s changed at the source (size %llu -> %llu); its cached copy is dropped", key,
 		 (unsigned long long)old_size, (unsigned long long)cur->size);
-	index_set_identity(fl->ns->ix, fl->ns->src.srcid, ino, cur);
+	ns_set_identity(fl->ns, ino, cur); /* the index, then the identity table */
 	if (fl->inval)
 		fl->inval(fl->inval_arg, ino);
 }

@@ -81,17 +81,28 @@ static void find_map(struct index *ix)
  * the peak RSS of two epochs over 300,000 files reach 84 MiB instead of 67:
  * the daemon's CPU per warm open (about 20 us) has more room under its
  * target (150 us) than its RSS has under its own.  The map never moves:
- * its size is set once, before the environment is opened. */
-void index_trim(struct index *ix)
+ * its size is set once, before the environment is opened.
+ *
+ * An index whose used map is under trim_floor (TRIM_FLOOR, 16 MiB: about
+ * 50,000 files) is not trimmed: all of it mapped is no more than what the
+ * trims let be mapped anyway, and trimming it only made the reads after
+ * each trim fault its pages back in (docs/benchmarks.md, issue 14). */
+static size_t used_len(struct index *ix)
 {
 	MDB_envinfo info;
 	long pg = sysconf(_SC_PAGESIZE);
-	size_t len;
 
 	if (!ix->map || pg <= 0 || mdb_env_info(ix->env, &info) != MDB_SUCCESS)
-		return;
-	len = MIN((size_t)(info.me_last_pgno + 1) * (size_t)pg, ix->map_len);
-	madvise(ix->map, len, MADV_DONTNEED);
+		return 0;
+	return MIN((size_t)(info.me_last_pgno + 1) * (size_t)pg, ix->map_len);
+}
+
+void index_trim(struct index *ix)
+{
+	size_t len = used_len(ix);
+
+	if (len && len >= ix->trim_floor)
+		madvise(ix->map, len, MADV_DONTNEED);
 }
 
 /* Count n record reads; trim every TRIM_EVERY. */
@@ -101,6 +112,11 @@ void index_touched(struct index *ix, unsigned n)
 
 	if (old / TRIM_EVERY != (old + n) / TRIM_EVERY)
 		index_trim(ix);
+}
+
+void index_set_trim_floor(struct index *ix, uint64_t bytes)
+{
+	ix->trim_floor = bytes;
 }
 
 int index_ro_begin(struct index *ix, MDB_txn **txn)
@@ -124,6 +140,7 @@ int index_open(const char *dir, uint64_t mapsize, struct index **out)
 		free(ix);
 		return -ENOMEM;
 	}
+	ix->trim_floor = TRIM_FLOOR;
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
 		goto out_free;

@@ -60,6 +60,9 @@ void index_sync(struct index *ix);
 /* Unmap the index pages this process has touched (they stay in the page
  * cache); index reads also do it now and then by themselves. */
 void index_trim(struct index *ix);
+/* Trims do nothing while the used part of the map is under this size
+ * (default 16 MiB; tests set 0 to trim at any size). */
+void index_set_trim_floor(struct index *ix, uint64_t bytes);
 
 /* ---- namespace ---- */
 int index_source_get(struct index *ix, const char *url, struct ns_source *out);

@@ -16,6 +16,7 @@ struct index {
 	MDB_dbi meta, dirent, inode, object;
 	char *dir;
 	atomic_uint reads;  /* record reads, for trimming the map */
+	uint64_t trim_floor; /* used maps smaller than this are not trimmed by reads */
 	void *map;          /* LMDB's map of the data file, once found */
 	size_t map_len;
 };
@@ -47,6 +48,8 @@ struct obj_val {
 #define NS_BATCH 20000
 /* Record reads between two trims of the map (below). */
 #define TRIM_EVERY 64
+/* ... when the used part of the map is larger than this (index.c). */
+#define TRIM_FLOOR (16ull << 20)
 
 static inline int mdb_err(int rc)
 {

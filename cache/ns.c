@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* The namespace snapshot: listing the source into the index, and the
- * identity (key, attributes, content id) of a file's current version. */
+/* The namespace snapshot: listing the source into the index, the identity
+ * (key, attributes, content id) of a file's current version, and the
+ * in-memory identity table that answers opens without the index. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,10 @@ int ns_build(struct ns *ns, char *err, size_t errlen)
 		snprintf(err, errlen, "index: cannot save the listing: %s", strerror(-rc));
 		goto out;
 	}
+	/* The inodes of the new snapshot are numbered afresh: a table of the
+	 * old one must not answer for them (and checks the srcid besides). */
+	if (atomic_load_explicit(&ns->tab, memory_order_acquire) && ns_table_open(ns))
+		log_warn("no memory for the identity table: every open reads the index");
 	log_info("listed %s: %llu files, %llu directories, %llu skipped, in %.2f s",
 		 ns->be->url, (unsigned long long)ns->src.files, (unsigned long long)ns->src.dirs,
 		 (unsigned long long)prog.skipped, (double)(now_ns() - prog.t0) / 1e9);
@@ -217,8 +223,169 @@ static void content_id(const struct ns *ns, const char *key, const struct ns_att
 	memcpy(cid, canon.digest, CID_LEN);
 }
 
-int ns_identity(const struct ns *ns, uint64_t ino, struct ns_attr *a, char *key, size_t keylen,
-		uint8_t cid[CID_LEN])
+/* ---- the identity table ----
+ *
+ * The inodes of a snapshot are dense: the root is 1, and index_ns_add and
+ * ensure_dir (index_ns.c) give every file and directory the next number, up
+ * to src.next_ino - 1.  So the table is an array indexed by inode, sized
+ * once for the snapshot, of 32 bytes an entry (content id, size and a
+ * sequence word); its pages are zero until written, so a file never opened
+ * costs no memory (calloc of a large array is an anonymous map).  What a
+ * fetch needs besides (key, mtime, ETag) is not held here (an ImageNet key
+ * and an S3 ETag are 60-100 bytes a file, over the daemon's budget of 150
+ * bytes a file): a handle keeps what its open's index read gave (a miss,
+ * ns_file_id_ex) or reads it at its first fetch (read.c, file_src).
+ *
+ * Entries are filled by the first ns_identity of each file (an open, the
+ * prefetcher, a control file) and read without a lock, as a seqlock: seq is
+ * version << 2 | VALID | BUSY.  A reader takes the words between two loads
+ * of seq and keeps them only if seq was VALID, not BUSY, and unchanged
+ * (the words are atomics, stored with release and loaded with acquire).  A
+ * writer owns an entry by a compare-and-swap of seq to BUSY.
+ *
+ * The table never gets ahead of the index or stays behind it:
+ * - a filler reads seq (s0) before it reads the index, and publishes only
+ *   by a CAS from s0: so what it read is published only if no
+ *   ns_set_identity bumped the version in between;
+ * - ns_set_identity writes the index first and then bumps the version
+ *   (clearing VALID), whether or not the entry was filled: a filler that
+ *   read the old record before the write either published it before the
+ *   bump (and it is dropped) or fails its CAS.
+ * A relisting (ns_build, a new srcid, inodes numbered afresh) replaces the
+ * table; the old one is kept until ns_table_close (a reader may still be
+ * looking into it; relistings happen at mount, so that is one table) and
+ * every lookup checks that its table is the snapshot's (srcid).  Nothing of
+ * the table is on disk: a crash loses it, the next daemon refills it from
+ * the index.  And whatever the table said, the bytes served are those of
+ * the content id, each chunk checked against its checksum. */
+#define IDT_BUSY 1u
+#define IDT_VALID 2u
+#define IDT_VER 4u
+
+struct idt_ent {
+	_Atomic uint64_t seq;
+	_Atomic uint64_t w[3];  /* content id (16 bytes), size */
+};
+
+struct ns_idtab {
+	uint32_t srcid;
+	uint64_t n;               /* inodes 0 .. n - 1 */
+	struct idt_ent *e;
+	atomic_uint_fast64_t misses, fills;
+	struct ns_idtab *next;    /* retired tables */
+};
+
+int ns_table_open(struct ns *ns)
+{
+	struct ns_idtab *t, *old;
+	uint64_t n = ns->src.next_ino;
+
+	/* A snapshot without a count (never made so) or beyond reason: none. */
+	if (n <= INDEX_ROOT_INO || n > (1ull << 32))
+		return 0;
+	t = ec_calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->e = ec_calloc((size_t)n, sizeof(*t->e));
+	if (!t->e) {
+		free(t);
+		return -ENOMEM;
+	}
+	t->srcid = ns->src.srcid;
+	t->n = n;
+	old = atomic_exchange_explicit(&ns->tab, t, memory_order_acq_rel);
+	if (old) {
+		old->next = ns->retired;
+		ns->retired = old;
+	}
+	return 0;
+}
+
+static void idtab_free(struct ns_idtab *t)
+{
+	if (t) {
+		free(t->e);
+		free(t);
+	}
+}
+
+void ns_table_close(struct ns *ns)
+{
+	struct ns_idtab *t;
+
+	idtab_free(atomic_exchange(&ns->tab, NULL));
+	while ((t = ns->retired)) {
+		ns->retired = t->next;
+		idtab_free(t);
+	}
+}
+
+void ns_table_stats(const struct ns *ns, struct ns_table_stats *out)
+{
+	struct ns_idtab *t = atomic_load_explicit(&((struct ns *)ns)->tab, memory_order_acquire);
+
+	memset(out, 0, sizeof(*out));
+	if (t) {
+		out->entries = t->n;
+		out->misses = atomic_load_explicit(&t->misses, memory_order_relaxed);
+		out->fills = atomic_load_explicit(&t->fills, memory_order_relaxed);
+	}
+}
+
+/* The table's entry for ino in the snapshot in use, or NULL. */
+static struct idt_ent *idt_entry(const struct ns *ns, uint64_t ino, struct ns_idtab **tp)
+{
+	struct ns_idtab *t = atomic_load_explicit(&((struct ns *)ns)->tab, memory_order_acquire);
+
+	*tp = t;
+	if (!t || t->srcid != ns->src.srcid || ino >= t->n)
+		return NULL;
+	return &t->e[ino];
+}
+
+/* Publish id in e if seq is still s0 (read before the index was). */
+static void idt_publish(struct ns_idtab *t, struct idt_ent *e, uint64_t s0, const struct ns_fid *id)
+{
+	uint64_t w[2];
+
+	if (s0 & IDT_BUSY ||
+	    !atomic_compare_exchange_strong_explicit(&e->seq, &s0, s0 | IDT_BUSY,
+						     memory_order_acquire, memory_order_relaxed))
+		return; /* changed since, or being written: the next open fills it */
+	/* Release stores (not a fence, which ThreadSanitizer does not model;
+	 * on x86 both are plain moves): a reader that loads one of these
+	 * values then sees BUSY or later in seq. */
+	memcpy(w, id->cid, sizeof(w));
+	atomic_store_explicit(&e->w[0], w[0], memory_order_release);
+	atomic_store_explicit(&e->w[1], w[1], memory_order_release);
+	atomic_store_explicit(&e->w[2], id->size, memory_order_release);
+	atomic_store_explicit(&e->seq, ((s0 & ~(uint64_t)3) + IDT_VER) | IDT_VALID,
+			      memory_order_release);
+	atomic_fetch_add_explicit(&t->fills, 1, memory_order_relaxed);
+}
+
+/* Drop e's identity: a new version, not VALID.  A writer holds BUSY for
+ * three stores; wait for it. */
+static void idt_invalidate(struct idt_ent *e)
+{
+	uint64_t s = atomic_load_explicit(&e->seq, memory_order_relaxed);
+
+	for (;;) {
+		if (s & IDT_BUSY) {
+			sched_yield();
+			s = atomic_load_explicit(&e->seq, memory_order_relaxed);
+			continue;
+		}
+		if (atomic_compare_exchange_weak_explicit(&e->seq, &s, (s & ~(uint64_t)3) + IDT_VER,
+							  memory_order_acq_rel, memory_order_relaxed))
+			return;
+	}
+}
+
+/* The index's identity of ino; publishes it in e when seq is still s0. */
+static int identity_fill(const struct ns *ns, uint64_t ino, struct ns_attr *a, char *key,
+			 size_t keylen, uint8_t cid[CID_LEN], struct ns_idtab *t,
+			 struct idt_ent *e, uint64_t s0)
 {
 	int rc = ns_getattr(ns, ino, a);
 
@@ -226,7 +393,80 @@ int ns_identity(const struct ns *ns, uint64_t ino, struct ns_attr *a, char *key,
 		rc = -EISDIR;
 	if (!rc)
 		rc = ns_path(ns, ino, key, keylen);
-	if (!rc)
-		content_id(ns, key, a, cid);
+	if (rc)
+		return rc;
+	content_id(ns, key, a, cid);
+	if (e) {
+		struct ns_fid id = { .size = a->size };
+
+		memcpy(id.cid, cid, CID_LEN);
+		idt_publish(t, e, s0, &id);
+	}
+	return 0;
+}
+
+int ns_identity(const struct ns *ns, uint64_t ino, struct ns_attr *a, char *key, size_t keylen,
+		uint8_t cid[CID_LEN])
+{
+	struct ns_idtab *t;
+	struct idt_ent *e = idt_entry(ns, ino, &t);
+	uint64_t s0 = e ? atomic_load_explicit(&e->seq, memory_order_acquire) : IDT_BUSY;
+
+	/* A VALID entry is left as it is: it is the index's record already. */
+	return identity_fill(ns, ino, a, key, keylen, cid, t, e, s0 & IDT_VALID ? IDT_BUSY : s0);
+}
+
+int ns_file_id_ex(const struct ns *ns, uint64_t ino, struct ns_fid *out, struct ns_attr *a,
+		  char *key, size_t keylen)
+{
+	struct ns_idtab *t;
+	struct idt_ent *e = idt_entry(ns, ino, &t);
+	uint64_t s0 = IDT_BUSY;
+	int rc;
+
+	if (e) {
+		s0 = atomic_load_explicit(&e->seq, memory_order_acquire);
+		if ((s0 & (IDT_VALID | IDT_BUSY)) == IDT_VALID) {
+			/* Acquire loads: the second load of seq comes after them. */
+			uint64_t w0 = atomic_load_explicit(&e->w[0], memory_order_acquire);
+			uint64_t w1 = atomic_load_explicit(&e->w[1], memory_order_acquire);
+			uint64_t size = atomic_load_explicit(&e->w[2], memory_order_acquire);
+
+			if (atomic_load_explicit(&e->seq, memory_order_relaxed) == s0) {
+				memcpy(out->cid, &w0, sizeof(w0));
+				memcpy(out->cid + sizeof(w0), &w1, sizeof(w1));
+				out->size = size;
+				return 0;
+			}
+			s0 = IDT_BUSY; /* written meanwhile: read the index, publish nothing */
+		}
+	}
+	if (t)
+		atomic_fetch_add_explicit(&t->misses, 1, memory_order_relaxed);
+	rc = identity_fill(ns, ino, a, key, keylen, out->cid, t, e, s0);
+	if (rc)
+		return rc;
+	out->size = a->size;
+	return 1;
+}
+
+int ns_file_id(const struct ns *ns, uint64_t ino, struct ns_fid *out)
+{
+	struct ns_attr a;
+	char key[4096];
+	int rc = ns_file_id_ex(ns, ino, out, &a, key, sizeof(key));
+
+	return rc < 0 ? rc : 0;
+}
+
+int ns_set_identity(struct ns *ns, uint64_t ino, const struct backend_stat *st)
+{
+	int rc = index_set_identity(ns->ix, ns->src.srcid, ino, st);
+	struct ns_idtab *t;
+	struct idt_ent *e = idt_entry(ns, ino, &t);
+
+	/* Even if the write failed: the table then reads the index again. */
+	if (e)
+		idt_invalidate(e);
 	return rc;
 }

@@ -39,11 +39,79 @@ static int obj_fd(struct cache *c, struct obj *o)
 	return fd;
 }
 
+/* The key and identity at the source of the version a handle serves, read
+ * from the index when a read first needs a fetch: an open answered by the
+ * identity table (ns.c) knows only the content id and the size. */
+struct file_src {
+	struct backend_stat ident;
+	char key[];
+};
+
+/* f's file_src, loaded once.  The index's record must still be the
+ * version f was opened at (its content id): if the source changed since
+ * (ns_set_identity), -ESTALE, and cache_file_read goes to changed_under;
+ * a fetch with the new identity would store the new bytes under the old
+ * content id.  0 or -errno. */
+static struct file_src *file_src_new(const struct ns_attr *a, const char *key)
+{
+	size_t n = strlen(key);
+	struct file_src *s = ec_malloc(sizeof(*s) + n + 1);
+
+	if (!s)
+		return NULL;
+	memset(&s->ident, 0, sizeof(s->ident));
+	s->ident.size = a->size;
+	s->ident.mtime_ns = a->mtime_ns;
+	memcpy(s->ident.etag, a->etag, sizeof(s->ident.etag));
+	memcpy(s->key, key, n + 1);
+	return s;
+}
+
+static int file_src(struct cache_file *f, struct file_src **out)
+{
+	struct file_src *s = atomic_load_explicit(&f->src, memory_order_acquire), *none = NULL;
+	char key[KEY_MAX];
+	uint8_t cid[CID_LEN];
+	struct ns_attr a;
+	int rc;
+
+	*out = s;
+	if (s)
+		return 0;
+	rc = ns_identity(&f->c->ns, f->ino, &a, key, sizeof(key), cid);
+	if (rc)
+		return rc == -ENOENT ? -ESTALE : rc;
+	if (memcmp(cid, f->o->cid, CID_LEN) || a.size != f->o->size)
+		return -ESTALE;
+	s = file_src_new(&a, key);
+	if (!s)
+		return -ENOMEM;
+	if (!atomic_compare_exchange_strong_explicit(&f->src, &none, s, memory_order_acq_rel,
+						     memory_order_acquire)) {
+		free(s); /* another read of the handle loaded it first */
+		s = none;
+	}
+	*out = s;
+	return 0;
+}
+
+/* f's key for a message: the loaded one, else the index's path. */
+static const char *file_key(struct cache_file *f, char *buf, size_t len)
+{
+	struct file_src *s = atomic_load_explicit(&f->src, memory_order_acquire);
+
+	if (s)
+		return s->key;
+	if (ns_path(&f->c->ns, f->ino, buf, len))
+		snprintf(buf, len, "inode %llu", (unsigned long long)f->ino);
+	return buf;
+}
+
 /* With substitution on: which file's bytes this open of ino (whose object
  * is cid) serves; 0 or -errno. */
-static int pick_content(struct cache *c, uint64_t ino, const struct ns_attr *a,
-			const uint8_t *cid, uint64_t *content)
+static int pick_content(struct cache *c, uint64_t ino, const struct ns_fid *id, uint64_t *content)
 {
+	struct ns_attr a;
 	struct obj *xo;
 	uint64_t rewind;
 	int rc;
@@ -51,10 +119,14 @@ static int pick_content(struct cache *c, uint64_t ino, const struct ns_attr *a,
 	*content = ino;
 	if (!c->cfg.substitute)
 		return 0;
-	rc = objtab_pin(&c->ot, cid, a->size, &xo);
+	/* Substitution looks at the directory: the index's record. */
+	rc = ns_getattr(&c->ns, ino, &a);
 	if (rc)
 		return rc;
-	subst_target(&c->sb, ino, a, xo, content, &rewind);
+	rc = objtab_pin(&c->ot, id->cid, id->size, &xo);
+	if (rc)
+		return rc;
+	subst_target(&c->sb, ino, &a, xo, content, &rewind);
 	fill_unpin(&c->fill, xo);
 	if (rewind != PLAN_NEVER) {
 		pthread_mutex_lock(&c->ot.lock);
@@ -78,30 +150,36 @@ int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
 			struct cache_file **out)
 {
 	struct cache_file *f;
+	struct ns_fid id;
 	struct ns_attr a;
-	uint8_t cid[CID_LEN];
+	char key[KEY_MAX];
 	uint64_t content;
-	int rc, hit;
+	int rc, hit, miss;
 
 	*out = NULL;
 	f = ec_calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	rc = ns_identity(&c->ns, ino, &a, f->key, sizeof(f->key), cid);
-	if (!rc)
-		rc = pick_content(c, ino, &a, cid, &content);
-	if (!rc && content != ino)
-		rc = ns_identity(&c->ns, content, &a, f->key, sizeof(f->key), cid);
-	if (rc)
+	/* The identity table: no index transaction for a file opened before.
+	 * A file's first open reads the index, and keeps what its first
+	 * read's fetch will need. */
+	rc = ns_file_id_ex(&c->ns, ino, &id, &a, key, sizeof(key));
+	miss = rc == 1;
+	if (rc >= 0)
+		rc = pick_content(c, ino, &id, &content);
+	if (!rc && content != ino) {
+		rc = ns_file_id_ex(&c->ns, content, &id, &a, key, sizeof(key));
+		miss = rc == 1;
+	}
+	if (rc < 0)
 		goto fail;
+	if (miss)
+		atomic_init(&f->src, file_src_new(&a, key)); /* NULL: read again at a fetch */
 	f->c = c;
 	f->ino = content;
 	f->open_ino = ino;
 	f->substituted = content != ino;
-	f->ident.size = a.size;
-	f->ident.mtime_ns = a.mtime_ns;
-	memcpy(f->ident.etag, a.etag, sizeof(a.etag));
-	rc = objtab_pin(&c->ot, cid, a.size, &f->o);
+	rc = objtab_pin(&c->ot, id.cid, id.size, &f->o);
 	if (rc)
 		goto fail;
 	if (!access) {
@@ -121,13 +199,14 @@ int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
 	prefetch_on_open_locked(&c->pf, f->o, ino, content, pid);
 	pthread_mutex_unlock(&c->ot.lock);
 	if (f->substituted)
-		subst_handle_open(&c->sb, ino, a.size);
+		subst_handle_open(&c->sb, ino, id.size);
 	atomic_fetch_add_explicit(&c->ctr.opens, 1, memory_order_relaxed);
 	if (hit)
 		atomic_fetch_add_explicit(&c->ctr.open_hits, 1, memory_order_relaxed);
 	*out = f;
 	return 0;
 fail:
+	free(atomic_load(&f->src));
 	free(f);
 	return rc;
 }
@@ -155,6 +234,7 @@ void cache_file_close(struct cache_file *f)
 	if (f->substituted)
 		subst_handle_close(&f->c->sb, f->open_ino);
 	fill_unpin(&f->c->fill, f->o);
+	free(atomic_load(&f->src));
 	free(f);
 }
 
@@ -179,6 +259,8 @@ static int chunk_get(struct cache_file *f, uint32_t k, uint64_t want, size_t wle
 	struct cache *c = f->c;
 	struct obj *o = f->o;
 	struct fetch *fe;
+	struct file_src *src;
+	char kbuf[KEY_MAX];
 	size_t len = obj_chunk_len(o, k), skip = 0;
 	uint64_t off = (uint64_t)k * obj_chunk_size(o);
 	int fd, rc, present, verified;
@@ -243,7 +325,8 @@ static int chunk_get(struct cache_file *f, uint32_t k, uint64_t want, size_t wle
 		}
 		/* Missing file or wrong bytes: drop the chunk and fetch again. */
 		atomic_fetch_add_explicit(&c->ctr.verify_failures, 1, memory_order_relaxed);
-		log_warn("cached chunk %u of %s failed its check; fetching it again", k, f->key);
+		log_warn("cached chunk %u of %s failed its check; fetching it again", k,
+			 file_key(f, kbuf, sizeof(kbuf)));
 		pthread_mutex_lock(&c->ot.lock);
 		if (obj_bit(o, OBJ_PRESENT, k)) {
 			uint64_t give = round_block(len);
@@ -265,7 +348,10 @@ static int chunk_get(struct cache_file *f, uint32_t k, uint64_t want, size_t wle
 			store_punch(fd, off, len);
 	}
 
-	rc = fill_get_chunk(&c->fill, o, k, f->ino, f->key, &f->ident, &fe);
+	rc = file_src(f, &src);
+	if (rc)
+		return rc;
+	rc = fill_get_chunk(&c->fill, o, k, f->ino, src->key, &src->ident, &fe);
 	if (rc == 1) /* stored in the meantime */
 		return chunk_get(f, k, want, wlen, seg, hold, is_fetch, from_cache);
 	if (rc)
@@ -290,25 +376,26 @@ static struct cache_file *changed_under(struct cache_file *f, int first)
 {
 	struct cache_file *nf = NULL, *none = NULL;
 	char key[KEY_MAX];
-	uint8_t cid[CID_LEN];
-	struct ns_attr a;
+	struct ns_fid a;
 
-	if (ns_identity(&f->c->ns, f->ino, &a, key, sizeof(key), cid))
+	if (ns_file_id(&f->c->ns, f->ino, &a))
 		a.size = UINT64_MAX;
-	if (first && !f->substituted && a.size == f->ident.size &&
+	if (first && !f->substituted && a.size == f->o->size &&
 	    cache_file_open_ex(f->c, f->ino, 0, &nf) == 0) {
 		if (!atomic_compare_exchange_strong(&f->repl, &none, nf)) {
 			cache_file_close(nf); /* another read switched first */
 			nf = none;
 		} else {
 			log_info("%s changed at the source before this open read it: it reads "
-				 "the new version (%llu bytes)", f->key, (unsigned long long)a.size);
+				 "the new version (%llu bytes)", file_key(f, key, sizeof(key)),
+				 (unsigned long long)a.size);
 		}
 		return nf;
 	}
 	log_warn("%s changed at the source while open (size %llu -> %llu): this open "
-		 "fails with EIO; open it again to read the new version", f->key,
-		 (unsigned long long)f->ident.size, (unsigned long long)a.size);
+		 "fails with EIO; open it again to read the new version",
+		 file_key(f, key, sizeof(key)), (unsigned long long)f->o->size,
+		 (unsigned long long)a.size);
 	f->stale = 1;
 	return NULL;
 }
@@ -404,19 +491,17 @@ void cache_read_release(struct cache_read *rd)
 
 int cache_cached_bytes(struct cache *c, uint64_t ino, uint64_t *cached, uint64_t *size)
 {
-	char key[KEY_MAX];
-	uint8_t cid[CID_LEN];
-	struct ns_attr a;
+	struct ns_fid id;
 	struct obj *o;
 	int rc;
 
-	rc = ns_identity(&c->ns, ino, &a, key, sizeof(key), cid);
+	rc = ns_file_id(&c->ns, ino, &id);
 	if (rc)
 		return rc;
-	*size = a.size;
+	*size = id.size;
 	*cached = 0;
 	pthread_mutex_lock(&c->ot.lock);
-	o = objtab_get_locked(&c->ot, cid);
+	o = objtab_get_locked(&c->ot, id.cid);
 	if (o)
 		for (uint32_t k = 0; k < obj_nchunks(o); k++)
 			if (obj_bit(o, OBJ_PRESENT, k))
