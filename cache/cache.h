@@ -94,6 +94,9 @@ int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_f
  * put a process's opens outside every plan down to the rank it reads for. */
 int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
 			struct cache_file **out);
+/* ino's own bytes, never another file's (substitution or not), and no
+ * access counted: for serving peers (fs/peerd.c). */
+int cache_file_open_exact(struct cache *c, uint64_t ino, struct cache_file **out);
 void cache_file_close(struct cache_file *f);
 uint64_t cache_file_size(const struct cache_file *f);
 /* The handle serves another file's bytes (substitution): no page cache. */

@@ -146,8 +146,23 @@ int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_f
 	return cache_file_open_pid(c, ino, access, 0, out);
 }
 
+static int file_open(struct cache *c, uint64_t ino, int access, int subst, uint32_t pid,
+		     struct cache_file **out);
+
 int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
 			struct cache_file **out)
+{
+	return file_open(c, ino, access, 1, pid, out);
+}
+
+int cache_file_open_exact(struct cache *c, uint64_t ino, struct cache_file **out)
+{
+	return file_open(c, ino, 0, 0, 0, out);
+}
+
+/* subst: the open may serve another file's bytes (substitution on). */
+static int file_open(struct cache *c, uint64_t ino, int access, int subst, uint32_t pid,
+		     struct cache_file **out)
 {
 	struct cache_file *f;
 	struct ns_fid id;
@@ -165,8 +180,9 @@ int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
 	 * read's fetch will need. */
 	rc = ns_file_id_ex(&c->ns, ino, &id, &a, key, sizeof(key));
 	miss = rc == 1;
+	content = ino;
 	if (rc >= 0)
-		rc = pick_content(c, ino, &id, &content);
+		rc = subst ? pick_content(c, ino, &id, &content) : 0;
 	if (!rc && content != ino) {
 		rc = ns_file_id_ex(&c->ns, content, &id, &a, key, sizeof(key));
 		miss = rc == 1;

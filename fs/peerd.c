@@ -224,14 +224,10 @@ static int read_range(struct peerd *d, uint64_t ino, uint64_t a, uint64_t b, cha
 	struct cache_file *f;
 	struct cache_read rd;
 	uint64_t pos = a;
-	int rc = cache_file_open_ex(d->c, ino, 0, &f);
+	int rc = cache_file_open_exact(d->c, ino, &f); /* never another file's bytes */
 
 	if (rc)
 		return rc;
-	if (cache_file_substituted(f)) {
-		cache_file_close(f);
-		return -ENOENT; /* another file's bytes: never for a peer */
-	}
 	while (!rc && pos <= b) {
 		ssize_t n = cache_file_read(f, pos, (size_t)MIN(b + 1 - pos, CACHE_MAX_READ), &rd);
 		char *dst = buf + (pos - a);

@@ -181,6 +181,16 @@ START_TEST(test_missed_served_later_once)
 	}
 	ck_assert_uint_eq(cached_of(0), 0);
 
+	/* A peer's read (fs/peerd.c) of 0 is 0's own bytes, and trades nothing */
+	{
+		struct cache_file *f;
+
+		ck_assert_int_eq(cache_file_open_exact(t.c, tc_ino(&t, path_of(0)), &f), 0);
+		ck_assert(!cache_file_substituted(f));
+		ck_assert_uint_eq(cache_file_size(f), size_of(0));
+		cache_file_close(f);
+		ck_assert_uint_eq(atomic_load(&t.c->sb.substitutions), 0);
+	}
 	/* 0 missed: served 3's bytes (the latest pending cached one of c0);
 	 * 0 becomes due at 3's slot */
 	served[0] = open_served(0);
