@@ -239,18 +239,22 @@ static int consider(struct prefetcher *pf, uint64_t u)
 static int consider_sample(struct prefetcher *pf, uint32_t i, uint64_t gen)
 {
 	uint8_t cid[CID_LEN];
+	struct ns_fid id;
 	struct ns_attr a;
 	char key[KEY_MAX];
 	struct backend_stat ident;
 	struct obj *o;
 	uint64_t ino;
-	int rc, ok = 1;
+	int rc, ok = 1, have_key;
 
 	ino = plan_manifest_ino(pf->plan, i);
 	pthread_mutex_unlock(&pf->ot->lock);
-	rc = ns_identity(pf->ns, ino, &a, key, sizeof(key), cid);
-	if (!rc)
-		rc = objtab_pin(pf->ot, cid, a.size, &o);
+	/* The identity table answers for what is cached (the walk passes over
+	 * every planned sample); the key and version only for a fetch. */
+	rc = ns_file_id_ex(pf->ns, ino, &id, &a, key, sizeof(key));
+	have_key = rc == 1;
+	if (rc >= 0)
+		rc = objtab_pin(pf->ot, id.cid, id.size, &o);
 	pthread_mutex_lock(&pf->ot->lock);
 	if (rc)
 		return 1; /* vanished from the namespace: nothing to fetch */
@@ -278,6 +282,12 @@ static int consider_sample(struct prefetcher *pf, uint32_t i, uint64_t gen)
 		return 0;
 	}
 	pthread_mutex_unlock(&pf->ot->lock);
+	if (!have_key && (ns_identity(pf->ns, ino, &a, key, sizeof(key), cid) ||
+			  memcmp(cid, id.cid, CID_LEN))) {
+		fill_unpin(pf->fl, o); /* changed meanwhile: the next look sees the new one */
+		pthread_mutex_lock(&pf->ot->lock);
+		return 1;
+	}
 	memset(&ident, 0, sizeof(ident));
 	ident.size = a.size;
 	ident.mtime_ns = a.mtime_ns;
