@@ -95,7 +95,8 @@ int cache_file_open_ex(struct cache *c, uint64_t ino, int access, struct cache_f
 int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
 			struct cache_file **out);
 /* ino's own bytes, never another file's (substitution or not), and no
- * access counted: for serving peers (fs/peerd.c). */
+ * access counted, but a prefetch of it counted used: for serving peers
+ * (fs/peerd.c), which the owner's cluster prefetch is for. */
 int cache_file_open_exact(struct cache *c, uint64_t ino, struct cache_file **out);
 void cache_file_close(struct cache_file *f);
 uint64_t cache_file_size(const struct cache_file *f);

@@ -199,6 +199,14 @@ static int file_open(struct cache *c, uint64_t ino, int access, int subst, uint3
 	if (rc)
 		goto fail;
 	if (!access) {
+		if (!subst) { /* a peer's read: what was prefetched for it is used */
+			pthread_mutex_lock(&c->ot.lock);
+			if (f->o->flags & OBJ_PREFETCHED) {
+				f->o->flags &= ~OBJ_PREFETCHED;
+				atomic_fetch_add_explicit(&c->pf.used, 1, memory_order_relaxed);
+			}
+			pthread_mutex_unlock(&c->ot.lock);
+		}
 		*out = f;
 		return 0;
 	}

@@ -332,6 +332,9 @@ sys.exit(0 if ok and not bad else 1)
 PY
 	fail "cluster prefetch (above)"
 [ "$(nstat 8 's["prefetch_issued"]')" -gt 0 ] || fail "node 8 issued no prefetch"
+# node 8 opened none of those files itself: its prefetches were used by node 9
+echo "node 8: prefetch used $(nstat 8 's["prefetch_used"]'), opens $(nstat 8 's["opens"]')"
+[ "$(nstat 8 's["prefetch_used"]')" -gt 0 ] || fail "the prefetches node 9 read through node 8 are not counted used"
 stop_node 8
 stop_node 9
 

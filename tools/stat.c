@@ -697,7 +697,7 @@ static const struct metric metrics[] = {
 	{ "epoch", "epoch", "Epoch the readers are in", 0, 1 },
 	{ "position", "position", "Readers' position in the epoch's order", 0, 1 },
 	{ "prefetch_issued", "prefetch_issued", "Prefetches started", 1, 1 },
-	{ "prefetch_used", "prefetch_used", "Prefetched files opened after arriving", 1, 1 },
+	{ "prefetch_used", "prefetch_used", "Prefetched files opened (or served to a peer) after arriving", 1, 1 },
 	{ "prefetch_late", "prefetch_late", "Prefetched files opened while in flight", 1, 1 },
 	{ "prefetch_wasted", "prefetch_wasted", "Prefetched files evicted unused", 1, 1 },
 	{ "substitutions", "substitutions", "Opens served a substitute sample", 1, 1 },
