@@ -157,7 +157,19 @@ int cache_file_open_pid(struct cache *c, uint64_t ino, int access, uint32_t pid,
 
 int cache_file_open_exact(struct cache *c, uint64_t ino, struct cache_file **out)
 {
-	return file_open(c, ino, 0, 0, 0, out);
+	int rc = file_open(c, ino, 0, 0, 0, out);
+
+	if (rc)
+		return rc;
+	/* A peer's read: what was prefetched for it (the owner's cluster
+	 * prefetch) is used. */
+	pthread_mutex_lock(&c->ot.lock);
+	if ((*out)->o->flags & OBJ_PREFETCHED) {
+		(*out)->o->flags &= ~OBJ_PREFETCHED;
+		atomic_fetch_add_explicit(&c->pf.used, 1, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&c->ot.lock);
+	return 0;
 }
 
 /* subst: the open may serve another file's bytes (substitution on). */
@@ -199,14 +211,6 @@ static int file_open(struct cache *c, uint64_t ino, int access, int subst, uint3
 	if (rc)
 		goto fail;
 	if (!access) {
-		if (!subst) { /* a peer's read: what was prefetched for it is used */
-			pthread_mutex_lock(&c->ot.lock);
-			if (f->o->flags & OBJ_PREFETCHED) {
-				f->o->flags &= ~OBJ_PREFETCHED;
-				atomic_fetch_add_explicit(&c->pf.used, 1, memory_order_relaxed);
-			}
-			pthread_mutex_unlock(&c->ot.lock);
-		}
 		*out = f;
 		return 0;
 	}
