@@ -65,7 +65,8 @@ int ns_set_identity(struct ns *ns, uint64_t ino, const struct backend_stat *st);
 int ns_table_open(struct ns *ns);
 void ns_table_close(struct ns *ns);
 
-/* Counters of the table in use (tests, stats): its entries, the lookups
+/* Counters of the table in use (the tests read them; the stats file does
+ * not show them yet): its entries, the lookups
  * it could not answer (they read the index) and the entries filled.  Hits
  * are not counted: a counter shared by every open is what the table is
  * there to avoid. */
