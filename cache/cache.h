@@ -50,6 +50,7 @@ struct cache_counters {
 	atomic_uint_fast64_t stall_ns, evictions, fetches, fetch_bytes;
 	atomic_uint_fast64_t evictions_for_index; /* to keep the bound as the index grew */
 	atomic_uint_fast64_t verify_failures, stale, store_errors, not_admitted;
+	atomic_uint_fast64_t passthrough_opens;
 };
 
 struct cache;
@@ -102,6 +103,17 @@ void cache_file_close(struct cache_file *f);
 uint64_t cache_file_size(const struct cache_file *f);
 /* The handle serves another file's bytes (substitution): no page cache. */
 int cache_file_substituted(const struct cache_file *f);
+/* The store file of f's object when the kernel may read it itself (FUSE
+ * passthrough, fs/passthrough.h): f serves its own inode's bytes, every
+ * chunk is stored and has passed its check in this daemon's life, and the
+ * file is exactly the object's size.  The descriptor stays f's (valid
+ * while f is open); -1 when not.  The object stays pinned while f is. */
+int cache_file_backing_fd(struct cache_file *f);
+/* An open the kernel serves from the store (stats: passthrough_opens). */
+void cache_note_passthrough(struct cache *c);
+/* What names the version f serves (two handles serve the same bytes when
+ * they return the same pointer). */
+const void *cache_file_version(const struct cache_file *f);
 int cache_substitute_mode(const struct cache *c);
 /* What the stats report as the open mode (the kernel may refuse no-open). */
 void cache_set_no_open(struct cache *c, int no_open);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -242,6 +243,41 @@ fail:
 int cache_file_substituted(const struct cache_file *f)
 {
 	return f->substituted;
+}
+
+int cache_file_backing_fd(struct cache_file *f)
+{
+	struct cache *c = f->c;
+	struct obj *o = f->o;
+	struct stat st;
+	int fd, ok;
+
+	if (f->substituted || f->stale || atomic_load(&f->repl) || !o->size)
+		return -1;
+	pthread_mutex_lock(&c->ot.lock);
+	ok = obj_full(o);
+	for (uint32_t k = 0; ok && k < obj_nchunks(o); k++)
+		ok = obj_bit(o, OBJ_VERIFIED, k);
+	fd = o->act->fd;
+	pthread_mutex_unlock(&c->ot.lock);
+	if (!ok)
+		return -1;
+	if (fd < 0)
+		fd = obj_fd(c, o);
+	/* The kernel reads to the backing file's end. */
+	if (fd < 0 || fstat(fd, &st) || (uint64_t)st.st_size != o->size)
+		return -1;
+	return fd;
+}
+
+const void *cache_file_version(const struct cache_file *f)
+{
+	return f->o;
+}
+
+void cache_note_passthrough(struct cache *c)
+{
+	atomic_fetch_add_explicit(&c->ctr.passthrough_opens, 1, memory_order_relaxed);
 }
 
 void cache_set_no_open(struct cache *c, int no_open)

@@ -146,9 +146,10 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		    (unsigned long long)c->ns.src.files);
 	sbuf_printf(&b,
 		    "\"opens\":%llu,\"open_hits\":%llu,\"reads\":%llu,\"read_bytes\":%llu,"
-		    "\"read_bytes_from_cache\":%llu,\"stall_ns\":%llu,",
+		    "\"read_bytes_from_cache\":%llu,\"stall_ns\":%llu,\"passthrough_opens\":%llu,",
 		    LD(c->ctr.opens), LD(c->ctr.open_hits), LD(c->ctr.reads),
-		    LD(c->ctr.read_bytes), LD(c->ctr.read_bytes_from_cache), LD(c->ctr.stall_ns));
+		    LD(c->ctr.read_bytes), LD(c->ctr.read_bytes_from_cache), LD(c->ctr.stall_ns),
+		    LD(c->ctr.passthrough_opens));
 	sbuf_printf(&b,
 		    "\"backend_requests\":%llu,\"backend_bytes\":%llu,\"backend_errors\":%llu,"
 		    "\"backend_retries\":%llu,\"skipped_keys\":%llu,"

@@ -18,6 +18,7 @@
 
 #include "ctl.h"
 #include "ll.h"
+#include "passthrough.h"
 #include "backends/base/log.h"
 #include "backends/base/util.h"
 
@@ -459,6 +460,9 @@ struct fh {
 	atomic_int refs;
 	struct ctl_handle *ctl;
 	struct cache_file *file;
+	uint64_t ino;
+	int pt_mode;                /* PT_*: how the kernel reads this open */
+	int backing;                /* PT_PASSTHROUGH: the store file's id */
 };
 
 static struct fh *fh_new(struct ctl_handle *ctl, struct cache_file *file)
@@ -470,6 +474,9 @@ static struct fh *fh_new(struct ctl_handle *ctl, struct cache_file *file)
 	atomic_init(&h->refs, 1);
 	h->ctl = ctl;
 	h->file = file;
+	h->ino = 0;
+	h->pt_mode = PT_NONE;
+	h->backing = 0;
 	return h;
 }
 
@@ -485,6 +492,7 @@ static void fh_put(struct fh *h)
 {
 	if (atomic_fetch_sub(&h->refs, 1) != 1)
 		return;
+	pt_close(h->ino, h->pt_mode); /* while the object is still pinned */
 	if (h->ctl)
 		ctl_close(h->ctl);
 	else
@@ -503,7 +511,7 @@ static int do_open(struct ll_ctx *x, fuse_ino_t ino, uid_t uid, struct fuse_file
 	struct cache_file *f;
 	struct ctl_handle *h;
 	struct fh *fh;
-	int rc;
+	int rc, subst;
 
 	/* No-open mode: the kernel stops sending OPEN (and RELEASE) for good;
 	 * every request then comes with fh 0 (see ll_read, ll_write). */
@@ -534,8 +542,19 @@ static int do_open(struct ll_ctx *x, fuse_ino_t ino, uid_t uid, struct fuse_file
 		cache_file_close(f);
 		return -ENOMEM;
 	}
-	if (cache_file_substituted(f)) {
-		/* Another file's bytes: never through (or into) the page cache. */
+	/* Whole and checked: the kernel reads the store file itself
+	 * (passthrough.h); else through the daemon, kept in the mount's page
+	 * cache, or, for another file's bytes (substitution), never through
+	 * (or into) the page cache. */
+	fh->ino = ino;
+	subst = cache_file_substituted(f);
+	fh->pt_mode = pt_open(ino, cache_file_version(f), subst ? -1 : cache_file_backing_fd(f),
+			      subst, &fh->backing);
+	if (fh->pt_mode == PT_PASSTHROUGH) {
+		fi->direct_io = 0;
+		fi->keep_cache = 0;
+		cache_note_passthrough(x->cache);
+	} else if (subst) {
 		fi->direct_io = 1;
 		fi->keep_cache = 0;
 	} else {
@@ -557,8 +576,8 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)fh;
-	if (fuse_reply_open(req, fi) == -ENOENT) /* the opener is gone */
-		fh_put(fh);
+	if (pt_reply_open(req, fi, fh->pt_mode == PT_PASSTHROUGH ? fh->backing : 0) == -ENOENT)
+		fh_put(fh); /* the opener is gone */
 }
 
 /* What a READ is answered with: a control file's bytes (buf, len), or the

@@ -20,6 +20,7 @@
 
 #include "ctl.h"
 #include "ll.h"
+#include "passthrough.h"
 #include "options.h"
 #include "peerd.h"
 #include "preflight.h"
@@ -401,14 +402,11 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (o.version) {
-		/* issue 14: FUSE passthrough needs libfuse 3.17 (FUSE_CAP_PASSTHROUGH) */
-#if defined(HAVE_DECL_FUSE_CAP_PASSTHROUGH) && HAVE_DECL_FUSE_CAP_PASSTHROUGH
-		printf("epochfs %s (FUSE %s; passthrough: libfuse has it, not used yet)\n",
+		/* issue 14: passthrough through the kernel's interface (6.9+),
+		 * reached with libfuse's custom I/O (fs/passthrough.h) */
+		printf("epochfs %s (FUSE %s; passthrough: built, through the kernel's interface; "
+		       "used where the kernel offers it, Linux 6.9+)\n",
 		       EPOCHFS_VERSION, fuse_pkgversion());
-#else
-		printf("epochfs %s (FUSE %s; passthrough: not built, this libfuse has none)\n",
-		       EPOCHFS_VERSION, fuse_pkgversion());
-#endif
 		opts_free(&o);
 		return 0;
 	}
@@ -497,6 +495,13 @@ int main(int argc, char **argv)
 		log_err("cannot mount on %s", o.mountpoint);
 		goto out_signals;
 	}
+	/* No-open mode has no OPEN to hand a backing file with. */
+	rc = pt_install(g_se, !o.no_passthrough && !o.no_open);
+	if (o.no_passthrough || o.no_open)
+		log_info("passthrough: off (%s)", o.no_open ? "--no-open: there is no open to "
+			 "hand the kernel a file with" : "--no-passthrough");
+	else if (rc)
+		log_warn("passthrough: off (libfuse's custom I/O: %s)", strerror(-rc));
 	log_info("mounted %s on %s (cache %s, %llu bytes)", be->url, o.mountpoint, abs_cache,
 		 (unsigned long long)cache_capacity(cache));
 	cache_note_mounted(cache, abs_mnt);

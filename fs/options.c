@@ -61,6 +61,9 @@ void opts_usage(FILE *out, const char *prog)
 		"  --no-open               the kernel sends no open or close: warm reads never\n"
 		"                          reach the daemon; opens are counted at the first\n"
 		"                          read that does (see epochfs(1)); no --substitute\n"
+		"  --no-passthrough        every read through the daemon, also of files the\n"
+		"                          cache holds whole (default: the kernel reads those\n"
+		"                          from the store itself where it can, Linux 6.9+)\n"
 		"  --log-file PATH         log to PATH (default: stderr with -f, else syslog, or\n"
 		"                          CACHE_DIR/epochfs.log where there is no /dev/log)\n"
 		"  --log-level LEVEL       error, warn, info or debug (default info)\n"
@@ -133,6 +136,7 @@ static const struct opt_def {
 	{ "substitute-deadline", 1 },               { "manifest", 1 },
 	{ "s3-endpoint", 1 }, { "s3-path-style", 0 }, { "no-sign", 0 },
 	{ "insecure", 0 },   { "entry-timeout", 1 }, { "no-open", 0 },
+	{ "no-passthrough", 0 },
 	{ "log-file", 1 },   { "log-level", 1 },    { "allow-other", 0 },
 	{ "nonempty", 0 },   { "read-only", 0 },    { "foreground", 0 },
 	{ "debug", 0 },
@@ -254,6 +258,8 @@ static int apply(struct epochfs_opts *o, const struct opt_def *d, const char *sh
 		o->be.no_sign = 1;
 	} else if (!strcmp(k, "insecure")) {
 		o->be.insecure = 1;
+	} else if (!strcmp(k, "no-passthrough")) {
+		o->no_passthrough = 1;
 	} else if (!strcmp(k, "no-open")) {
 		o->no_open = 1;
 		o->cache.no_open = 1;

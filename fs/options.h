@@ -19,6 +19,7 @@ struct epochfs_opts {
 	struct backend_options be;
 	int foreground;
 	int no_open;              /* --no-open: the kernel's no-open mode */
+	int no_passthrough;       /* --no-passthrough (fs/passthrough.h) */
 	int debug;
 	int nonempty;             /* -o nonempty: a non-empty mount point is meant */
 	int help, version;

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Issue 14: however cached chunks are read to be served (cache/store.c:
 # splice then drop the store's pages, the default; O_DIRECT; splice through
-# the page cache, as before; and a cache on tmpfs, which falls back to the
-# page cache), every byte is still verified:
+# the page cache, as before; a cache on tmpfs, which falls back to the page
+# cache; and FUSE passthrough, the kernel reading checked whole files from
+# the store itself, fs/passthrough.h), every byte is still verified:
 #  * store files damaged under a mount (after it started, before a byte of
 #    them was read) are detected by the chunk's xxh3, fetched again, never
 #    served wrong; in each read mode, with and without --no-open;
@@ -76,7 +77,13 @@ one_case() {
 		r=$(stat_field "$T/mnt" reads)
 		awk -v a="$r0" -v b="$r" -v n="$NFILES" 'BEGIN{printf "%s: READs per file %.2f\n", "'"$name"'", (b - a) / n}'
 		[ $((r - r0)) -le $((NFILES + 12)) ] || fail "$name: $((r - r0)) READs for $NFILES files (readahead window not raised?)"
-		if command -v fincore >/dev/null; then
+		if [ "$want" = "$PT" ]; then
+			# The kernel read the store files itself: no READ, and
+			# their pages are the one copy (nothing to drop).
+			[ $((r - r0)) -eq 0 ] || fail "$name: $((r - r0)) READs reached the daemon"
+			[ "$(stat_field "$T/mnt" passthrough_opens)" -ge "$NFILES" ] || fail "$name: opens did not pass through"
+			echo "$name: store pages resident after the epoch: $(resident_kib "$cache") KiB of $DATA_KIB (the one copy)"
+		elif command -v fincore >/dev/null; then
 			res=$(resident_kib "$cache")
 			echo "$name: store pages resident after the epoch: $res KiB of $DATA_KIB"
 			[ -n "${DEBUG_RES:-}" ] && find "$cache/objects" -type f -print0 | xargs -0 fincore
@@ -100,16 +107,37 @@ one_case() {
 DROP="chunks are served by splice, their pages then dropped"
 DIRECT="chunks are served by O_DIRECT reads"
 TMPFS_LINE="the cache is on tmpfs.*no O_DIRECT"
-one_case default "$T/cache-default" "" "$DROP"
+PT="passthrough: on"
+# The daemon's own ways of serving (passthrough off: with it, checked
+# chunks of whole files never reach them), then passthrough, where the
+# kernel offers it (else the daemon says so and the case is left out).
+NOPT=--no-passthrough
+one_case default "$T/cache-default" "" "$DROP" $NOPT
 one_case default-noopen "$T/cache-default-noopen" "" "$DROP" --no-open
-one_case direct "$T/cache-direct" direct "$DIRECT"
+one_case direct "$T/cache-direct" direct "$DIRECT" $NOPT
 one_case direct-noopen "$T/cache-direct-noopen" direct "$DIRECT" --no-open
-one_case keep "$T/cache-keep" keep "chunks are served by splice through the page cache"
+one_case keep "$T/cache-keep" keep "chunks are served by splice through the page cache" $NOPT
+PT_ON=0
+grep -q "$PT" "$T/daemon.log" && PT_ON=1
+# (the last daemon ran with --no-passthrough: ask one that did not)
+if [ $PT_ON = 0 ]; then
+	: >"$T/daemon.log"
+	mount_fs "$SRC" "$T/mnt" "$T/cache-probe" --cache-size 1G
+	cat "$T/mnt/.epochfs/stats" >/dev/null
+	umount_fs "$T/mnt"
+	grep -q "$PT" "$T/daemon.log" && PT_ON=1
+fi
+if [ $PT_ON = 1 ]; then
+	one_case passthrough "$T/cache-pt" "" "$PT"
+else
+	echo "the kernel does not offer passthrough: its case is left out ($(grep -h 'passthrough:' "$T/daemon.log" | head -1))"
+fi
 # tmpfs: the default, or O_DIRECT asked for: the store falls back and says so.
 if [ "$(stat -f -c %T /dev/shm)" = tmpfs ]; then
-	one_case tmpfs "$SHM/cache" "" "$TMPFS_LINE"
-	one_case tmpfs-direct "$SHM/cache2" direct "$TMPFS_LINE"
+	one_case tmpfs "$SHM/cache" "" "$TMPFS_LINE" $NOPT
+	one_case tmpfs-direct "$SHM/cache2" direct "$TMPFS_LINE" $NOPT
 	one_case tmpfs-noopen "$SHM/cache3" "" "$TMPFS_LINE" --no-open
+	[ $PT_ON = 1 ] && one_case tmpfs-passthrough "$SHM/cache4" "" "$PT"
 else
 	echo "/dev/shm is not a tmpfs here: the tmpfs cases are left out"
 fi

@@ -543,6 +543,9 @@ static void show(const char *mnt, const struct snap *s, const struct snap *prev)
 	ln_add(&l, "%.0f requests", jnum(j, 0, "reads"));
 	ln_add(&l, "%s served", bytes(jnum(j, 0, "read_bytes"), b1));
 	ln_add(&l, "%s from cache", bytes(jnum(j, 0, "read_bytes_from_cache"), b2));
+	if (jnum(j, 0, "passthrough_opens") > 0)
+		ln_add(&l, "%.0f opens read by the kernel from the cache (passthrough: "
+		       "their bytes are not in these counts)", jnum(j, 0, "passthrough_opens"));
 	ln_end(&l);
 	if (jhas(j, 0, "prefetch_issued")) {
 		double is = jnum(j, 0, "prefetch_issued");
@@ -675,6 +678,7 @@ static const struct metric metrics[] = {
 	{ "reads", "reads", "Read requests served", 1, 1 },
 	{ "read_bytes", "read_bytes", "Bytes served to readers", 1, 1 },
 	{ "read_bytes_from_cache", "read_bytes_from_cache", "Bytes served from the cache", 1, 1 },
+	{ "passthrough_opens", "passthrough_opens", "Opens read by the kernel from the cache (FUSE passthrough)", 1, 1 },
 	{ "stall_ns", "stall_seconds", "Seconds readers waited on the backend, summed over readers", 1, 1e-9 },
 	{ "backend_requests", "backend_requests", "Requests sent to the source", 1, 1 },
 	{ "backend_bytes", "backend_bytes", "Bytes read from the source", 1, 1 },

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/* FUSE passthrough (issue 14): an open of a file the cache holds whole and
+ * has checked hands the kernel the store file, and the kernel reads it
+ * itself; the daemon still answers every OPEN and RELEASE (statistics, the
+ * plan, substitution) but no READ of such an open.
+ *
+ * The kernel has the interface since 6.9 (CONFIG_FUSE_PASSTHROUGH); libfuse
+ * has a wrapper for it only from 3.17.  With an older libfuse (Debian 12's
+ * is 3.14) it is reached through libfuse's custom I/O hooks (3.14 has
+ * them): the INIT reply is given the passthrough flag, and an OPEN reply
+ * the backing file's id, on their way to /dev/fuse.  docs/decisions.md says
+ * why, and what the kernel requires. */
+#ifndef EPOCHFS_PASSTHROUGH_H
+#define EPOCHFS_PASSTHROUGH_H
+
+#include <stdint.h>
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
+#include <fuse_lowlevel.h>
+
+/* Route se's device I/O through the hooks (after fuse_session_mount).
+ * want: 0 for --no-passthrough (the hooks then change nothing).  0 or
+ * -errno (the session is left as it was). */
+int pt_install(struct fuse_session *se, int want);
+/* Whether the kernel accepted passthrough at INIT, and nothing has turned
+ * it off since (a refused backing file: logged once). */
+int pt_enabled(void);
+
+/* How an open of a dataset file is served: through the daemon with the
+ * mount's page cache (PT_CACHED), by the kernel from the store file
+ * (PT_PASSTHROUGH), or through the daemon with no page cache (PT_NONE:
+ * direct I/O, which the kernel lets coexist with passthrough). */
+enum { PT_NONE, PT_CACHED, PT_PASSTHROUGH };
+
+/* Decide the mode of an open of inode ino whose content is obj (any
+ * pointer that names the version: opens of one inode may pass through
+ * only to one file), store_fd the store file when the cache would let the
+ * kernel read it (-1: not whole, not checked...).  The kernel refuses (EIO
+ * to the opener) a passthrough open while a cached open of the inode is
+ * live, and any other open while a passthrough one is, so the modes of
+ * live opens are counted per inode.  direct: the open would be served
+ * with direct I/O (another file's bytes, substitution): PT_NONE, or, beside
+ * live passthrough opens, the inode's own bytes through theirs.  Returns
+ * the mode; with PT_PASSTHROUGH *backing is the id for pt_reply_open.
+ * Each call is matched by one pt_close. */
+int pt_open(uint64_t ino, const void *obj, int store_fd, int direct, int *backing);
+void pt_close(uint64_t ino, int mode);
+/* fuse_reply_open with the backing id put into the reply (0 or the reply's
+ * -errno). */
+int pt_reply_open(fuse_req_t req, const struct fuse_file_info *fi, int backing);
+
+#endif
