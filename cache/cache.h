@@ -103,12 +103,14 @@ void cache_file_close(struct cache_file *f);
 uint64_t cache_file_size(const struct cache_file *f);
 /* The handle serves another file's bytes (substitution): no page cache. */
 int cache_file_substituted(const struct cache_file *f);
-/* The store file of f's object when the kernel may read it itself (FUSE
- * passthrough, fs/passthrough.h): f serves its own inode's bytes, every
- * chunk is stored and has passed its check in this daemon's life, and the
- * file is exactly the object's size.  The descriptor stays f's (valid
- * while f is open); -1 when not.  The object stays pinned while f is. */
-int cache_file_backing_fd(struct cache_file *f);
+/* Whether the kernel may read f's bytes from its store file itself (FUSE
+ * passthrough, fs/passthrough.h): f serves its own inode's bytes, and at
+ * its open every chunk was stored and had passed its check in this
+ * daemon's life (the object stays pinned, so stored, while f is open). */
+int cache_file_passable(const struct cache_file *f);
+/* A new descriptor of the store file of f's object (the caller closes it),
+ * or -errno. */
+int cache_file_store_fd(struct cache_file *f);
 /* An open the kernel serves from the store (stats: passthrough_opens). */
 void cache_note_passthrough(struct cache *c);
 /* What names the version f serves (two handles serve the same bytes when

@@ -67,6 +67,7 @@ struct cache_file {
 	_Atomic(struct file_src *) src;
 	int stale;                /* the source changed: reads fail with EIO */
 	int substituted;          /* serving another sample's bytes */
+	int checked;              /* at open: whole, every chunk checked */
 	uint64_t open_ino;        /* the inode opened (ino is the content's) */
 	atomic_uint reads;        /* reads begun on this handle */
 	/* The source changed before this handle served any byte: its reads go

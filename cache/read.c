@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine.h"
@@ -220,6 +219,9 @@ static int file_open(struct cache *c, uint64_t ino, int access, int subst, uint3
 		f->o->pe.freq++;
 	f->o->pe.last = (uint64_t)wall_ns();
 	hit = f->o->npresent == obj_nchunks(f->o);
+	f->checked = hit;
+	for (uint32_t k = 0; f->checked && k < obj_nchunks(f->o); k++)
+		f->checked = obj_bit(f->o, OBJ_VERIFIED, k);
 	obj_mark_dirty(f->o);
 	if (epoch_cur(&c->ep)) {
 		epoch_cur(&c->ep)->opens++;
@@ -245,29 +247,15 @@ int cache_file_substituted(const struct cache_file *f)
 	return f->substituted;
 }
 
-int cache_file_backing_fd(struct cache_file *f)
+int cache_file_passable(const struct cache_file *f)
 {
-	struct cache *c = f->c;
-	struct obj *o = f->o;
-	struct stat st;
-	int fd, ok;
+	return f->checked && !f->substituted && !f->stale && f->o->size &&
+	       !atomic_load(&((struct cache_file *)f)->repl);
+}
 
-	if (f->substituted || f->stale || atomic_load(&f->repl) || !o->size)
-		return -1;
-	pthread_mutex_lock(&c->ot.lock);
-	ok = obj_full(o);
-	for (uint32_t k = 0; ok && k < obj_nchunks(o); k++)
-		ok = obj_bit(o, OBJ_VERIFIED, k);
-	fd = o->act->fd;
-	pthread_mutex_unlock(&c->ot.lock);
-	if (!ok)
-		return -1;
-	if (fd < 0)
-		fd = obj_fd(c, o);
-	/* The kernel reads to the backing file's end. */
-	if (fd < 0 || fstat(fd, &st) || (uint64_t)st.st_size != o->size)
-		return -1;
-	return fd;
+int cache_file_store_fd(struct cache_file *f)
+{
+	return store_obj_open(f->c->st, f->o->cid, 0);
 }
 
 const void *cache_file_version(const struct cache_file *f)

@@ -548,8 +548,7 @@ static int do_open(struct ll_ctx *x, fuse_ino_t ino, uid_t uid, struct fuse_file
 	 * (or into) the page cache. */
 	fh->ino = ino;
 	subst = cache_file_substituted(f);
-	fh->pt_mode = pt_open(ino, cache_file_version(f), subst ? -1 : cache_file_backing_fd(f),
-			      subst, &fh->backing);
+	fh->pt_mode = pt_open(ino, f, subst, &fh->backing);
 	if (fh->pt_mode == PT_PASSTHROUGH) {
 		fi->direct_io = 0;
 		fi->keep_cache = 0;

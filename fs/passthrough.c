@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "passthrough.h"
+#include "cache/cache.h"
 #include "backends/base/log.h"
 #include "backends/base/util.h"
 
@@ -227,53 +228,76 @@ struct pt_ino {
 	int backing;
 };
 
-#define PT_BUCKETS 4096u
+/* Striped by inode: opens of different files rarely meet on a lock (one
+ * lock was the daemon's most contended, beside the cache's). */
+#define PT_STRIPES 64u
+#define PT_BUCKETS 64u
 
-static pthread_mutex_t t_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct pt_ino *t_bucket[PT_BUCKETS];
-static struct pt_ino *t_free;     /* entries kept for reuse: no malloc per open */
+static struct stripe {
+	pthread_mutex_t lock;
+	struct pt_ino *bucket[PT_BUCKETS];
+	struct pt_ino *free;      /* entries kept for reuse: no malloc per open */
+} t_stripe[PT_STRIPES];
+static pthread_once_t t_once = PTHREAD_ONCE_INIT;
 
-static struct pt_ino **slot(uint64_t ino)
+static void t_init(void)
 {
-	struct pt_ino **p = &t_bucket[(ino * 0x9e3779b97f4a7c15ull) >> 52];
-
-	while (*p && (*p)->ino != ino)
-		p = &(*p)->next;
-	return p;
+	for (unsigned i = 0; i < PT_STRIPES; i++)
+		pthread_mutex_init(&t_stripe[i].lock, NULL);
 }
 
-/* Register fd with the kernel: its id, or 0 (logged; a refusal that will
- * not change turns passthrough off). */
-static int backing_open(int fd)
+static struct stripe *stripe_of(uint64_t ino, struct pt_ino ***slot)
 {
-	struct k_backing_map m = { .fd = fd };
-	int id = ioctl(g.devfd, K_DEV_IOC_BACKING_OPEN, &m);
+	uint64_t h = ino * 0x9e3779b97f4a7c15ull;
+	struct stripe *s = &t_stripe[h >> 58];
+	struct pt_ino **p = &s->bucket[(h >> 52) & (PT_BUCKETS - 1)];
 
+	pthread_once(&t_once, t_init);
+	pthread_mutex_lock(&s->lock);
+	while (*p && (*p)->ino != ino)
+		p = &(*p)->next;
+	*slot = p;
+	return s;
+}
+
+/* Register f's store file with the kernel: its id, or 0 (logged; a refusal
+ * that will not change turns passthrough off). */
+static int backing_open(struct cache_file *f)
+{
+	struct k_backing_map m = { 0 };
+	int id, err;
+
+	m.fd = cache_file_store_fd(f);
+	if (m.fd < 0)
+		return 0;
+	id = ioctl(g.devfd, K_DEV_IOC_BACKING_OPEN, &m);
+	err = errno;
+	close(m.fd);
 	if (id > 0)
 		return id;
-	if (errno == EPERM || errno == EINVAL || errno == ENOTTY || errno == EOPNOTSUPP ||
-	    errno == ELOOP) {
-		atomic_store(&g.enabled, 0);
-		log_warn("passthrough: the kernel refused a backing file (%s%s); reads go "
-			 "through the daemon from now on", strerror(errno),
-			 errno == EPERM ? ": the daemon needs CAP_SYS_ADMIN" :
-			 errno == ELOOP ? ": the cache is on a stacked filesystem" : "");
+	if (err == EPERM || err == EINVAL || err == ENOTTY || err == EOPNOTSUPP || err == ELOOP) {
+		if (atomic_exchange(&g.enabled, 0))
+			log_warn("passthrough: the kernel refused a backing file (%s%s); reads go "
+				 "through the daemon from now on", strerror(err),
+				 err == EPERM ? ": the daemon needs CAP_SYS_ADMIN" :
+				 err == ELOOP ? ": the cache is on a stacked filesystem" : "");
 	} else {
-		log_debug("passthrough: backing file refused: %s", strerror(errno));
+		log_debug("passthrough: backing file refused: %s", strerror(err));
 	}
 	return 0;
 }
 
-int pt_open(uint64_t ino, const void *obj, int store_fd, int direct, int *backing)
+int pt_open(uint64_t ino, struct cache_file *f, int direct, int *backing)
 {
+	const void *obj = cache_file_version(f);
 	struct pt_ino **p, *e;
+	struct stripe *s;
 	int mode = PT_CACHED;
 
 	*backing = 0;
 	if (!g.want || !g.offered)
 		return PT_NONE; /* never on: nothing to keep apart */
-	pthread_mutex_lock(&t_lock);
-	p = slot(ino);
+	s = stripe_of(ino, &p);
 	e = *p;
 	if (direct) {
 		/* Any other open beside live passthrough ones would fail. */
@@ -284,15 +308,15 @@ int pt_open(uint64_t ino, const void *obj, int store_fd, int direct, int *backin
 		} else {
 			mode = PT_NONE;
 		}
-		pthread_mutex_unlock(&t_lock);
+		pthread_mutex_unlock(&s->lock);
 		return mode;
 	}
 	if (!e) {
-		e = t_free;
+		e = s->free;
 		if (e)
-			t_free = e->next;
+			s->free = e->next;
 		else if (!(e = ec_malloc(sizeof(*e)))) {
-			pthread_mutex_unlock(&t_lock);
+			pthread_mutex_unlock(&s->lock);
 			return PT_NONE; /* no page cache: coexists with any open */
 		}
 		memset(e, 0, sizeof(*e));
@@ -301,8 +325,10 @@ int pt_open(uint64_t ino, const void *obj, int store_fd, int direct, int *backin
 	}
 	if (e->npt && e->obj == obj) {
 		mode = PT_PASSTHROUGH;
-	} else if (!e->npt && !e->ncached && store_fd >= 0 && pt_enabled()) {
-		e->backing = backing_open(store_fd);
+	} else if (!e->npt && !e->ncached && cache_file_passable(f) && pt_enabled()) {
+		/* Under the stripe's lock: a second open of this inode meanwhile
+		 * waits for the id rather than registering its own. */
+		e->backing = backing_open(f);
 		if (e->backing) {
 			e->obj = obj;
 			mode = PT_PASSTHROUGH;
@@ -317,22 +343,22 @@ int pt_open(uint64_t ino, const void *obj, int store_fd, int direct, int *backin
 	} else {
 		e->ncached++;
 	}
-	pthread_mutex_unlock(&t_lock);
+	pthread_mutex_unlock(&s->lock);
 	return mode;
 }
 
 void pt_close(uint64_t ino, int mode)
 {
 	struct pt_ino **p, *e;
+	struct stripe *s;
 	int closing = 0;
 
 	if (mode == PT_NONE)
 		return;
-	pthread_mutex_lock(&t_lock);
-	p = slot(ino);
+	s = stripe_of(ino, &p);
 	e = *p;
 	if (!e) {
-		pthread_mutex_unlock(&t_lock);
+		pthread_mutex_unlock(&s->lock);
 		return;
 	}
 	if (mode == PT_PASSTHROUGH && e->npt && !--e->npt) {
@@ -344,10 +370,10 @@ void pt_close(uint64_t ino, int mode)
 	}
 	if (!e->npt && !e->ncached) {
 		*p = e->next;
-		e->next = t_free;
-		t_free = e;
+		e->next = s->free;
+		s->free = e;
 	}
-	pthread_mutex_unlock(&t_lock);
+	pthread_mutex_unlock(&s->lock);
 	if (closing) {
 		uint32_t id = (uint32_t)closing;
 

@@ -33,18 +33,18 @@ int pt_enabled(void);
  * direct I/O, which the kernel lets coexist with passthrough). */
 enum { PT_NONE, PT_CACHED, PT_PASSTHROUGH };
 
-/* Decide the mode of an open of inode ino whose content is obj (any
- * pointer that names the version: opens of one inode may pass through
- * only to one file), store_fd the store file when the cache would let the
- * kernel read it (-1: not whole, not checked...).  The kernel refuses (EIO
- * to the opener) a passthrough open while a cached open of the inode is
- * live, and any other open while a passthrough one is, so the modes of
- * live opens are counted per inode.  direct: the open would be served
- * with direct I/O (another file's bytes, substitution): PT_NONE, or, beside
- * live passthrough opens, the inode's own bytes through theirs.  Returns
- * the mode; with PT_PASSTHROUGH *backing is the id for pt_reply_open.
- * Each call is matched by one pt_close. */
-int pt_open(uint64_t ino, const void *obj, int store_fd, int direct, int *backing);
+/* Decide the mode of an open of inode ino served by f.  Opens of one inode
+ * may pass through only to one file (f's version), and only where the
+ * cache lets the kernel read it (cache_file_passable).  The kernel refuses
+ * (EIO to the opener) a passthrough open while a cached open of the inode
+ * is live, and any other open while a passthrough one is, so the modes of
+ * live opens are counted per inode.  direct: the open would be served with
+ * direct I/O (another file's bytes, substitution): PT_NONE, or, beside live
+ * passthrough opens, the inode's own bytes through theirs.  Returns the
+ * mode; with PT_PASSTHROUGH *backing is the id for pt_reply_open.  Each
+ * call is matched by one pt_close. */
+struct cache_file;
+int pt_open(uint64_t ino, struct cache_file *f, int direct, int *backing);
 void pt_close(uint64_t ino, int mode);
 /* fuse_reply_open with the backing id put into the reply (0 or the reply's
  * -errno). */
