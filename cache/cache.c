@@ -30,6 +30,7 @@ void cache_config_init(struct cache_config *cfg)
 	cfg->list_ttl_s = -1;
 	cfg->flush_ms = 1000;
 	cfg->substitute_deadline_ms = 20;
+	cfg->stage_ahead = -1;
 }
 
 static int resolve_capacity(struct cache *c, char *err, size_t errlen)
@@ -112,6 +113,8 @@ static void wire(struct cache *c)
 	c->pf.policy = cfg->policy;
 	c->pf.max = cfg->prefetch_concurrency ? cfg->prefetch_concurrency : c->be->concurrency;
 	c->pf.max_bytes = cfg->prefetch_bytes ? cfg->prefetch_bytes : 256ull << 20;
+	c->pf.stage = cfg->stage_ahead < 0 ? PREFETCH_STAGE_DEFAULT : (unsigned)cfg->stage_ahead;
+	c->pf.stage_bytes = PREFETCH_STAGE_BYTES;
 }
 
 int cache_open(const struct cache_config *cfg, struct backend *be, struct cache **out,

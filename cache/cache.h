@@ -31,6 +31,7 @@ struct cache_config {
 	unsigned flush_ms;        /* dirty record flush period (default 1000) */
 	unsigned prefetch_concurrency; /* fetches in flight (default: backend's) */
 	uint64_t prefetch_bytes;  /* bytes in flight (default 256 MiB) */
+	int stage_ahead;          /* files ahead staged into RAM (-1: default) */
 	int substitute;           /* SUBST_OFF, SUBST_DIR, SUBST_ALL */
 	unsigned substitute_deadline_ms; /* wait this long for a prefetch first */
 	int no_open;              /* reported only: opens are counted at first reads */

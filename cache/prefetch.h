@@ -23,6 +23,10 @@ struct pid_slot {
 	int rank;
 };
 
+/* Files staged ahead of the readers by default (--stage-ahead). */
+#define PREFETCH_STAGE_DEFAULT 128
+#define PREFETCH_STAGE_BYTES (64ull << 20)
+
 struct prefetcher {
 	struct objtab *ot;
 	struct ns *ns;
@@ -34,6 +38,19 @@ struct prefetcher {
 	enum policy_kind policy;     /* the policy when no plan is in force */
 	unsigned max;                /* fetches in flight */
 	uint64_t max_bytes;          /* bytes in flight */
+	/* Staging: the store files of the next `stage` planned samples that are
+	 * cached are read ahead into the page cache (POSIX_FADV_WILLNEED), so
+	 * that a reader's open finds them in RAM rather than waiting on the
+	 * SSD; scursor is the next use number to stage.  0: off. */
+	unsigned stage;
+	uint64_t stage_bytes;        /* and at most these bytes ahead */
+	uint64_t scursor;
+	/* What is staged ahead of the readers, to bound its bytes: a ring of
+	 * (use number, size), oldest first (NULL until the first stage). */
+	struct stage_ent { uint64_t u, size; } *sring;
+	unsigned shead, slen;
+	uint64_t sbytes;
+	atomic_uint_fast64_t staged;
 
 	pthread_t thread;
 	pthread_cond_t cond;         /* work to look at */

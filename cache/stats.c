@@ -176,7 +176,8 @@ int cache_stats_json(struct cache *c, char **out, size_t *len)
 		    s.planned, (unsigned long long)s.epoch, (unsigned long long)s.pos,
 		    (unsigned long long)s.eplen, LD(c->pf.issued), LD(c->pf.used), LD(c->pf.late),
 		    LD(c->pf.wasted), LD(c->sb.substitutions), (unsigned long long)s.debt);
-	sbuf_printf(&b, "\"plain_reads\":%llu,", LD(c->pf.plain_reads));
+	sbuf_printf(&b, "\"plain_reads\":%llu,\"prefetch_staged\":%llu,", LD(c->pf.plain_reads),
+		    LD(c->pf.staged));
 	peer_stats_json(c->be, &b); /* peers (issue 13): nothing without them */
 	ranks_json(&b, &s);
 	epochs_json(&b, c, &s);

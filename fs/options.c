@@ -61,6 +61,9 @@ void opts_usage(FILE *out, const char *prog)
 		"  --no-open               the kernel sends no open or close: warm reads never\n"
 		"                          reach the daemon; opens are counted at the first\n"
 		"                          read that does (see epochfs(1)); no --substitute\n"
+		"  --stage-ahead FILES     with a plan, read the next FILES cached files ahead\n"
+		"                          of the readers into RAM (default 128, at most\n"
+		"                          64 MiB; 0: off)\n"
 		"  --no-passthrough        every read through the daemon, also of files the\n"
 		"                          cache holds whole (default: the kernel reads those\n"
 		"                          from the store itself where it can, Linux 6.9+)\n"
@@ -136,7 +139,7 @@ static const struct opt_def {
 	{ "substitute-deadline", 1 },               { "manifest", 1 },
 	{ "s3-endpoint", 1 }, { "s3-path-style", 0 }, { "no-sign", 0 },
 	{ "insecure", 0 },   { "entry-timeout", 1 }, { "no-open", 0 },
-	{ "no-passthrough", 0 },
+	{ "no-passthrough", 0 }, { "stage-ahead", 1 },
 	{ "log-file", 1 },   { "log-level", 1 },    { "allow-other", 0 },
 	{ "nonempty", 0 },   { "read-only", 0 },    { "foreground", 0 },
 	{ "debug", 0 },
@@ -244,6 +247,10 @@ static int apply(struct epochfs_opts *o, const struct opt_def *d, const char *sh
 		if (opts_parse_size(val, &bytes, &pct) || pct || bytes < (1u << 20))
 			return set_err(err, errlen, "bad prefetch bytes '%s' (at least 1M)%s", val, "");
 		o->cache.prefetch_bytes = bytes;
+	} else if (!strcmp(k, "stage-ahead")) {
+		if (parse_uint(val, 1u << 20, &u))
+			return set_err(err, errlen, "bad stage-ahead '%s' (a number of files, 0 for off)%s", val, "");
+		o->cache.stage_ahead = (int)u;
 	} else if (!strcmp(k, "manifest")) {
 		if (keep(&o->manifest_owned, val))
 			return -ENOMEM;

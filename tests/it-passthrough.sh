@@ -11,6 +11,9 @@
 #  * live opens of one inode never mix modes (the kernel would fail the
 #    open with EIO): an open beside a live cached one is cached, beside a
 #    live passthrough one passes through; mmap reads right;
+#  * staging (--stage-ahead): with a seed, the cached files next in the
+#    order are read ahead into RAM (most of an epoch read by one reader);
+#    --stage-ahead 0 stages none;
 #  * --no-passthrough: every read through the daemon.
 # Where the kernel does not offer passthrough (before Linux 6.9, or without
 # CONFIG_FUSE_PASSTHROUGH) the daemon says so, and the test checks that
@@ -106,6 +109,29 @@ m.close()
 os.close(c); os.close(d)
 print("modes: ok")
 EOF
+umount_fs "$T/mnt"
+
+log "staging: with a seed, the next cached files are read ahead into RAM"
+mount_fs "$SRC" "$T/mnt" "$T/cache" --cache-size 1G --chunk-size 1M
+read_verify "$T/mnt" "$SRC" 4 1          # checked in this daemon's life
+echo "seed=7" >"$T/mnt/.epochfs/seed" || fail "cannot write the seed"
+cp "$T/mnt/.epochfs/order" "$T/order"
+drop
+p0=$(field passthrough_opens)
+"$TOOLS/epochfs-read" --threads 1 --order "$T/order" --verify "$SRC" "$T/mnt" ||
+	fail "reading in the plan's order gave wrong bytes"
+st=$(field prefetch_staged); p=$(( $(field passthrough_opens) - p0 ))
+NORDER=$(wc -l <"$T/order") # the images (the default manifest)
+echo "staged $st, passthrough opens $p of $NORDER"
+[ "$st" -ge $((NORDER / 2)) ] || fail "only $st of $NORDER files staged ahead of one reader"
+[ "$p" -eq "$NORDER" ] || fail "$p of $NORDER opens passed through"
+umount_fs "$T/mnt"
+mount_fs "$SRC" "$T/mnt" "$T/cache" --cache-size 1G --chunk-size 1M --stage-ahead 0
+echo "seed=8" >"$T/mnt/.epochfs/seed" || fail "cannot write the seed"
+cp "$T/mnt/.epochfs/order" "$T/order"
+"$TOOLS/epochfs-read" --threads 1 --order "$T/order" --verify "$SRC" "$T/mnt" >/dev/null ||
+	fail "reading in the plan's order gave wrong bytes"
+[ "$(field prefetch_staged)" = 0 ] || fail "--stage-ahead 0 staged files"
 umount_fs "$T/mnt"
 
 log "--no-passthrough"

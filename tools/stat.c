@@ -678,6 +678,7 @@ static const struct metric metrics[] = {
 	{ "reads", "reads", "Read requests served", 1, 1 },
 	{ "read_bytes", "read_bytes", "Bytes served to readers", 1, 1 },
 	{ "read_bytes_from_cache", "read_bytes_from_cache", "Bytes served from the cache", 1, 1 },
+	{ "prefetch_staged", "prefetch_staged", "Cached files read ahead into RAM for the readers", 1, 1 },
 	{ "passthrough_opens", "passthrough_opens", "Opens read by the kernel from the cache (FUSE passthrough)", 1, 1 },
 	{ "stall_ns", "stall_seconds", "Seconds readers waited on the backend, summed over readers", 1, 1e-9 },
 	{ "backend_requests", "backend_requests", "Requests sent to the source", 1, 1 },
