@@ -22,6 +22,10 @@
 #      epochs ("after drop" and "next"), local then epochfs.  Daemon CPU
 #      seconds per 1,000 files over epochfs' epochs.  With BASE=DIR, DIR's
 #      daemon (another build) is a third side, interleaved.
+#   O  (with W) warm epochs with the seed written, as a user does: per run
+#      and cgroup, one epoch in the plan's order (page cache dropped), local
+#      then epochfs (PROCS readers, round-robin shards of the order); the
+#      daemon stages the next cached files into RAM (--stage-ahead).
 #   C  cold epoch with the seed over HTTP: nginx behind tests/faultproxy.py
 #      adding LATENCIES (2 10) ms per request; a new cache per run (capped),
 #      the seed written, read in its order, against tools/bench_client.py
@@ -189,7 +193,8 @@ perf_stop() { # OUT
 
 [ "$(id -u)" = 0 ] || { echo "bench-ram needs root (cgroups, drop_caches)" >&2; exit 1; }
 [ -x "$B/epochfs" ] && [ -x "$B/epochfs-read" ] && [ -x "$B/epochfs-gendata" ] || { echo "build first (make)" >&2; exit 1; }
-for c in $CASES; do case $c in W|C|S|R) ;; *) echo "CASES: unknown case $c (W C S R)" >&2; exit 2 ;; esac; done
+for c in $CASES; do case $c in W|O|C|S|R) ;; *) echo "CASES: unknown case $c (W O C S R)" >&2; exit 2 ;; esac; done
+if has O && ! has W; then echo "CASES: O runs inside W (CASES=\"W O\")" >&2; exit 2; fi
 if [ -n "${BASE:-}" ]; then BASE=$(cd "$BASE" && pwd); [ -x "$BASE/epochfs" ] || { echo "no $BASE/epochfs" >&2; exit 1; }; fi
 cg_make
 cg_limit max
@@ -232,6 +237,30 @@ ranks_epochs() {
 	awk -v a="$u0" -v b="$u1" -v t="$TCK" 'BEGIN {printf "%.3f 0\n", (b - a) / t}' >"$D/time"
 }
 
+# order_epoch OUTFILE TARGET ORDER: one epoch by PROCS reader processes, each
+# its round-robin shard of ORDER (a file of paths), page cache dropped
+# first; appends its rate (files/s) to $D/r-OUTFILE.
+order_epoch() {
+	local out=$1 tgt=$2 order=$3 k t0 t1 pids=()
+	for k in $(seq 0 $((PROCS - 1))); do
+		awk -v w="$PROCS" -v k="$k" '(NR - 1) % w == k' "$order" >"$D/oshard$k"
+	done
+	drop
+	t0=$(date +%s.%N)
+	for k in $(seq 0 $((PROCS - 1))); do
+		incg "$B/epochfs-read" --threads 1 --order "$D/oshard$k" --verify "$REF" "$tgt" >"$D/oout$k" 2>&1 &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	t1=$(date +%s.%N)
+	cat "$D"/oout[0-9]* >>"$D/log"
+	if grep -qE '[1-9][0-9]* (mismatches|errors)' "$D"/oout[0-9]*; then
+		echo "O: wrong bytes or errors reading $tgt" >&2
+		exit 1
+	fi
+	awk -v n="$(wc -l <"$order")" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f\n", n / (b - a)}' >>"$D/r-$out"
+}
+
 # epoch_pair OUTPREFIX TARGET SEED [PID]: drop the page cache, read two epochs
 # in the cgroup; appends "after drop" and "next" rates, and the daemon's CPU
 # seconds per 1,000 files when PID is given.
@@ -261,7 +290,7 @@ epoch_pair() {
 	fi
 }
 
-W_ROWS= ; WC_ROWS= ; C_ROWS= ; S_ROWS= ; R_ROWS=
+W_ROWS= ; WC_ROWS= ; O_ROWS= ; C_ROWS= ; S_ROWS= ; R_ROWS=
 if has W; then
 	say "W: fill the caches (one epoch through each mount)"
 	mount_bg "$D/src" "$D/mnt" "$D/cache" 1 --cache-size 4G
@@ -285,6 +314,14 @@ if has W; then
 			[ "$r" = 1 ] && [ $cap = capped ] && [ -n "${BASE:-}" ] && perf_start "$BPID" "$D/perf-warm-capped-base"
 			[ -n "${BASE:-}" ] && epoch_pair "w-$cap-base" "$D/mntb" "$r" "$BPID"
 			[ "$r" = 1 ] && [ $cap = capped ] && [ -n "${BASE:-}" ] && perf_stop "$D/perf-warm-capped-base"
+			if has O; then
+				# The seed written, as a user does: the order is the
+				# plan's, local reads follow the same order.
+				echo "seed=$((1000 + r)) sampler=randperm" >"$D/mnt/.epochfs/seed"
+				cp "$D/mnt/.epochfs/order" "$D/oorder"
+				order_epoch "o-$cap-local" "$D/src" "$D/oorder"
+				order_epoch "o-$cap-fs" "$D/mnt" "$D/oorder"
+			fi
 		done
 	done
 	cg_limit max
@@ -298,6 +335,10 @@ if has W; then
 			if [ -n "${BASE:-}" ]; then bb=$(med "w-$cap-base-$e"); row+=" $bb | $(ratio "$bb" "$l") |"; fi
 			W_ROWS+="$row $(med "w-$cap-fs-cpu") | $(med "w-$cap-peak") |"$'\n'
 		done
+		if has O; then
+			l=$(med "o-$cap-local"); f=$(med "o-$cap-fs")
+			O_ROWS+="| $cap | $l | $f | **$(ratio "$f" "$l")** |"$'\n'
+		fi
 		row="| $cap | $(med "w-$cap-local-rcpu") | $(med "w-$cap-fs-rcpu") | $(med "w-$cap-fs-cpu") | $(med "w-$cap-fs-reads") |"
 		[ -n "${BASE:-}" ] && row+=" $(med "w-$cap-base-rcpu") | $(med "w-$cap-base-cpu") | $(med "w-$cap-base-reads") |"
 		WC_ROWS+="$row"$'\n'
@@ -446,6 +487,17 @@ the daemon's from /proc/PID/stat), and READ requests the daemon served per file 
 | cgroup | reader, local | reader, epochfs | daemon, epochfs | READs per file, epochfs |$([ -n "${BASE:-}" ] && echo " reader, BASE | daemon, BASE | READs per file, BASE |")
 |---|---|---|---|---|$([ -n "${BASE:-}" ] && echo "---|---|---|")
 ${WC_ROWS}
+EOT
+has O && cat <<EOT
+
+### Warm epochs with the seed written (the plan's order; staging ahead), files/s
+
+One epoch after the page cache is dropped, PROCS=$PROCS readers, each its
+round-robin shard of the plan's order; local reads follow the same order.
+
+| cgroup | local | epochfs | epochfs / local |
+|---|---|---|---|
+${O_ROWS}
 EOT
 has C && cat <<EOT
 
