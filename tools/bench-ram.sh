@@ -318,9 +318,26 @@ if has W; then
 				# The seed written, as a user does: the order is the
 				# plan's, local reads follow the same order.
 				echo "seed=$((1000 + r)) sampler=randperm" >"$D/mnt/.epochfs/seed"
+				k=0 # (the order file is made by the control write's thread)
+				until [ "$(wc -l <"$D/mnt/.epochfs/order")" = "$NFILES" ]; do
+					k=$((k + 1)); [ $k -lt 100 ] || { echo "O: no order" >&2; exit 1; }
+					sleep 0.1
+				done
 				cp "$D/mnt/.epochfs/order" "$D/oorder"
 				order_epoch "o-$cap-local" "$D/src" "$D/oorder"
 				order_epoch "o-$cap-fs" "$D/mnt" "$D/oorder"
+				# W's epochs are read in orders the daemon is not told
+				echo clear >"$D/mnt/.epochfs/seed"
+				if [ -n "${BASE:-}" ]; then
+					echo "seed=$((1000 + r)) sampler=randperm" >"$D/mntb/.epochfs/seed"
+					k=0 # (the order file is made by the control write's thread: wait for it)
+					until cat "$D/mntb/.epochfs/order" | cmp -s "$D/oorder" -; do # (cmp takes st_size, not the bytes)
+						k=$((k + 1)); [ $k -lt 100 ] || { echo "O: BASE's order differs" >&2; wc -l "$D/oorder" "$D/mntb/.epochfs/order" >&2; diff "$D/oorder" "$D/mntb/.epochfs/order" | head -3 >&2; exit 1; }
+						sleep 0.1
+					done
+					order_epoch "o-$cap-base" "$D/mntb" "$D/oorder"
+					echo clear >"$D/mntb/.epochfs/seed"
+				fi
 			fi
 		done
 	done
@@ -337,7 +354,9 @@ if has W; then
 		done
 		if has O; then
 			l=$(med "o-$cap-local"); f=$(med "o-$cap-fs")
-			O_ROWS+="| $cap | $l | $f | **$(ratio "$f" "$l")** |"$'\n'
+			row="| $cap | $l | $f | **$(ratio "$f" "$l")** |"
+			if [ -n "${BASE:-}" ]; then bb=$(med "o-$cap-base"); row+=" $bb | $(ratio "$bb" "$l") |"; fi
+			O_ROWS+="$row"$'\n'
 		fi
 		row="| $cap | $(med "w-$cap-local-rcpu") | $(med "w-$cap-fs-rcpu") | $(med "w-$cap-fs-cpu") | $(med "w-$cap-fs-reads") |"
 		[ -n "${BASE:-}" ] && row+=" $(med "w-$cap-base-rcpu") | $(med "w-$cap-base-cpu") | $(med "w-$cap-base-reads") |"
@@ -495,8 +514,8 @@ has O && cat <<EOT
 One epoch after the page cache is dropped, PROCS=$PROCS readers, each its
 round-robin shard of the plan's order; local reads follow the same order.
 
-| cgroup | local | epochfs | epochfs / local |
-|---|---|---|---|
+| cgroup | local | epochfs | epochfs / local |$([ -n "${BASE:-}" ] && echo " BASE epochfs | BASE / local |")
+|---|---|---|---|$([ -n "${BASE:-}" ] && echo "---|---|")
 ${O_ROWS}
 EOT
 has C && cat <<EOT
