@@ -109,14 +109,15 @@ int cache_file_substituted(const struct cache_file *f);
  * its open every chunk was stored and had passed its check in this
  * daemon's life (the object stays pinned, so stored, while f is open). */
 int cache_file_passable(const struct cache_file *f);
-/* A new descriptor of the store file of f's object (the caller closes it),
- * or -errno. */
+/* A new read-only descriptor of the store file of f's object (the caller
+ * closes it), or -errno. */
 int cache_file_store_fd(struct cache_file *f);
 /* An open the kernel serves from the store (stats: passthrough_opens). */
 void cache_note_passthrough(struct cache *c);
-/* What names the version f serves (two handles serve the same bytes when
- * they return the same pointer). */
-const void *cache_file_version(const struct cache_file *f);
+/* The content id of the version f serves (CACHE_CID_LEN bytes): two
+ * handles serve the same bytes when their ids are equal. */
+#define CACHE_CID_LEN 16
+const uint8_t *cache_file_version(const struct cache_file *f);
 int cache_substitute_mode(const struct cache *c);
 /* What the stats report as the open mode (the kernel may refuse no-open). */
 void cache_set_no_open(struct cache *c, int no_open);

@@ -146,6 +146,9 @@ int plan_use_current(const struct plan *p, uint64_t u);
 uint32_t plan_sample_at(const struct plan *p, uint64_t u);
 /* u, or the first use of the next epoch when u is past the current one. */
 uint64_t plan_normalize(const struct plan *p, uint64_t u);
+/* Positions from use number a to b (b after a, across at most the next
+ * epoch's boundary): 0 when b <= a, UINT64_MAX past the next epoch. */
+uint64_t plan_distance(const struct plan *p, uint64_t a, uint64_t b);
 /* Sample i is planned later in the current epoch and not opened yet. */
 int plan_pending(const struct plan *p, uint32_t i);
 /* Absolute use number of the earliest rank's position. */

@@ -522,6 +522,20 @@ uint64_t plan_normalize(const struct plan *p, uint64_t u)
 	return u;
 }
 
+uint64_t plan_distance(const struct plan *p, uint64_t a, uint64_t b)
+{
+	uint64_t left;
+
+	if (b <= a)
+		return 0;
+	if (a / STRIDE == b / STRIDE)
+		return b - a;
+	if (!p->cur.valid || a / STRIDE != p->cur.epoch || b / STRIDE != p->cur.epoch + 1)
+		return UINT64_MAX;
+	left = a % STRIDE < p->cur.slots ? p->cur.slots - a % STRIDE : 0;
+	return left + b % STRIDE;
+}
+
 uint32_t plan_sample_at(const struct plan *p, uint64_t u)
 {
 	uint64_t e = u / STRIDE, s = u % STRIDE;

@@ -313,6 +313,7 @@ static int consider_sample(struct prefetcher *pf, uint32_t i, uint64_t gen)
  * pages staged and then reclaimed before their read cost a second read,
  * never a wrong byte.  Lock held on entry and exit. */
 #define STAGE_BATCH 16
+#define STAGE_PIECE (1ull << 20)
 static void stage_ahead_locked(struct prefetcher *pf, uint64_t now)
 {
 	uint8_t cids[STAGE_BATCH][CID_LEN];
@@ -332,8 +333,8 @@ static void stage_ahead_locked(struct prefetcher *pf, uint64_t now)
 	}
 	if (pf->scursor < now)
 		pf->scursor = now;
-	while (n < STAGE_BATCH && pf->scursor < now + pf->stage && pf->slen < pf->stage &&
-	       !pf->stop) {
+	while (n < STAGE_BATCH && plan_distance(pf->plan, now, pf->scursor) < pf->stage &&
+	       pf->slen < pf->stage && !pf->stop) {
 		uint64_t u = plan_normalize(pf->plan, pf->scursor);
 		uint32_t i = plan_sample_at(pf->plan, u);
 		struct ns_fid id;
@@ -354,6 +355,7 @@ static void stage_ahead_locked(struct prefetcher *pf, uint64_t now)
 			return; /* the walk starts over */
 		if (rc || !(o = objtab_get_locked(pf->ot, id.cid)) || !obj_full(o) || !o->size)
 			continue;
+		/* The byte bound: at least one file is staged, whatever its size. */
 		if (pf->slen && pf->sbytes + o->size > pf->stage_bytes) {
 			pf->scursor = u; /* when the readers have moved on */
 			break;
@@ -367,12 +369,18 @@ static void stage_ahead_locked(struct prefetcher *pf, uint64_t now)
 		return;
 	pthread_mutex_unlock(&pf->ot->lock);
 	for (unsigned k = 0; k < n; k++) {
-		int fd = store_obj_open(pf->ot->st, cids[k], 0);
+		int fd = store_obj_open_read(pf->ot->st, cids[k]);
 
 		if (fd < 0)
 			continue; /* evicted meanwhile */
-		if (posix_fadvise(fd, 0, (off_t)sizes[k], POSIX_FADV_WILLNEED) == 0)
-			atomic_fetch_add_explicit(&pf->staged, 1, memory_order_relaxed);
+		/* The kernel reads ahead at most the device's readahead window
+		 * or largest request (128 KiB to a few MiB) per call: a large
+		 * file is asked for in pieces. */
+		for (uint64_t off = 0; off < sizes[k]; off += STAGE_PIECE)
+			if (posix_fadvise(fd, (off_t)off, (off_t)MIN(STAGE_PIECE, sizes[k] - off),
+					  POSIX_FADV_WILLNEED))
+				break;
+		atomic_fetch_add_explicit(&pf->staged, 1, memory_order_relaxed);
 		close(fd);
 	}
 	pthread_mutex_lock(&pf->ot->lock);
@@ -444,7 +452,9 @@ static void *prefetch_main(void *arg)
 				uint64_t before = pf->scursor;
 
 				stage_ahead_locked(pf, now);
-				if (pf->scursor != before && pf->scursor < plan_now(pf->plan) + pf->stage)
+				if (pf->scursor != before &&
+				    plan_distance(pf->plan, plan_now(pf->plan), pf->scursor) < pf->stage &&
+				    pf->slen < pf->stage)
 					continue; /* a full batch: there may be more */
 			}
 			if (scanned == SCAN_PER_ROUND)

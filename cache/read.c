@@ -255,12 +255,14 @@ int cache_file_passable(const struct cache_file *f)
 
 int cache_file_store_fd(struct cache_file *f)
 {
-	return store_obj_open(f->c->st, f->o->cid, 0);
+	return store_obj_open_read(f->c->st, f->o->cid);
 }
 
-const void *cache_file_version(const struct cache_file *f)
+_Static_assert(CACHE_CID_LEN == CID_LEN, "content id length");
+
+const uint8_t *cache_file_version(const struct cache_file *f)
 {
-	return f->o;
+	return f->o->cid;
 }
 
 void cache_note_passthrough(struct cache *c)

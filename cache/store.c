@@ -272,6 +272,16 @@ int store_obj_open(struct store *s, const uint8_t cid[CID_LEN], int create)
 	return fd < 0 ? -errno : fd;
 }
 
+int store_obj_open_read(struct store *s, const uint8_t cid[CID_LEN])
+{
+	char path[64];
+	int fd;
+
+	cid_path(cid, path);
+	fd = openat(s->dirfd, path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 int64_t store_obj_blocks(struct store *s, const uint8_t cid[CID_LEN])
 {
 	char path[64];

@@ -23,6 +23,9 @@ uint64_t store_dir_bytes(struct store *s);
 
 /* Open the object's file; create it (and its subdirectory) when create. */
 int store_obj_open(struct store *s, const uint8_t cid[CID_LEN], int create);
+/* The object file of cid, read only (reads that need no write): an fd or
+ * -errno. */
+int store_obj_open_read(struct store *s, const uint8_t cid[CID_LEN]);
 /* Allocated bytes of the object's file, -ENOENT when absent. */
 int64_t store_obj_blocks(struct store *s, const uint8_t cid[CID_LEN]);
 int store_obj_unlink(struct store *s, const uint8_t cid[CID_LEN]);

@@ -548,7 +548,12 @@ static int do_open(struct ll_ctx *x, fuse_ino_t ino, uid_t uid, struct fuse_file
 	 * (or into) the page cache. */
 	fh->ino = ino;
 	subst = cache_file_substituted(f);
-	fh->pt_mode = pt_open(ino, f, subst, &fh->backing);
+	rc = pt_open(ino, f, subst, &fh->backing);
+	if (rc < 0) {
+		fh_put(fh);
+		return rc;
+	}
+	fh->pt_mode = rc;
 	if (fh->pt_mode == PT_PASSTHROUGH) {
 		fi->direct_io = 0;
 		fi->keep_cache = 0;
@@ -575,8 +580,10 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	fi->fh = (uintptr_t)fh;
-	if (pt_reply_open(req, fi, fh->pt_mode == PT_PASSTHROUGH ? fh->backing : 0) == -ENOENT)
-		fh_put(fh); /* the opener is gone */
+	/* Not taken by the kernel (the opener is gone, ENOENT, or any other
+	 * failed write): no RELEASE will come for it. */
+	if (pt_reply_open(req, fi, fh->pt_mode == PT_PASSTHROUGH ? fh->backing : 0) < 0)
+		fh_put(fh);
 }
 
 /* What a READ is answered with: a control file's bytes (buf, len), or the

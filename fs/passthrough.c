@@ -112,14 +112,16 @@ static ssize_t hook_read(int fd, void *buf, size_t len, void *ud)
 	ssize_t n = read(fd, buf, len);
 
 	(void)ud;
-	if (n >= (ssize_t)(sizeof(struct k_in_header) + sizeof(struct k_init_in)) &&
+	/* An INIT of protocol 7.36+ has flags2; an older one is 16 bytes. */
+	if (n >= (ssize_t)(sizeof(struct k_in_header) + offsetof(struct k_init_in, flags2)) &&
 	    !atomic_load_explicit(&g.init_seen, memory_order_acquire)) {
 		struct k_in_header h;
-		struct k_init_in in;
+		struct k_init_in in = { 0 };
 
 		memcpy(&h, buf, sizeof(h));
 		if (h.opcode == K_FUSE_INIT) {
-			memcpy(&in, (char *)buf + sizeof(h), sizeof(in));
+			memcpy(&in, (char *)buf + sizeof(h),
+			       MIN((size_t)n - sizeof(h), sizeof(in)));
 			g.init_unique = h.unique;
 			g.offered = (in.flags & K_INIT_EXT) && (in.flags2 & K_PASSTHROUGH_FLAGS2);
 			atomic_store_explicit(&g.init_seen, 1, memory_order_release);
@@ -133,9 +135,17 @@ static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *ud)
 	struct k_out_header oh;
 
 	(void)ud;
-	if (count != 2 || iov[0].iov_len != sizeof(oh))
+	if (count < 1 || iov[0].iov_len != sizeof(oh))
 		return writev(fd, iov, count);
 	memcpy(&oh, iov[0].iov_base, sizeof(oh));
+	if (count != 2) {
+		if (atomic_load_explicit(&g.init_seen, memory_order_acquire) && !g.init_replied &&
+		    oh.unique == g.init_unique) {
+			g.init_replied = 1; /* an error: no session */
+			g.offered = 0;
+		}
+		return writev(fd, iov, count);
+	}
 	if (tl_backing > 0 && oh.error == 0 && iov[1].iov_len == sizeof(struct k_open_out)) {
 		struct k_open_out o;
 		struct iovec v[2] = { iov[0], { &o, sizeof(o) } };
@@ -154,8 +164,12 @@ static ssize_t hook_writev(int fd, struct iovec *iov, int count, void *ud)
 
 		g.init_replied = 1;
 		if (oh.error || iov[1].iov_len < offsetof(struct k_init_out, unused) ||
-		    iov[1].iov_len > sizeof(o))
+		    iov[1].iov_len > sizeof(o)) {
+			log_info("passthrough: off (an INIT reply of %zu bytes, error %d, has "
+				 "no room for it)", iov[1].iov_len, oh.error);
+			g.offered = 0;
 			return writev(fd, iov, count);
+		}
 		memcpy(&o, iov[1].iov_base, iov[1].iov_len);
 		if (!g.offered || (o.flags & K_WRITEBACK_CACHE)) {
 			log_info("passthrough: off (the kernel does not offer it: Linux 6.9+ with "
@@ -188,12 +202,12 @@ int pt_install(struct fuse_session *se, int want)
 		.writev = hook_writev,
 		.splice_send = hook_splice,
 	};
-	int fd = fuse_session_fd(se);
-	int rc;
+	int fd, rc;
 
 	g.want = want;
 	if (!want)
 		return 0;
+	fd = fuse_session_fd(se);
 	if (fd < 0)
 		return -EBADF;
 	rc = fuse_session_custom_io(se, &io, fd);
@@ -223,7 +237,7 @@ int pt_reply_open(fuse_req_t req, const struct fuse_file_info *fi, int backing)
 struct pt_ino {
 	struct pt_ino *next;
 	uint64_t ino;
-	const void *obj;          /* the version passed through */
+	uint8_t cid[CACHE_CID_LEN]; /* the version passed through */
 	uint32_t ncached, npt;
 	int backing;
 };
@@ -279,7 +293,8 @@ static int backing_open(struct cache_file *f)
 		if (atomic_exchange(&g.enabled, 0))
 			log_warn("passthrough: the kernel refused a backing file (%s%s); reads go "
 				 "through the daemon from now on", strerror(err),
-				 err == EPERM ? ": the daemon needs CAP_SYS_ADMIN" :
+				 err == EPERM ? ": the daemon needs CAP_SYS_ADMIN, or the kernel did "
+						"not take passthrough at INIT" :
 				 err == ELOOP ? ": the cache is on a stacked filesystem" : "");
 	} else {
 		log_debug("passthrough: backing file refused: %s", strerror(err));
@@ -289,7 +304,7 @@ static int backing_open(struct cache_file *f)
 
 int pt_open(uint64_t ino, struct cache_file *f, int direct, int *backing)
 {
-	const void *obj = cache_file_version(f);
+	const uint8_t *cid;
 	struct pt_ino **p, *e;
 	struct stripe *s;
 	int mode = PT_CACHED;
@@ -297,6 +312,7 @@ int pt_open(uint64_t ino, struct cache_file *f, int direct, int *backing)
 	*backing = 0;
 	if (!g.want || !g.offered)
 		return PT_NONE; /* never on: nothing to keep apart */
+	cid = cache_file_version(f);
 	s = stripe_of(ino, &p);
 	e = *p;
 	if (direct) {
@@ -317,20 +333,20 @@ int pt_open(uint64_t ino, struct cache_file *f, int direct, int *backing)
 			s->free = e->next;
 		else if (!(e = ec_malloc(sizeof(*e)))) {
 			pthread_mutex_unlock(&s->lock);
-			return PT_NONE; /* no page cache: coexists with any open */
+			return -ENOMEM; /* an uncounted open could mix modes */
 		}
 		memset(e, 0, sizeof(*e));
 		e->ino = ino;
 		*p = e;
 	}
-	if (e->npt && e->obj == obj) {
+	if (e->npt && !memcmp(e->cid, cid, CACHE_CID_LEN)) {
 		mode = PT_PASSTHROUGH;
 	} else if (!e->npt && !e->ncached && cache_file_passable(f) && pt_enabled()) {
 		/* Under the stripe's lock: a second open of this inode meanwhile
 		 * waits for the id rather than registering its own. */
 		e->backing = backing_open(f);
 		if (e->backing) {
-			e->obj = obj;
+			memcpy(e->cid, cid, CACHE_CID_LEN);
 			mode = PT_PASSTHROUGH;
 		}
 	}
@@ -364,7 +380,6 @@ void pt_close(uint64_t ino, int mode)
 	if (mode == PT_PASSTHROUGH && e->npt && !--e->npt) {
 		closing = e->backing;
 		e->backing = 0;
-		e->obj = NULL;
 	} else if (mode == PT_CACHED && e->ncached) {
 		e->ncached--;
 	}
