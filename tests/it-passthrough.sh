@@ -54,12 +54,8 @@ umount_fs "$T/mnt"
 
 log "a new daemon, 3 store files damaged before any read"
 mount_fs "$SRC" "$T/mnt" "$T/cache" --cache-size 1G --chunk-size 1M
-n=0
-for f in $(find "$T/cache/objects" -type f -size +2M; find "$T/cache/objects" -type f -size -2M | sort | head -2); do
-	printf 'XXXXXXXX' | dd of="$f" bs=1 seek=1000 conv=notrunc status=none
-	n=$((n + 1))
-done
-[ $n -eq 3 ] || fail "expected 3 store files to damage, found $n"
+n=$(damage_store "$T/cache" 2)
+[ "$n" -eq 3 ] || fail "expected 3 store files to damage, found $n"
 drop
 read_verify "$T/mnt" "$SRC" 4 1
 p=$(field passthrough_opens); vf=$(field verify_failures)

@@ -50,12 +50,8 @@ one_case() {
 	log "$name: a new daemon; 5 store files damaged under it, before any read"
 	: >"$T/daemon.log"
 	EPOCHFS_STORE_READS=$reads mount_fs "$SRC" "$T/mnt" "$cache" --cache-size 1G --chunk-size 1M "$@"
-	n=0
-	for f in $(find "$cache/objects" -type f -size +2M; find "$cache/objects" -type f -size -2M | sort | head -4); do
-		printf 'XXXXXXXX' | dd of="$f" bs=1 seek=1000 conv=notrunc status=none
-		n=$((n + 1))
-	done
-	[ $n -eq 5 ] || fail "$name: expected 5 store files to damage, found $n"
+	n=$(damage_store "$cache" 4)
+	[ "$n" -eq 5 ] || fail "$name: expected 5 store files to damage, found $n"
 	drop
 	read_verify "$T/mnt" "$SRC" 4 1
 	vf=$(stat_field "$T/mnt" verify_failures)

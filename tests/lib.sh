@@ -83,6 +83,18 @@ stat_field() {
 	sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" "$1/.epochfs/stats"
 }
 
+# damage_store CACHE SMALL: write 8 bytes of garbage at offset 1000 of every
+# store file over 2 MiB and of the first SMALL of the others; prints how
+# many files it damaged.
+damage_store() {
+	local n=0 f
+	for f in $(find "$1/objects" -type f -size +2M; find "$1/objects" -type f -size -2M | sort | head -"$2"); do
+		printf 'XXXXXXXX' | dd of="$f" bs=1 seek=1000 conv=notrunc status=none
+		n=$((n + 1))
+	done
+	echo "$n"
+}
+
 # read_verify MNT SRC [threads] [epochs]: read everything, compare bytes.
 read_verify() {
 	"$TOOLS/epochfs-read" --threads "${3:-8}" --epochs "${4:-1}" --seed "$RANDOM" --verify "$2" "$1" ||
