@@ -112,8 +112,11 @@ int cache_file_passable(const struct cache_file *f);
 /* A new read-only descriptor of the store file of f's object (the caller
  * closes it), or -errno. */
 int cache_file_store_fd(struct cache_file *f);
-/* An open the kernel serves from the store (stats: passthrough_opens). */
-void cache_note_passthrough(struct cache *c);
+/* f's open is served by the kernel from the store (stats:
+ * passthrough_opens).  Its reads will not be seen: the file's size is
+ * counted as read from the cache now (read_bytes, read_bytes_from_cache),
+ * as a training reader reads a file whole. */
+void cache_note_passthrough(struct cache_file *f);
 /* The content id of the version f serves (CACHE_CID_LEN bytes): two
  * handles serve the same bytes when their ids are equal. */
 #define CACHE_CID_LEN 16

@@ -265,9 +265,13 @@ const uint8_t *cache_file_version(const struct cache_file *f)
 	return f->o->cid;
 }
 
-void cache_note_passthrough(struct cache *c)
+void cache_note_passthrough(struct cache_file *f)
 {
+	struct cache *c = f->c;
+
 	atomic_fetch_add_explicit(&c->ctr.passthrough_opens, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->ctr.read_bytes, f->o->size, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->ctr.read_bytes_from_cache, f->o->size, memory_order_relaxed);
 }
 
 void cache_set_no_open(struct cache *c, int no_open)

@@ -557,7 +557,7 @@ static int do_open(struct ll_ctx *x, fuse_ino_t ino, uid_t uid, struct fuse_file
 	if (fh->pt_mode == PT_PASSTHROUGH) {
 		fi->direct_io = 0;
 		fi->keep_cache = 0;
-		cache_note_passthrough(x->cache);
+		cache_note_passthrough(f);
 	} else if (subst) {
 		fi->direct_io = 1;
 		fi->keep_cache = 0;

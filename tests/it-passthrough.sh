@@ -4,7 +4,8 @@
 # whole, every chunk checked in this daemon's life, is read by the kernel
 # straight from its store file; the daemon still answers the open.
 #  * after the fill, an epoch (page cache dropped) is all passthrough opens,
-#    no READ reaches the daemon, nothing is fetched, every byte is right;
+#    no READ reaches the daemon, nothing is fetched, every byte is right,
+#    and the stats count each file's bytes as read from the cache;
 #  * a new daemon, store files damaged under it before any read: nothing
 #    passes through until checked (the damage is found and fetched again,
 #    no wrong byte); the next epoch passes through, right;
@@ -44,11 +45,16 @@ grep -q "passthrough: on" "$T/daemon.log" || { cat "$T/daemon.log"; fail "the da
 log "an epoch of the filled cache: every open passes through"
 drop
 p0=$(field passthrough_opens); r0=$(field reads); b0=$(field backend_bytes)
+h0=$(field read_bytes_from_cache)
 read_verify "$T/mnt" "$SRC" 4 1
 p=$(( $(field passthrough_opens) - p0 )); r=$(( $(field reads) - r0 ))
-echo "passthrough opens $p of $NFILES, READs $r"
+h=$(( $(field read_bytes_from_cache) - h0 ))
+DBYTES=$(find "$SRC" -type f -printf '%s\n' | awk '{s += $1} END {print s}')
+echo "passthrough opens $p of $NFILES, READs $r, bytes from the cache $h of $DBYTES"
 [ "$p" -eq "$NFILES" ] || fail "$p of $NFILES opens passed through"
 [ "$r" -eq 0 ] || fail "$r READs reached the daemon for passthrough opens"
+# (the kernel's reads are not seen: each open counts its file whole)
+[ "$h" -eq "$DBYTES" ] || fail "passthrough opens counted $h bytes from the cache, not $DBYTES"
 [ "$(field backend_bytes)" = "$b0" ] || fail "a passthrough epoch fetched"
 umount_fs "$T/mnt"
 

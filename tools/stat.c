@@ -544,8 +544,8 @@ static void show(const char *mnt, const struct snap *s, const struct snap *prev)
 	ln_add(&l, "%s served", bytes(jnum(j, 0, "read_bytes"), b1));
 	ln_add(&l, "%s from cache", bytes(jnum(j, 0, "read_bytes_from_cache"), b2));
 	if (jnum(j, 0, "passthrough_opens") > 0)
-		/* the kernel read those from the store: no byte of them counted */
-		ln_add(&l, "%.0f passthrough opens (bytes not counted)",
+		/* the kernel read those from the store: counted whole at the open */
+		ln_add(&l, "%.0f passthrough opens (counted whole)",
 		       jnum(j, 0, "passthrough_opens"));
 	ln_end(&l);
 	if (jhas(j, 0, "prefetch_issued")) {
