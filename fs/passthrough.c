@@ -93,7 +93,6 @@ _Static_assert(offsetof(struct k_init_out, max_stack_depth) == 36, "max_stack_de
 _Static_assert(sizeof(struct k_open_out) == 16, "fuse_open_out");
 
 static struct {
-	int want;                 /* not --no-passthrough */
 	int devfd;
 	atomic_int init_seen;     /* INIT read: init_unique and offered are set */
 	uint64_t init_unique;
@@ -204,9 +203,8 @@ int pt_install(struct fuse_session *se, int want)
 	};
 	int fd, rc;
 
-	g.want = want;
 	if (!want)
-		return 0;
+		return 0; /* no hooks: INIT is never seen, nothing offered */
 	fd = fuse_session_fd(se);
 	if (fd < 0)
 		return -EBADF;
@@ -251,14 +249,7 @@ static struct stripe {
 	pthread_mutex_t lock;
 	struct pt_ino *bucket[PT_BUCKETS];
 	struct pt_ino *free;      /* entries kept for reuse: no malloc per open */
-} t_stripe[PT_STRIPES];
-static pthread_once_t t_once = PTHREAD_ONCE_INIT;
-
-static void t_init(void)
-{
-	for (unsigned i = 0; i < PT_STRIPES; i++)
-		pthread_mutex_init(&t_stripe[i].lock, NULL);
-}
+} t_stripe[PT_STRIPES] = { [0 ... PT_STRIPES - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER } };
 
 static struct stripe *stripe_of(uint64_t ino, struct pt_ino ***slot)
 {
@@ -266,7 +257,6 @@ static struct stripe *stripe_of(uint64_t ino, struct pt_ino ***slot)
 	struct stripe *s = &t_stripe[h >> 58];
 	struct pt_ino **p = &s->bucket[(h >> 52) & (PT_BUCKETS - 1)];
 
-	pthread_once(&t_once, t_init);
 	pthread_mutex_lock(&s->lock);
 	while (*p && (*p)->ino != ino)
 		p = &(*p)->next;
@@ -310,7 +300,7 @@ int pt_open(uint64_t ino, struct cache_file *f, int direct, int *backing)
 	int mode = PT_CACHED;
 
 	*backing = 0;
-	if (!g.want || !g.offered)
+	if (!g.offered)
 		return PT_NONE; /* never on: nothing to keep apart */
 	cid = cache_file_version(f);
 	s = stripe_of(ino, &p);
