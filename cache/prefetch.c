@@ -314,7 +314,8 @@ static int consider_sample(struct prefetcher *pf, uint32_t i, uint64_t gen)
  * never a wrong byte.  Lock held on entry and exit. */
 #define STAGE_BATCH 16
 #define STAGE_PIECE (1ull << 20)
-static void stage_ahead_locked(struct prefetcher *pf, uint64_t now)
+/* Returns 1 when it staged a whole batch (there may be more), else 0. */
+static int stage_ahead_locked(struct prefetcher *pf, uint64_t now)
 {
 	uint8_t cids[STAGE_BATCH][CID_LEN];
 	uint64_t sizes[STAGE_BATCH], gen = plan_gen(pf->plan);
@@ -323,7 +324,7 @@ static void stage_ahead_locked(struct prefetcher *pf, uint64_t now)
 	if (!pf->sring && !(pf->sring = ec_calloc(pf->stage, sizeof(*pf->sring)))) {
 		pf->stage = 0;
 		log_warn("out of memory for staging: off");
-		return;
+		return 0;
 	}
 	/* What the readers have passed is theirs now. */
 	while (pf->slen && pf->sring[pf->shead].u < now) {
@@ -352,7 +353,7 @@ static void stage_ahead_locked(struct prefetcher *pf, uint64_t now)
 		rc = ns_file_id(pf->ns, ino, &id);
 		pthread_mutex_lock(&pf->ot->lock);
 		if (gen != plan_gen(pf->plan))
-			return; /* the walk starts over */
+			return 0; /* the walk starts over */
 		if (rc || !(o = objtab_get_locked(pf->ot, id.cid)) || !obj_full(o) || !o->size)
 			continue;
 		/* The byte bound: at least one file is staged, whatever its size. */
@@ -366,7 +367,7 @@ static void stage_ahead_locked(struct prefetcher *pf, uint64_t now)
 		sizes[n++] = o->size;
 	}
 	if (!n)
-		return;
+		return 0;
 	pthread_mutex_unlock(&pf->ot->lock);
 	for (unsigned k = 0; k < n; k++) {
 		int fd = store_obj_open_read(pf->ot->st, cids[k]);
@@ -384,6 +385,7 @@ static void stage_ahead_locked(struct prefetcher *pf, uint64_t now)
 		close(fd);
 	}
 	pthread_mutex_lock(&pf->ot->lock);
+	return n == STAGE_BATCH;
 }
 
 static void *prefetch_main(void *arg)
@@ -448,15 +450,9 @@ static void *prefetch_main(void *arg)
 				else
 					pf->cursor++;
 			}
-			if (pf->stage && pf->rekeyed_gen == plan_gen(pf->plan)) {
-				uint64_t before = pf->scursor;
-
-				stage_ahead_locked(pf, now);
-				if (pf->scursor != before &&
-				    plan_distance(pf->plan, plan_now(pf->plan), pf->scursor) < pf->stage &&
-				    pf->slen < pf->stage)
-					continue; /* a full batch: there may be more */
-			}
+			if (pf->stage && pf->rekeyed_gen == plan_gen(pf->plan) &&
+			    stage_ahead_locked(pf, now))
+				continue; /* a full batch: there may be more */
 			if (scanned == SCAN_PER_ROUND)
 				continue; /* more to look at: go on after a breath */
 		}
