@@ -308,6 +308,52 @@ START_TEST(test_follows_reader)
 }
 END_TEST
 
+/* The staged count once it has stopped moving for 300 ms. */
+static uint64_t staged_settled(void)
+{
+	uint64_t last = UINT64_MAX, n = 0;
+
+	for (int i = 0, same = 0; i < 400 && same < 12; i++) {
+		sleep_ms(25);
+		n = atomic_load(&t.c->pf.staged);
+		same = n == last ? same + 1 : 0;
+		last = n;
+	}
+	return n;
+}
+
+/* Staging: with the plan, the next cached files are staged, as many as the
+ * window in files and its byte bound allow, and one more for each position
+ * the reader moves past. */
+static void stage_case(unsigned files, uint64_t bytes, uint64_t want)
+{
+	open_with(1ull << 30, 64, 64ull << 20);
+	for (int i = 0; i < NFILES; i++) /* all cached, before any plan */
+		read_file(i);
+	pthread_mutex_lock(&t.c->ot.lock);
+	t.c->pf.stage = files;
+	t.c->pf.stage_bytes = bytes;
+	pthread_mutex_unlock(&t.c->ot.lock);
+	write_order("", 1);
+	ck_assert_uint_eq(staged_settled(), want);
+	open_pos(0);
+	open_pos(1);
+	ck_assert_uint_eq(staged_settled(), want + 2);
+	ck_assert_uint_eq(atomic_load(&t.c->pf.issued), 0); /* nothing to fetch */
+}
+
+START_TEST(test_stage_files)
+{
+	stage_case(8, 1ull << 30, 8); /* the window in files */
+}
+END_TEST
+
+START_TEST(test_stage_bytes)
+{
+	stage_case(8, 3 * (uint64_t)FSIZE, 3); /* the byte bound */
+}
+END_TEST
+
 START_TEST(test_next_epoch)
 {
 	char keys[NFILES][64], err[256];
@@ -497,6 +543,8 @@ static Suite *prefetch_suite(void)
 	tcase_add_test(tc, test_bounded_fetches);
 	tcase_add_test(tc, test_from_position);
 	tcase_add_test(tc, test_follows_reader);
+	tcase_add_test(tc, test_stage_files);
+	tcase_add_test(tc, test_stage_bytes);
 	tcase_add_test(tc, test_next_epoch);
 	tcase_add_test(tc, test_plan_change_rekeys);
 	tcase_add_test(tc, test_room_from_later_uses);
